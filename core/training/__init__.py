@@ -1,0 +1,1 @@
+"""Training: options, loss, loop, run directory stream, CLI."""

@@ -1,0 +1,1 @@
+"""ADA Studio visualizer (imgui-bundle + glfw + PyOpenGL)."""
