@@ -132,6 +132,13 @@ def _upfirdn2d_ref(
     x = F.pad(x, [max(padx0, 0), max(padx1, 0), max(pady0, 0), max(pady1, 0)])
     x = x[:, :, max(-pady0, 0) : x.shape[2] - max(-pady1, 0), max(-padx0, 0) : x.shape[3] - max(-padx1, 0)]
 
+    fh, fw = (f.shape[0], f.shape[-1])
+    if x.shape[2] < fh or x.shape[3] < fw:
+        raise ValueError(
+            f"upfirdn2d: the padded input ({x.shape[2]}x{x.shape[3]}) is smaller than the filter ({fh}x{fw}); "
+            "pad more or use a smaller filter"
+        )
+
     # FIR filter as a depthwise convolution (conv2d correlates, so flip to convolve).
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
     if not flip_filter:
