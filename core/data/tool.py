@@ -12,12 +12,13 @@ by either tool work with both. Zips are stored uncompressed and written atomical
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
+import secrets
 import shutil
 import sys
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from core.data.dataset import LABELS_FILE, Storage, _is_image_name, image_extensions
+from core.io.atomic import atomic_path
 
 TRANSFORMS = ("center-crop", "center-crop-wide", "pad")
 RESIZE_FILTERS = {"box": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
@@ -73,29 +75,23 @@ class _Writer(Protocol):
 
 
 class _ZipWriter:
-    """Writes to a temp file beside ``dest`` and moves it into place only when complete."""
+    """Fills a temp file beside ``dest`` (core.io.atomic) that replaces ``dest`` only when complete."""
 
     def __init__(self, dest: Path) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-        self.dest, self.tmp = dest, Path(tmp)
-        self.file = os.fdopen(fd, "w+b")
-        self.zip = zipfile.ZipFile(self.file, "w", compression=zipfile.ZIP_STORED)
+        self._atomic = atomic_path(dest)
+        self.zip = zipfile.ZipFile(self._atomic.__enter__(), "w", compression=zipfile.ZIP_STORED)
 
     def add(self, name: str, data: bytes) -> None:
         self.zip.writestr(zipfile.ZipInfo(name, date_time=ZIP_DATE), data)
 
     def commit(self) -> None:
         self.zip.close()
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.dest)
+        self._atomic.__exit__(None, None, None)
 
     def abort(self) -> None:
         self.zip.close()
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
+        with contextlib.suppress(ToolError):
+            self._atomic.__exit__(ToolError, ToolError("aborted"), None)
 
 
 class _DirWriter:
@@ -105,7 +101,9 @@ class _DirWriter:
         if dest.exists() and any(dest.iterdir()):
             raise ToolError(f"--dest {dest} is a folder that is not empty; give a new or empty folder")
         self.dest = dest
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+        # os.mkdir applies the umask (mkdtemp would force 0700 on the finished dataset).
+        self.tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp"
+        self.tmp.mkdir()
 
     def add(self, name: str, data: bytes) -> None:
         path = self.tmp / name
@@ -113,7 +111,6 @@ class _DirWriter:
         path.write_bytes(data)
 
     def commit(self) -> None:
-        os.chmod(self.tmp, 0o755)
         os.replace(self.tmp, self.dest)  # POSIX rename onto an empty folder replaces it
 
     def abort(self) -> None:
@@ -182,6 +179,12 @@ def _read_source_labels(storage: Storage) -> dict[str, Any] | None:
                         f"({exc})") from None
 
 
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a recognisable image (unknown format or corrupt header)"
+    return str(exc) or type(exc).__name__
+
+
 def _scan(storage: Storage, names: Sequence[str], report: ToolReport) -> list[tuple[str, str]]:
     """(name, mode) of every file whose header reads; the others go to ``report.skipped``."""
     readable = []
@@ -190,7 +193,7 @@ def _scan(storage: Storage, names: Sequence[str], report: ToolReport) -> list[tu
             with storage.open(name) as stream, Image.open(stream) as img:
                 readable.append((name, img.mode))
         except DECODE_ERRORS as exc:
-            report.skipped.append((name, str(exc) or type(exc).__name__))
+            report.skipped.append((name, _reason(exc)))
     return readable
 
 
@@ -230,14 +233,16 @@ def convert_dataset(opts: ToolOptions) -> ToolReport:
     try:
         total = min(len(readable), opts.max_images or len(readable))
         with tqdm(total=total, desc="converting", unit="img", file=sys.stderr) as bar:
-            for name, _mode in readable:
+            for position, (name, _mode) in enumerate(readable):
                 if report.written == total:
                     break
                 try:
                     data = _encode(storage, name, report.channels, opts)
                 except DECODE_ERRORS as exc:
-                    report.skipped.append((name, str(exc) or type(exc).__name__))
+                    report.skipped.append((name, _reason(exc)))
                     tqdm.write(f"skipped {name}: {report.skipped[-1][1]}", file=sys.stderr)
+                    bar.total = min(total, report.written + len(readable) - position - 1)
+                    bar.refresh()
                     continue
                 writer.add(archive_name(report.written), data)
                 if source_labels is not None:
