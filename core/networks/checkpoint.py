@@ -310,13 +310,15 @@ def build_augment_pipe(
                 pipe.p.copy_(torch.as_tensor(float(settings["p"])))
             return pipe
         pipe = cls.from_settings(settings)
-        if state:
-            own = pipe.state_dict()
-            usable = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
-            skipped = sorted(set(state) - set(usable))
-            if skipped:
-                ignored.append(f"augment_pipe tensors not used by this AugmentPipe: {_few(skipped)}")
-            pipe.load_state_dict(usable, strict=False)
+        # The settings are exact (JSON); the pipe's buffers mostly repeat them in float32. Load
+        # only tensors that carry something the settings did not reproduce.
+        own = pipe.state_dict()
+        skipped = sorted(k for k, v in state.items() if k not in own or tuple(own[k].shape) != tuple(v.shape))
+        if skipped:
+            ignored.append(f"augment_pipe tensors not used by this AugmentPipe: {_few(skipped)}")
+        extra = {k: v for k, v in state.items() if k not in skipped and not torch.equal(own[k], v.to(own[k]))}
+        if extra:
+            pipe.load_state_dict({**own, **extra}, strict=False)
         return pipe
     except Exception as exc:  # the settings come from a file; any failure leaves them as data
         ignored.append(f"augment_pipe: could not rebuild ({type(exc).__name__}: {exc}); settings kept as data")

@@ -427,3 +427,15 @@ def test_load_any_on_snapshot_forms(tmp_path: Path) -> None:
         assert load_any(tmp_path / form).meta["kimg"] == 5
     with pytest.raises(CheckpointError, match="no snapshot found"):
         load_any(tmp_path / "nothing")
+
+
+def test_augment_pipe_round_trip(tmp_path: Path) -> None:
+    augment = pytest.importorskip("core.augment")
+    if not hasattr(augment, "AugmentPipe"):
+        pytest.skip("core.augment.AugmentPipe not available yet")
+    pipe = augment.AugmentPipe.from_preset("bgc", p=0.3, scale_std=0.3)
+    G, _, _ = _nets()
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "a", G=G, augment_pipe=pipe, p=0.3))
+    assert isinstance(ckpt.augment_pipe, augment.AugmentPipe)
+    assert ckpt.augment_pipe.settings() == pipe.settings() == ckpt.augment_settings
+    assert ckpt.meta["ignored"] == []
