@@ -1,10 +1,621 @@
-"""Visualizer entry point (the window and panels land with the visualizer issue)."""
+"""The visualizer: window (or offscreen target), frame loop and layout.
+
+``python launch_viz.py [snapshot | run directory | public .pkl]`` opens one window with a control
+pane on the left (collapsible panels, one file each in ``viz/widgets``), an image area on the right
+(generator, augmentation preview, training monitor) and a status bar. ``--offscreen N --out DIR``
+renders N frames to PNG files through EGL without any X server.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
 import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AppOptions", "main", "parse_args"]
+
+FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"
+FONT_SIZE = 15.0
+VIEWS = ("generator", "augment", "training")
+PANELS = (
+    "snapshot",
+    "seeds",
+    "trunc_noise",
+    "stylemix",
+    "augment",
+    "monitor",
+    "control",
+    "performance",
+    "capture",
+)
+DEFAULT_PANELS = ("snapshot", "seeds", "trunc_noise")
+
+
+@dataclass
+class AppOptions:
+    target: str | None = None
+    offscreen: int = 0
+    out: Path | None = None
+    width: int = 1280
+    height: int = 800
+    scale: float | None = None
+    view: str = "generator"
+    panels: tuple[str, ...] = DEFAULT_PANELS
+    seed: int = 0
+    grid: tuple[int, int] | None = None
+    psi: float = 1.0
+    dataset: str | None = None
+    run_dir: str | None = None
+    debug_state: Path | None = None
+    debug_every: int = 5
+    debug_screenshot: Path | None = None
+    max_frames: int = 0
+    fps_cap: float = 60.0
+    torch_threads: int = 0
+    attach_last: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_args(argv: list[str] | None) -> AppOptions:
+    p = argparse.ArgumentParser(
+        prog="launch_viz.py",
+        description="ADA Studio visualizer: browse a generator's seeds, preview augmentations, "
+        "start, watch and steer trainings.",
+    )
+    p.add_argument("target", nargs="?", help="snapshot (.safetensors/.json), public .pkl, or run directory")
+    p.add_argument(
+        "--offscreen",
+        type=int,
+        default=0,
+        metavar="N",
+        help="render N frames to PNG without a display (EGL), then exit",
+    )
+    p.add_argument("--out", type=Path, help="folder for --offscreen frames")
+    p.add_argument("--size", default="1280x800", help="window or offscreen size, WxH (default 1280x800)")
+    p.add_argument("--scale", type=float, help="UI scale (default: the monitor's content scale)")
+    p.add_argument("--view", choices=VIEWS, default="generator", help="image area shown first")
+    p.add_argument(
+        "--panels",
+        default=",".join(DEFAULT_PANELS),
+        help=f"control panels open at start, comma-separated from: {', '.join(PANELS)}",
+    )
+    p.add_argument("--seed", type=int, default=0, help="first seed shown")
+    p.add_argument("--grid", help="start in grid view with WxH seeds, e.g. 4x3")
+    p.add_argument("--psi", type=float, default=1.0, help="truncation psi at start")
+    p.add_argument("--dataset", help="dataset for the augmentation preview (folder, zip, builtin:digits)")
+    p.add_argument("--run", dest="run_dir", help="run directory to monitor and control")
+    p.add_argument(
+        "--no-attach-last",
+        dest="attach_last",
+        action="store_false",
+        help="do not re-attach to the run the previous session watched",
+    )
+    p.add_argument("--debug-state", type=Path, help="write the app state as JSON to this file (for tests)")
+    p.add_argument("--debug-every", type=int, default=5, help="frames between --debug-state writes")
+    p.add_argument("--debug-screenshot", type=Path, help="with --debug-state: also save the frame as PNG")
+    p.add_argument(
+        "--max-frames", type=int, default=0, help="quit after this many frames (0: run until closed)"
+    )
+    p.add_argument("--fps-cap", type=float, default=60.0, help="frame rate limit (0: none)")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch CPU threads for rendering (default: cores - 1, so the GUI keeps one)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    a = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    width, height = _parse_wh(p, "--size", a.size)
+    panels = tuple(x.strip() for x in a.panels.split(",") if x.strip())
+    bad = [x for x in panels if x not in PANELS]
+    if bad:
+        p.error(f"--panels: unknown panel(s) {', '.join(bad)}; choose from {', '.join(PANELS)}")
+    if a.offscreen < 0:
+        p.error("--offscreen: give the number of frames to render, e.g. --offscreen 3")
+    if a.offscreen and a.out is None:
+        p.error("--offscreen needs --out DIR (the folder for the PNG frames)")
+    return AppOptions(
+        target=a.target,
+        offscreen=a.offscreen,
+        out=a.out,
+        width=width,
+        height=height,
+        scale=a.scale,
+        view=a.view,
+        panels=panels,
+        seed=max(0, a.seed),
+        grid=_parse_wh(p, "--grid", a.grid) if a.grid else None,
+        psi=a.psi,
+        dataset=a.dataset,
+        run_dir=a.run_dir,
+        debug_state=a.debug_state,
+        debug_every=max(1, a.debug_every),
+        debug_screenshot=a.debug_screenshot,
+        max_frames=max(0, a.max_frames),
+        fps_cap=a.fps_cap,
+        torch_threads=a.torch_threads,
+        attach_last=a.attach_last,
+    )
+
+
+def _parse_wh(p: argparse.ArgumentParser, name: str, text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        if w > 0 and h > 0:
+            return w, h
+    except ValueError:
+        pass
+    p.error(f"{name}: expected WxH with positive integers, e.g. 4x3, got {text!r}")
+    raise AssertionError  # p.error exits
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("launch_viz: the visualizer is not built yet (see the visualizer issue); nothing to open", file=sys.stderr)
-    return 2
+    opts = parse_args(argv)
+    from viz.host import HostError, select_gl_platform
+
+    select_gl_platform(offscreen=opts.offscreen > 0)
+    _limit_torch_threads(opts.torch_threads)
+    try:
+        app = App(opts)
+    except HostError as exc:
+        print(f"launch_viz: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return app.run()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        app.close()
+
+
+def _limit_torch_threads(requested: int) -> None:
+    import torch
+
+    # The GUI thread needs a core of its own to stay smooth while the generator renders.
+    n = requested if requested > 0 else max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(n)
+    log.debug("torch uses %d CPU threads", n)
+
+
+def frame_loop_sleep(frame_start: float, fps_cap: float) -> None:
+    if fps_cap > 0:
+        left = 1.0 / fps_cap - (time.perf_counter() - frame_start)
+        if left > 0:
+            time.sleep(left)
+
+
+class App:
+    """Owns the host (window or offscreen target), the panels' states and the frame loop."""
+
+    def __init__(self, opts: AppOptions) -> None:
+        from imgui_bundle import imgui, implot
+
+        from viz.host import EglHost, GlfwHost
+        from viz.renderer import Renderer
+        from viz.settings import load_recent
+        from viz.widgets.capture import CaptureState
+        from viz.widgets.performance import PerfState
+        from viz.widgets.seeds import SeedsState
+        from viz.widgets.snapshot import SnapshotState
+        from viz.widgets.stylemix import StyleMixState
+        from viz.widgets.trunc_noise import TruncNoiseState
+
+        self.opts = opts
+        self._imgui_ctx = imgui.create_context()
+        self._implot_ctx = implot.create_context()
+        imgui.get_io().set_ini_filename(None)  # layout is ours; no imgui.ini in the working folder
+        if opts.offscreen:
+            self.host: Any = EglHost(opts.width, opts.height, scale=opts.scale or 1.0)
+        else:
+            self.host = GlfwHost(opts.width, opts.height, "ADA Studio", vsync=False)
+        self.scale = opts.scale or self.host.ui_scale()
+        _setup_style(self.scale)
+        from viz.gl import TextureCache
+
+        self.textures = TextureCache()
+        self.renderer = Renderer()
+        self.snapshot = SnapshotState(recent=load_recent())
+        self.seeds = SeedsState()
+        self.seeds.set_seed(opts.seed)
+        if opts.grid:
+            self.seeds.grid, (self.seeds.grid_w, self.seeds.grid_h) = True, opts.grid
+        self.trunc = TruncNoiseState(psi=opts.psi)
+        self.stylemix = StyleMixState()
+        self.perf = PerfState(fps_cap=opts.fps_cap)
+        self.capture = CaptureState()
+        self.view = opts.view
+        self.model: Any = None
+        self.gen_result: Any = None
+        self._submitted: Any = None
+        self._latency_pending: float | None = None
+        self._messages: list[str] = []
+        self._frame = 0
+        self._rects: dict[str, tuple[float, float, float, float]] = {}
+        if opts.target:
+            self.open_source(opts.target)
+
+    # ----------------------------------------------------------------- messages
+    def message(self, text: str) -> None:
+        """A line for the status bar (newest shown); the window, not stderr, is where users look."""
+        log.debug("%s", text)
+        self._messages.append(text)
+        del self._messages[:-50]
+
+    # ----------------------------------------------------------------- model source
+    def open_source(self, path: str) -> None:
+        from viz.settings import push_recent
+
+        path = str(Path(path).expanduser())
+        self.snapshot.source, self.snapshot.error, self.snapshot.path_input = path, None, path
+        if not Path(path).exists():
+            self.snapshot.error = (
+                f"{path}: no such file or directory; give a snapshot, a .pkl or a run directory"
+            )
+            return
+        self.snapshot.recent = push_recent(path)
+        self.snapshot.loading = True
+        self.renderer.load(path)
+
+    def _poll_renderer(self) -> bool:
+        statuses, result = self.renderer.poll()
+        for status in statuses:
+            self._apply_load_status(status)
+        if result is not None:
+            self.gen_result = result
+            if result.error:
+                self.message(f"render failed: {result.error}")
+            self.perf.render_ms.append(result.render_ms)
+            self._latency_pending = result.submitted_at
+        self.perf.dropped = self.renderer.dropped
+        return bool(statuses) or result is not None
+
+    def _apply_load_status(self, status: Any) -> None:
+        snap = self.snapshot
+        snap.loading = False
+        snap.load_ms = status.load_ms
+        if status.model is None:
+            snap.error = status.error
+            self.message(f"could not load {status.path}: {status.error}")
+            return
+        self.model = status.model
+        snap.error, snap.loaded_file, snap.description = None, status.model.path, status.model.description
+        self.message(f"loaded {status.model.description} in {status.load_ms:.0f} ms")
+
+    def _render_request(self) -> Any:
+        from viz.renderer import RenderRequest
+
+        if self.model is None:
+            return None
+        s, t, m = self.seeds, self.trunc, self.stylemix
+        lo, hi = m.layer_range(self.model.num_ws)
+        return RenderRequest(
+            model_key=self.model.key,
+            x=s.x,
+            y=s.y,
+            grid_w=s.grid_w if s.grid else 1,
+            grid_h=s.grid_h if s.grid else 1,
+            psi=t.psi,
+            cutoff=t.effective_cutoff(),
+            noise_mode=t.noise_mode,
+            class_idx=s.class_idx,
+            mix_seed=m.seed if m.enabled else None,
+            mix_lo=lo,
+            mix_hi=hi,
+        )
+
+    def _submit_if_changed(self) -> None:
+        req = self._render_request()
+        if req is not None and (req != self._submitted or req.noise_mode == "random" and self._random_due()):
+            self._submitted = req
+            self.renderer.submit(req)
+
+    def _random_due(self) -> bool:
+        # Random noise changes every render; refresh a few times a second, not every frame.
+        return self._frame % 10 == 0
+
+    def update(self) -> None:
+        """Per-frame bookkeeping before drawing: collect worker results, send new requests."""
+        self._poll_renderer()
+        self._submit_if_changed()
+        if self.opts.offscreen:
+            # Offscreen frames are for tests and documentation: show finished work, not progress.
+            for _ in range(4):
+                self.renderer.wait_idle(timeout=60.0)
+                if not self._poll_renderer():
+                    break
+                self._submit_if_changed()
+
+    # ----------------------------------------------------------------- frame
+    def draw(self) -> None:
+        from imgui_bundle import imgui
+
+        from viz.ui import FrameContext
+
+        ctx = FrameContext(scale=self.scale, log=self.message)
+        vp = imgui.get_main_viewport()
+        imgui.set_next_window_pos(vp.work_pos)
+        imgui.set_next_window_size(vp.work_size)
+        flags = (
+            imgui.WindowFlags_.no_decoration
+            | imgui.WindowFlags_.no_move
+            | imgui.WindowFlags_.no_saved_settings
+            | imgui.WindowFlags_.no_bring_to_front_on_focus
+        )
+        imgui.push_style_var(imgui.StyleVar_.window_rounding, 0.0)
+        imgui.begin("##root", None, flags)
+        imgui.pop_style_var()
+        status_h = imgui.get_frame_height_with_spacing() + ctx.px(4)
+        avail = imgui.get_content_region_avail()
+        body_h = max(avail.y - status_h, 10.0)
+        imgui.begin_child("##controls", imgui.ImVec2(ctx.px(380), body_h), imgui.ChildFlags_.borders)
+        self._draw_panels(ctx)
+        imgui.end_child()
+        imgui.same_line()
+        imgui.begin_child("##view", imgui.ImVec2(0, body_h), imgui.ChildFlags_.borders)
+        self._draw_views(ctx)
+        imgui.end_child()
+        self._draw_status_bar(ctx)
+        imgui.end()
+        self._rects = ctx.rects
+
+    def _panel(self, name: str, title: str) -> bool:
+        from imgui_bundle import imgui
+
+        flags = imgui.TreeNodeFlags_.default_open if name in self.opts.panels else 0
+        return imgui.collapsing_header(title, flags)
+
+    def _draw_panels(self, ctx: Any) -> None:
+        from viz.widgets.capture import draw_capture
+        from viz.widgets.performance import draw_performance
+        from viz.widgets.seeds import draw_seeds
+        from viz.widgets.snapshot import draw_snapshot
+        from viz.widgets.stylemix import draw_stylemix
+        from viz.widgets.trunc_noise import draw_trunc_noise
+
+        num_ws = self.model.num_ws if self.model else 1
+        if self._panel("snapshot", "Snapshot"):
+            draw_snapshot(self.snapshot, ctx)
+            if self.snapshot.open_request:
+                path, self.snapshot.open_request = self.snapshot.open_request, None
+                self.open_source(path)
+        if self._panel("seeds", "Seeds"):
+            draw_seeds(self.seeds, ctx, self.model.c_dim if self.model else 0)
+        if self._panel("trunc_noise", "Truncation & noise"):
+            draw_trunc_noise(self.trunc, ctx, num_ws)
+        if self._panel("stylemix", "Style mixing"):
+            draw_stylemix(self.stylemix, ctx, num_ws)
+        if self._panel("performance", "Performance"):
+            draw_performance(self.perf, ctx)
+        if self._panel("capture", "Capture"):
+            image, label = self._capture_source()
+            draw_capture(self.capture, ctx, label if image is not None else None)
+            if self.capture.save_request and image is not None:
+                from viz.widgets.capture import save_png
+
+                save_png(self.capture, image, label)
+                if self.capture.last_saved:
+                    self.message(f"saved {self.capture.last_saved}")
+
+    def _capture_source(self) -> tuple[Any, str]:
+        if self.view == "generator" and self.gen_result is not None and self.gen_result.image is not None:
+            req = self.gen_result.request
+            label = f"seed{req.seeds()[0]}" + (
+                f"-grid{req.grid_w}x{req.grid_h}" if req.grid_w * req.grid_h > 1 else ""
+            )
+            return self.gen_result.image, label
+        return None, "image"
+
+    def _draw_views(self, ctx: Any) -> None:
+        from imgui_bundle import imgui
+
+        if imgui.begin_tab_bar("##views"):
+            for name, title in (
+                ("generator", "Generator"),
+                ("augment", "Augmentation"),
+                ("training", "Training"),
+            ):
+                flags = imgui.TabItemFlags_.set_selected if self._frame == 0 and name == self.opts.view else 0
+                selected, _ = imgui.begin_tab_item(title, None, flags)
+                lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+                ctx.rects[f"tab_{name}"] = (lo.x, lo.y, hi.x, hi.y)
+                if selected:
+                    self.view = name
+                    self._draw_view(name, ctx)
+                    imgui.end_tab_item()
+            imgui.end_tab_bar()
+
+    def _draw_view(self, name: str, ctx: Any) -> None:
+        if name == "generator":
+            self._draw_generator_view(ctx)
+
+    def _draw_generator_view(self, ctx: Any) -> None:
+        from imgui_bundle import imgui
+
+        from viz.widgets.seeds import drag_lattice
+
+        result = self.gen_result
+        if result is None or result.image is None:
+            msg = "Open a snapshot, a public .pkl or a run directory in the Snapshot panel."
+            if self.snapshot.loading:
+                msg = "loading ..."
+            elif self.model is not None:
+                msg = "rendering ..."
+            imgui.text_disabled(msg)
+            return
+        tex = self.textures.get("generator", result.image)
+        pos, size = _fit_image(tex.width, tex.height, ctx)
+        imgui.set_cursor_screen_pos(pos)
+        imgui.invisible_button("##gen_image", size)
+        ctx.rects["gen_image"] = (pos.x, pos.y, pos.x + size.x, pos.y + size.y)
+        if imgui.is_item_active() and imgui.is_mouse_dragging(imgui.MouseButton_.left, 0.0):
+            delta = imgui.get_io().mouse_delta
+            cell = size.x / max(result.request.grid_w, 1)
+            drag_lattice(self.seeds, delta.x, delta.y, cell)
+        if imgui.is_item_hovered() and not imgui.is_item_active():
+            imgui.set_tooltip("drag to browse the seed lattice")
+        dl = imgui.get_window_draw_list()
+        dl.add_image(imgui.ImTextureRef(tex.tex_id), pos, imgui.ImVec2(pos.x + size.x, pos.y + size.y))
+        if result.error:
+            from viz.ui import text_colored
+
+            text_colored("error", result.error)
+
+    def _draw_status_bar(self, ctx: Any) -> None:
+        from imgui_bundle import imgui
+
+        imgui.separator()
+        text = self._messages[-1] if self._messages else "ready"
+        imgui.text(text)
+        right = f"{self.perf.fps:5.1f} fps"
+        if self.model is not None:
+            right = f"seed {self.seeds.seed}   |   " + right
+        w = imgui.calc_text_size(right).x
+        imgui.same_line(imgui.get_window_width() - w - ctx.px(12))
+        imgui.text_disabled(right)
+
+    # ----------------------------------------------------------------- loop
+    def run(self) -> int:
+        from imgui_bundle import imgui
+
+        opts = self.opts
+        frames = opts.offscreen or opts.max_frames
+        if opts.offscreen:
+            opts.out.mkdir(parents=True, exist_ok=True)
+        last = time.perf_counter()
+        while not self.host.should_close() and (frames == 0 or self._frame < frames):
+            t0 = time.perf_counter()
+            self.host.begin_frame()
+            self.update()
+            imgui.new_frame()
+            self.draw()
+            imgui.render()
+            self.host.end_frame(imgui.get_draw_data())
+            self._after_render()
+            self.host.present()
+            now = time.perf_counter()
+            if self._latency_pending is not None:
+                self.perf.latency_ms.append((now - self._latency_pending) * 1e3)
+                self._latency_pending = None
+            self.perf.add_frame((now - t0) * 1e3, (t0 - last) * 1e3 if self._frame else 0.0)
+            last = t0
+            self._frame += 1
+            if not opts.offscreen:
+                frame_loop_sleep(t0, self.perf.fps_cap)
+        return 0
+
+    def _after_render(self) -> None:
+        opts = self.opts
+        if opts.offscreen:
+            _save_png(self.host.read_frame(), opts.out / f"frame-{self._frame:04d}.png")
+        if opts.debug_state and self._frame % opts.debug_every == 0:
+            if opts.debug_screenshot:
+                _save_png(self.host.read_frame(), opts.debug_screenshot)
+            from core.io.atomic import atomic_write_json
+
+            atomic_write_json(opts.debug_state, self.debug_state())
+
+    def debug_state(self) -> dict[str, Any]:
+        """A JSON-able picture of what is on screen, for tests and bug reports."""
+        state: dict[str, Any] = {
+            "frame": self._frame,
+            "view": self.view,
+            "scale": self.scale,
+            "window": [self.host.width, self.host.height],
+            "model": None,
+            "snapshot": {
+                "source": self.snapshot.source,
+                "error": self.snapshot.error,
+                "loading": self.snapshot.loading,
+                "recent": self.snapshot.recent,
+            },
+            "seed": self.seeds.seed,
+            "lattice": [self.seeds.x, self.seeds.y],
+            "generator_image": _image_summary(self.gen_result),
+            "perf": self.perf.summary(),
+            "rects": self._rects,
+            "status": self._messages[-1] if self._messages else "",
+        }
+        if self.model is not None:
+            m = self.model
+            state["model"] = {
+                "path": m.path,
+                "resolution": m.img_resolution,
+                "num_ws": m.num_ws,
+                "c_dim": m.c_dim,
+            }
+        return state
+
+    def close(self) -> None:
+        from imgui_bundle import imgui, implot
+
+        self.renderer.close()
+        self.textures.clear()
+        self.host.close()
+        implot.destroy_context(self._implot_ctx)
+        imgui.destroy_context(self._imgui_ctx)
+
+
+def _setup_style(scale: float) -> None:
+    from imgui_bundle import imgui
+
+    io = imgui.get_io()
+    io.fonts.add_font_from_file_ttf(str(FONT_PATH), FONT_SIZE)
+    style = imgui.get_style()
+    imgui.style_colors_dark(style)
+    style.window_padding = imgui.ImVec2(8, 8)
+    style.frame_rounding = 3.0
+    style.grab_rounding = 3.0
+    style.scale_all_sizes(scale)
+    style.font_scale_dpi = scale
+
+
+def _fit_image(w: int, h: int, ctx: Any) -> tuple[Any, Any]:
+    """Where to draw a w x h image in the remaining area: centred, whole-number zoom when enlarging."""
+    from imgui_bundle import imgui
+
+    avail = imgui.get_content_region_avail()
+    origin = imgui.get_cursor_screen_pos()
+    zoom = min(avail.x / max(w, 1), avail.y / max(h, 1))
+    if zoom >= 1:
+        zoom = float(int(zoom))  # crisp pixels for small generator outputs
+    size = imgui.ImVec2(max(w * zoom, 1.0), max(h * zoom, 1.0))
+    pos = imgui.ImVec2(origin.x + (avail.x - size.x) / 2, origin.y + (avail.y - size.y) / 2)
+    return pos, size
+
+
+def _image_summary(result: Any) -> dict[str, Any] | None:
+    import hashlib
+
+    if result is None or result.image is None:
+        return None
+    img = result.image
+    return {
+        "seeds": result.request.seeds(),
+        "grid": [result.request.grid_w, result.request.grid_h],
+        "shape": list(img.shape),
+        "mean": float(img.mean()),
+        "std": float(img.std()),
+        "md5": hashlib.md5(img.tobytes()).hexdigest(),
+    }
+
+
+def _save_png(image: Any, path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from core.io.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,123 @@
+"""Visualizer test helpers: the fixture generator, a private Xvfb display, running the app."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = (Path(__file__).parents[2] / ".." / "shared" / "fixtures").resolve()
+FIXTURE_NAME = "sg2_res32_skip_resnet"
+
+
+def fixture_file(suffix: str) -> Path:
+    path = FIXTURES / f"{FIXTURE_NAME}{suffix}"
+    if not path.is_file():
+        pytest.skip(f"shared fixture {path} not found (expected in ../shared/fixtures beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixture_generator() -> torch.nn.Module:
+    """The fixture's reference generator weights in our Generator class."""
+    from safetensors.torch import load_file
+
+    from core.networks.stylegan2 import Generator
+
+    meta = json.loads(fixture_file(".json").read_text())
+    G = Generator(**meta["G_kwargs"])
+    tensors = load_file(str(fixture_file(".safetensors")))
+    G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
+    return G.eval()
+
+
+@pytest.fixture(scope="session")
+def fixture_pkl() -> Path:
+    return fixture_file(".snapshot.pkl")
+
+
+def _free_display() -> int:
+    for n in range(90, 400):
+        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
+            return n
+    raise RuntimeError("no free X display number between :90 and :399")
+
+
+@pytest.fixture(scope="session")
+def xvfb() -> Iterator[str]:
+    """A private Xvfb display (":N") for the GUI tests; skipped when Xvfb is not installed."""
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        pytest.skip("Xvfb is not installed (scripts/test.sh installs it with apt-get when run as root)")
+    n = _free_display()
+    proc = subprocess.Popen(
+        [exe, f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sock = Path(f"/tmp/.X11-unix/X{n}")
+    deadline = time.monotonic() + 15
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.skip(f"Xvfb did not start on :{n}")
+        time.sleep(0.05)
+    try:
+        yield f":{n}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def app_env(tmp_path: Path, display: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # never touch the user's recent list
+    env["PYTHONPATH"] = str(REPO)
+    if display:
+        env["DISPLAY"] = display
+    return env
+
+
+def launch(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "launch_viz.py"), *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str, proc: subprocess.Popen[str] | None = None
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` on timeout or app exit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"the app exited ({proc.returncode}) while waiting for {what}:\n{out[-3000:]}")
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,107 @@
+"""--offscreen renders real frames through EGL with no X server; no display gives one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.viz.conftest import REPO, app_env, read_state
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory, fixture_generator: torch.nn.Module) -> Path:
+    from core.networks.checkpoint import save_checkpoint
+
+    folder = tmp_path_factory.mktemp("snap")
+    return save_checkpoint(folder / "network-snapshot-000012", G_ema=fixture_generator, kimg=12.0)
+
+
+def _run(args: list[str], tmp_path: Path, display: str | None = None, timeout: float = 120):
+    return subprocess.run(
+        [sys.executable, str(REPO / "launch_viz.py"), *args],
+        env=app_env(tmp_path, display),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_offscreen_writes_frames_showing_the_generator_image(tmp_path: Path, snapshot: Path) -> None:
+    out, state_file = tmp_path / "frames", tmp_path / "state.json"
+    res = _run(
+        [
+            str(snapshot),
+            "--offscreen",
+            "3",
+            "--out",
+            str(out),
+            "--size",
+            "960x600",
+            "--seed",
+            "42",
+            "--debug-state",
+            str(state_file),
+            "--debug-every",
+            "1",
+        ],
+        tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    frames = sorted(out.glob("frame-*.png"))
+    assert [f.name for f in frames] == ["frame-0000.png", "frame-0001.png", "frame-0002.png"]
+    state = read_state(state_file)
+    assert state["model"]["resolution"] == 32 and state["seed"] == 42
+    assert state["generator_image"]["seeds"] == [42]
+    frame = np.asarray(Image.open(frames[-1]).convert("RGB"))
+    assert frame.shape == (600, 960, 3)
+    x0, y0, x1, y1 = (int(round(v)) for v in state["rects"]["gen_image"])
+    shown = frame[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].astype(np.float64)
+    assert shown.std() > 20, "the image area is blank"
+    # What is on screen is the rendered image, scaled up with nearest sampling.
+    small = np.asarray(Image.fromarray(frame[y0:y1, x0:x1]).resize((32, 32), Image.NEAREST), dtype=np.float64)
+    assert abs(small.mean() - state["generator_image"]["mean"]) < 8
+
+
+def test_offscreen_shows_load_errors_in_the_window(tmp_path: Path) -> None:
+    bogus = tmp_path / "not-a-snapshot.pkl"
+    bogus.write_bytes(b"this is not a pickle")
+    out, state_file = tmp_path / "frames", tmp_path / "state.json"
+    res = _run(
+        [
+            str(bogus),
+            "--offscreen",
+            "2",
+            "--out",
+            str(out),
+            "--debug-state",
+            str(state_file),
+            "--debug-every",
+            "1",
+        ],
+        tmp_path,
+    )
+    assert res.returncode == 0
+    state = read_state(state_file)
+    assert state["model"] is None and state["snapshot"]["error"]
+    assert "Traceback" not in res.stderr and "not-a-snapshot" not in res.stderr
+
+
+def test_no_display_gives_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    res = _run([], tmp_path, display=None, timeout=60)
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert "no display" in lines[0] and "--offscreen" in lines[0]
+    assert "Traceback" not in res.stderr
+
+
+def test_offscreen_without_out_is_a_usage_error(tmp_path: Path) -> None:
+    res = _run(["--offscreen", "2"], tmp_path, timeout=60)
+    assert res.returncode == 2 and "--out" in res.stderr

@@ -1,0 +1,340 @@
+"""Generator rendering off the GUI thread: the newest request wins, stale results are dropped.
+
+The GUI thread calls :meth:`Renderer.submit` / :meth:`Renderer.load` (both return at once) and
+:meth:`Renderer.poll` once per frame. One worker thread owns every torch call. While it renders,
+newer requests replace the pending one (so nothing queues up). A finished result whose request
+was superseded is dropped unless it is an intermediate step of the same view (same model, same
+grid shape): then it is strictly closer to what the user asked for than what is on screen, which
+keeps a drag across the seed lattice moving instead of freezing until the mouse stops.
+
+Seed lattice: integer lattice point (ix, iy) has seed ``iy * LATTICE_WIDTH + ix`` with ix taken
+modulo LATTICE_WIDTH; its z is ``np.random.RandomState(seed).randn(z_dim)`` (as the public
+generate.py does). A fractional point blends the z of its four neighbours bilinearly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "LATTICE_WIDTH",
+    "LoadedModel",
+    "ModelStatus",
+    "RenderRequest",
+    "RenderResult",
+    "Renderer",
+    "images_to_grid",
+    "lattice_point",
+    "lattice_seed",
+    "lattice_z",
+    "load_model",
+]
+
+LATTICE_WIDTH = 1000
+SEED_MAX = 2**32 - 1
+NOISE_MODES = ("const", "random", "none")
+
+
+def lattice_seed(ix: int, iy: int) -> int:
+    """The seed at integer lattice point (ix, iy): ``iy * 1000 + ix`` with ix wrapped into [0, 1000)."""
+    return (int(iy) * LATTICE_WIDTH + int(ix) % LATTICE_WIDTH) % (SEED_MAX + 1)
+
+
+def lattice_point(seed: int) -> tuple[float, float]:
+    """Inverse of :func:`lattice_seed` for a whole seed."""
+    return float(seed % LATTICE_WIDTH), float(seed // LATTICE_WIDTH)
+
+
+def seed_z(seed: int, z_dim: int) -> np.ndarray:
+    return np.random.RandomState(seed).randn(z_dim)
+
+
+def lattice_z(x: float, y: float, z_dim: int) -> np.ndarray:
+    """z at a fractional lattice point: bilinear blend of the four neighbouring seeds' z."""
+    x0, y0 = math.floor(x), math.floor(y)
+    fx, fy = x - x0, y - y0
+    z = np.zeros(z_dim, dtype=np.float64)
+    for dx, dy, weight in (
+        (0, 0, (1 - fx) * (1 - fy)),
+        (1, 0, fx * (1 - fy)),
+        (0, 1, (1 - fx) * fy),
+        (1, 1, fx * fy),
+    ):
+        if weight > 0:
+            z += weight * seed_z(lattice_seed(x0 + dx, y0 + dy), z_dim)
+    return z
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """Everything that determines the generator image; equal requests give equal images."""
+
+    model_key: str
+    x: float = 0.0
+    y: float = 0.0
+    grid_w: int = 1
+    grid_h: int = 1
+    psi: float = 1.0
+    cutoff: int | None = None
+    noise_mode: str = "const"
+    class_idx: int = 0
+    mix_seed: int | None = None
+    mix_lo: int = 0
+    mix_hi: int = 0
+
+    def shape_key(self) -> tuple[str, int, int]:
+        return (self.model_key, self.grid_w, self.grid_h)
+
+    def seeds(self) -> list[int]:
+        """Seeds of the grid cells (row-major); cell (i, j) is lattice point (x + i, y + j)."""
+        ix, iy = math.floor(self.x), math.floor(self.y)
+        return [lattice_seed(ix + i, iy + j) for j in range(self.grid_h) for i in range(self.grid_w)]
+
+
+@dataclass
+class RenderResult:
+    request: RenderRequest
+    image: np.ndarray | None  # HxWx3 uint8 grid
+    render_ms: float
+    error: str | None = None
+    submitted_at: float = 0.0  # perf_counter() of the submit that asked for it
+    finished_at: float = 0.0
+
+
+@dataclass
+class LoadedModel:
+    """A generator ready to render, and what the panels need to know about it."""
+
+    G: torch.nn.Module
+    path: str
+    key: str
+    z_dim: int
+    c_dim: int
+    w_dim: int
+    num_ws: int
+    img_resolution: int
+    img_channels: int
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelStatus:
+    """What the GUI shows about loading: the newest finished load (model or error)."""
+
+    path: str
+    model: LoadedModel | None
+    error: str | None
+    load_ms: float
+
+
+Loader = Callable[[str], LoadedModel]
+
+
+def load_model(path: str) -> LoadedModel:
+    """Load G_ema (else G) from a snapshot, a public .pkl or a run directory, for rendering on CPU."""
+    from core.networks.checkpoint import load_any
+
+    ckpt = load_any(path, torch.device("cpu"))
+    G = ckpt.G_ema if ckpt.G_ema is not None else ckpt.G
+    if G is None:
+        raise ValueError(f"{path}: the checkpoint holds no generator (neither G_ema nor G)")
+    meta = dict(getattr(ckpt, "meta", None) or {})
+    return model_from_generator(G, path, meta=meta)
+
+
+def model_from_generator(G: torch.nn.Module, path: str, meta: dict[str, Any] | None = None) -> LoadedModel:
+    G = G.eval().requires_grad_(False).to(torch.float32)
+    p = Path(path)
+    stamp = p.stat().st_mtime_ns if p.exists() else 0
+    meta = dict(meta or {})
+    kimg = meta.get("kimg")
+    desc = f"{p.name}: {G.img_resolution}px, z {G.z_dim}, c {G.c_dim}, {G.num_ws} ws"
+    if kimg is not None:
+        desc += f", {float(kimg):.1f} kimg"
+    return LoadedModel(
+        G=G,
+        path=str(path),
+        key=f"{p.resolve()}@{stamp}",
+        z_dim=G.z_dim,
+        c_dim=G.c_dim,
+        w_dim=G.w_dim,
+        num_ws=G.num_ws,
+        img_resolution=G.img_resolution,
+        img_channels=G.img_channels,
+        description=desc,
+        meta=meta,
+    )
+
+
+def images_to_grid(images: torch.Tensor, grid_w: int, grid_h: int) -> np.ndarray:
+    """[N, C, H, W] images in [-1, 1] -> one HxWx3 uint8 grid, row-major, N = grid_w * grid_h."""
+    n, c, h, w = images.shape
+    img = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    if c == 1:
+        img = img.repeat(1, 3, 1, 1)
+    img = img[:, :3].reshape(grid_h, grid_w, 3, h, w).permute(0, 3, 1, 4, 2)
+    return img.reshape(grid_h * h, grid_w * w, 3).contiguous().numpy()
+
+
+def render_images(model: LoadedModel, req: RenderRequest) -> np.ndarray:
+    """Run the generator for one request (worker thread only); returns the uint8 grid."""
+    G = model.G
+    seeds = req.seeds()
+    fx, fy = req.x - math.floor(req.x), req.y - math.floor(req.y)
+    zs = np.stack(
+        [
+            lattice_z(math.floor(req.x) + i + fx, math.floor(req.y) + j + fy, model.z_dim)
+            for j in range(req.grid_h)
+            for i in range(req.grid_w)
+        ]
+    )
+    z = torch.from_numpy(zs).to(torch.float32)
+    c = _class_vector(model, req.class_idx, len(seeds))
+    cutoff = req.cutoff if req.cutoff else None
+    ws = G.mapping(z, c, truncation_psi=req.psi, truncation_cutoff=cutoff, skip_w_avg_update=True)
+    if req.mix_seed is not None and req.mix_hi > req.mix_lo:
+        z_mix = torch.from_numpy(seed_z(req.mix_seed, model.z_dim)).to(torch.float32)[None]
+        ws_mix = G.mapping(
+            z_mix, c[:1], truncation_psi=req.psi, truncation_cutoff=cutoff, skip_w_avg_update=True
+        )
+        lo, hi = max(0, req.mix_lo), min(model.num_ws, req.mix_hi)
+        ws[:, lo:hi] = ws_mix[:, lo:hi]
+    images = G.synthesis(ws, noise_mode=req.noise_mode)
+    return images_to_grid(images, req.grid_w, req.grid_h)
+
+
+def _class_vector(model: LoadedModel, class_idx: int, n: int) -> torch.Tensor:
+    c = torch.zeros([n, model.c_dim])
+    if model.c_dim > 0:
+        c[:, int(class_idx) % model.c_dim] = 1
+    return c
+
+
+class Renderer:
+    """One worker thread for loading and rendering; all methods are for the GUI thread."""
+
+    def __init__(self, loader: Loader | None = None) -> None:
+        self._loader = loader
+        self._cond = threading.Condition()
+        self._pending_load: tuple[str, Callable[[], LoadedModel] | None] | None = None
+        self._pending: tuple[RenderRequest, float] | None = None
+        self._newest: RenderRequest | None = None
+        self._busy = False
+        self._stop = False
+        self._model: LoadedModel | None = None
+        self._results: list[RenderResult] = []
+        self._statuses: list[ModelStatus] = []
+        self.dropped = 0  # stale results dropped so far (shown by the performance panel)
+        self._thread = threading.Thread(target=self._run, name="viz-renderer", daemon=True)
+        self._thread.start()
+
+    def load(self, path: str, fn: Callable[[], LoadedModel] | None = None) -> None:
+        """Load ``path`` with the renderer's loader (or with ``fn``, e.g. a run's live weights)."""
+        with self._cond:
+            self._pending_load = (path, fn)
+            self._cond.notify()
+
+    def submit(self, request: RenderRequest) -> None:
+        with self._cond:
+            self._pending = (request, time.perf_counter())
+            self._newest = request
+            self._cond.notify()
+
+    def poll(self) -> tuple[list[ModelStatus], RenderResult | None]:
+        """Finished loads (oldest first) and the newest finished render not yet seen, if any."""
+        with self._cond:
+            statuses, self._statuses = self._statuses, []
+            results, self._results = self._results, []
+        return statuses, (results[-1] if results else None)
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._busy and self._pending is None and self._pending_load is None
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._busy or self._pending is not None or self._pending_load is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and self._pending is None and self._pending_load is None:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                job_load, self._pending_load = self._pending_load, None
+                job = None if job_load is not None else self._pending
+                if job is not None:
+                    self._pending = None
+                self._busy = True
+            try:
+                if job_load is not None:
+                    self._do_load(*job_load)
+                elif job is not None:
+                    self._do_render(*job)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _do_load(self, path: str, fn: Callable[[], LoadedModel] | None) -> None:
+        t0 = time.perf_counter()
+        try:
+            model = fn() if fn is not None else (self._loader or load_model)(path)
+            status = ModelStatus(path, model, None, (time.perf_counter() - t0) * 1e3)
+            self._model = model
+        except Exception as exc:  # shown in the window; the GUI must outlive any bad file
+            log.debug("load failed: %s", path, exc_info=True)
+            status = ModelStatus(path, None, _one_line(exc), (time.perf_counter() - t0) * 1e3)
+        with self._cond:
+            self._statuses.append(status)
+
+    def _do_render(self, req: RenderRequest, submitted_at: float) -> None:
+        model = self._model
+        if model is None or model.key != req.model_key:
+            return  # asked for a model that is not (or no longer) loaded: nothing to show
+        t0 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                image, error = render_images(model, req), None
+        except Exception as exc:
+            log.debug("render failed", exc_info=True)
+            image, error = None, _one_line(exc)
+        t1 = time.perf_counter()
+        result = RenderResult(req, image, (t1 - t0) * 1e3, error, submitted_at, t1)
+        with self._cond:
+            newest = self._newest
+            if newest is not None and newest != req and newest.shape_key() != req.shape_key():
+                self.dropped += 1
+                return
+            self._results.append(result)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

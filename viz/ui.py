@@ -1,0 +1,59 @@
+"""Small shared pieces for the panels: the per-frame context and a few imgui helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from imgui_bundle import imgui
+
+__all__ = ["FrameContext", "Rect", "help_marker", "record_item", "status_color", "text_colored"]
+
+Rect = tuple[float, float, float, float]
+
+
+@dataclass
+class FrameContext:
+    """What every panel may use during one frame (built by the app; panels never keep it)."""
+
+    scale: float = 1.0
+    now: float = field(default_factory=time.monotonic)
+    # Screen rectangles of named items; written to --debug-state so tests can click real widgets.
+    rects: dict[str, Rect] = field(default_factory=dict)
+    log: Callable[[str], None] = lambda message: None
+
+    def px(self, value: float) -> float:
+        """A size in logical pixels scaled for the display's DPI."""
+        return value * self.scale
+
+
+def record_item(ctx: FrameContext, name: str) -> None:
+    """Remember the last item's screen rectangle under ``name``."""
+    lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+    ctx.rects[name] = (lo.x, lo.y, hi.x, hi.y)
+
+
+def help_marker(text: str) -> None:
+    imgui.same_line()
+    imgui.text_disabled("(?)")
+    if imgui.is_item_hovered():
+        imgui.set_tooltip(text)
+
+
+STATUS_COLORS = {
+    "ok": (0.45, 0.85, 0.45, 1.0),
+    "warn": (0.95, 0.75, 0.3, 1.0),
+    "error": (1.0, 0.4, 0.4, 1.0),
+    "info": (0.6, 0.75, 1.0, 1.0),
+}
+
+
+def status_color(kind: str) -> imgui.ImVec4:
+    return imgui.ImVec4(*STATUS_COLORS.get(kind, STATUS_COLORS["info"]))
+
+
+def text_colored(kind: str, text: str) -> None:
+    imgui.push_style_color(imgui.Col_.text, status_color(kind))
+    imgui.text_wrapped(text)
+    imgui.pop_style_color()

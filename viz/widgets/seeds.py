@@ -1,0 +1,74 @@
+"""Seeds panel: seed number, a continuous 2-D seed lattice browsed by dragging, grid view, class."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from imgui_bundle import imgui
+
+from viz.renderer import LATTICE_WIDTH, lattice_point, lattice_seed
+from viz.ui import FrameContext, help_marker, record_item
+
+__all__ = ["SeedsState", "draw_seeds", "drag_lattice"]
+
+GRID_MAX = 8
+
+
+@dataclass
+class SeedsState:
+    x: float = 0.0  # lattice position; whole numbers are exact seeds
+    y: float = 0.0
+    grid: bool = False
+    grid_w: int = 4
+    grid_h: int = 3
+    class_idx: int = 0
+    drag_speed: float = 4.0  # lattice steps per image width dragged
+
+    @property
+    def seed(self) -> int:
+        return lattice_seed(math.floor(self.x), math.floor(self.y))
+
+    def set_seed(self, seed: int) -> None:
+        self.x, self.y = lattice_point(max(0, int(seed)))
+
+    def snap(self) -> None:
+        self.x, self.y = float(round(self.x)), float(round(self.y))
+
+
+def draw_seeds(state: SeedsState, ctx: FrameContext, c_dim: int) -> None:
+    imgui.set_next_item_width(ctx.px(140))
+    changed, seed = imgui.input_int("Seed", state.seed, 1, 10)
+    record_item(ctx, "seed_input")
+    if changed:
+        state.set_seed(seed)
+    imgui.same_line()
+    if imgui.button("Snap"):
+        state.snap()
+    help_marker(
+        f"Drag on the image to move across a 2-D lattice of seeds: point (x, y) is seed "
+        f"y * {LATTICE_WIDTH} + x, and between lattice points the latents of the four neighbouring "
+        "seeds are blended, so the image changes smoothly. Snap returns to a whole seed."
+    )
+    imgui.text_disabled(f"lattice x {state.x:.2f}  y {state.y:.2f}")
+    _, state.grid = imgui.checkbox("Grid view", state.grid)
+    record_item(ctx, "grid_checkbox")
+    if state.grid:
+        imgui.set_next_item_width(ctx.px(140))
+        _, wh = imgui.slider_int2("columns x rows", [state.grid_w, state.grid_h], 1, GRID_MAX)
+        state.grid_w, state.grid_h = wh[0], wh[1]
+    if c_dim > 0:
+        imgui.set_next_item_width(ctx.px(140))
+        changed, cls = imgui.input_int("Class", state.class_idx)
+        if changed:
+            state.class_idx = min(max(cls, 0), c_dim - 1)
+        imgui.same_line()
+        imgui.text_disabled(f"of {c_dim}")
+
+
+def drag_lattice(state: SeedsState, dx_px: float, dy_px: float, image_px: float) -> None:
+    """Move the lattice position by a mouse drag of (dx, dy) screen pixels over an image that wide."""
+    step = state.drag_speed / max(image_px, 1.0)
+    # Dragging the picture right shows what lies to its left, like panning a map.
+    state.x = max(0.0, state.x - dx_px * step)
+    state.y = max(0.0, state.y - dy_px * step)
