@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from core.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json
+from core.io.atomic import atomic_write_bytes, atomic_write_json
 from core.training.control import (
     CONTROL_FILE,
     ControlError,
@@ -273,7 +273,8 @@ def image_grid(
 ) -> np.ndarray:
     """Tile images [N, C, H, W] (values in ``drange``) into one uint8 [rows*H, cols*W, C] grid.
 
-    Missing cells at the end of the last row stay black.
+    Missing cells at the end of the last row stay black; NaN pixels (a diverged G) are drawn
+    black and infinities clipped, so a broken run still gets a preview that shows it.
     """
     x = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if x.ndim != 4:
@@ -282,7 +283,8 @@ def image_grid(
     if cols < 1:
         raise ValueError(f"image_grid: cols must be >= 1, got {cols}")
     lo, hi = drange
-    x = np.clip(np.rint((x.astype(np.float64) - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    x = np.nan_to_num(x.astype(np.float64), nan=lo, posinf=hi, neginf=lo)
+    x = np.clip(np.rint((x - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
     rows = -(-n // cols)
     grid = np.zeros((rows * h, cols * w, c), dtype=np.uint8)
     for i in range(n):
@@ -345,6 +347,9 @@ class RunWriter:
         self.clock = clock
         self.live_interval_s = live_interval_s
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        # Stamped on run.json and status events so a reader on this host can tell a dead trainer.
+        self.pid = os.getpid()
+        self.host = socket.gethostname()
         self._lock = threading.Lock()
         self._events_fd: int | None = None
         self._log_fd: int | None = None
@@ -415,8 +420,8 @@ class RunWriter:
         doc = {
             "format": FORMAT_VERSION,
             "created": self.clock(),
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "pid": self.pid,
+            "host": self.host,
             "versions": _versions(),
             "options": _jsonable(dict(options), "options"),
         }
@@ -470,7 +475,7 @@ class RunWriter:
         """A "status" event: started/paused/resumed/stopped/finished/failed, with pid and host."""
         if state not in STATES:
             raise ValueError(f"status {state!r} is not one of {', '.join(STATES)}")
-        self.event("status", kimg, state=state, message=message, pid=os.getpid(), host=socket.gethostname())
+        self.event("status", kimg, state=state, message=message, pid=self.pid, host=self.host)
 
     def control_applied(self, kimg: float, seq: int, applied: Mapping[str, Any]) -> None:
         """A "control" event: the trainer applied control request ``seq`` (``applied``: what changed)."""
@@ -537,7 +542,7 @@ class RunWriter:
         if not force and now - self._last_live < self.live_interval_s:
             return False
         assert self.run_dir is not None
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         kwargs = _jsonable(dict(getattr(G_ema, "init_kwargs", {})), "G_ema.init_kwargs")
         self._live_count += 1
@@ -545,8 +550,8 @@ class RunWriter:
         tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in G_ema.state_dict().items()}
         meta = {"write_id": write_id, "kimg": repr(float(kimg)), "kwargs": json.dumps(kwargs)}
         folder = self.run_dir / LIVE
-        with atomic_path(folder / LIVE_TENSORS) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+        # Serialised in memory: save_file would create the file 0600, unreadable to a GUI user.
+        atomic_write_bytes(folder / LIVE_TENSORS, save(tensors, metadata=meta))
         info = {"write_id": write_id, "kimg": float(kimg), "t": self.clock(), "kwargs": kwargs}
         atomic_write_json(folder / LIVE_JSON, info)
         self._last_live = now

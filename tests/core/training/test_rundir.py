@@ -132,6 +132,8 @@ def test_image_grid_places_cells_row_major() -> None:
     assert grid.shape == (4, 4, 3) and grid.dtype == np.uint8
     assert (grid[:2, :2] == 0).all() and (grid[:2, 2:] == 128).all() and (grid[2:, :2] == 255).all()
     assert (grid[2:, 2:] == 0).all()  # empty cell
+    broken = image_grid(torch.tensor([[[[float("nan"), float("inf")], [-float("inf"), 0.0]]]]), cols=1)
+    assert broken[:, :, 0].tolist() == [[0, 255], [0, 128]]
 
 
 # -- writer -> reader --------------------------------------------------------------------------
@@ -402,6 +404,17 @@ def test_write_live_is_throttled_unless_forced(tmp_path: Path) -> None:
     assert w.write_live(net, 3.0, force=True)
     live = RunReader(tmp_path).live_weights()
     assert live is not None and live.kimg == 3.0
+
+
+def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    """A GUI run by another user must be able to read them (safetensors' save_file makes 0600)."""
+    w = RunWriter(tmp_path)
+    w.write_live(_Net(), 0)
+    w.write_preview("fakes", 0, np.zeros((2, 2), np.uint8))
+    (tmp_path / "plain").write_text("x")
+    expected = (tmp_path / "plain").stat().st_mode & 0o777
+    for name in ("live/G_ema.safetensors", "live/G_ema.json", "previews/fakes-000000.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name
 
 
 def test_live_weights_from_mismatched_pair_use_the_tensors_file(tmp_path: Path) -> None:
