@@ -730,12 +730,22 @@ def _describe_augment(ckpt: Checkpoint) -> str:
     settings = ckpt.augment_settings
     if settings is None:
         return "absent"
-    kwargs = settings.get("stylegan2_ada_kwargs", settings)
+    multipliers = getattr(ckpt.augment_pipe, "multipliers", None)
+    if callable(multipliers):
+        values = multipliers()
+    else:
+        values = settings.get("stylegan2_ada_kwargs", settings.get("multipliers", settings))
     p = settings.get("p", ckpt.meta.get("p"))
-    active = {k: v for k, v in kwargs.items() if isinstance(v, int | float) and not isinstance(v, bool) and v}
-    listed = ", ".join(f"{k}={v:g}" for k, v in active.items() if k != "p")
+    active = {
+        k: v for k, v in values.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and v and k != "p" and not k.endswith(
+            ("_std", "_max", "_size", "_band0", "_band1", "_band2", "_band3")
+        )
+    }  # fmt: skip
+    listed = ", ".join(f"{k}={v:g}" for k, v in active.items())
     built = "rebuilt" if ckpt.augment_pipe is not None else "settings only"
-    return f"present ({built}), p={p if p is not None else 'unknown'}; {listed or 'no active ops'}"
+    p_text = f"{p:.4g}" if isinstance(p, int | float) else "unknown"
+    return f"present ({built}), p={p_text}; {listed or 'no active ops'}"
 
 
 def _convert(src: str, dst: str) -> list[str]:
