@@ -133,7 +133,7 @@ def record(out: Path, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     clock = FakeClock(T0)
     run_dir = new_run_dir(out, DESC)
-    writer = RunWriter(run_dir, clock=clock)
+    writer = RunWriter(run_dir, clock=clock, background=False)  # events in a reproducible order
     writer.host = "synthetic-recording"  # no real host: readers never probe this pid for liveness
     handler = writer.log_handler(fmt="%(levelname)s %(name)s: %(message)s")
     log.addHandler(handler)

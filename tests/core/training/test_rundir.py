@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -157,6 +158,7 @@ def test_round_trip(tmp_path: Path) -> None:
     w.write_preview("fakes", 0.0, grid)
     w.write_preview("fakes", 4.2, grid[::-1])
     w.write_preview("reals-augmented", 4.2, grid[:, :, :1])
+    w.flush()  # previews are encoded in the background; their events follow their files
     save_file({"x": torch.ones(2)}, str(run / "snapshots" / "network-snapshot-000004.safetensors"))
     (run / "snapshots" / "network-snapshot-000004.json").write_text("{}")
     w.write_latest("network-snapshot-000004", 4.2)
@@ -402,6 +404,7 @@ def test_write_live_is_throttled_unless_forced(tmp_path: Path) -> None:
     assert w.write_live(net, 1.0)
     assert not w.write_live(net, 2.0)
     assert w.write_live(net, 3.0, force=True)
+    w.flush()
     live = RunReader(tmp_path).live_weights()
     assert live is not None and live.kimg == 3.0
 
@@ -411,6 +414,7 @@ def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
     w = RunWriter(tmp_path)
     w.write_live(_Net(), 0)
     w.write_preview("fakes", 0, np.zeros((2, 2), np.uint8))
+    w.flush()
     (tmp_path / "plain").write_text("x")
     expected = (tmp_path / "plain").stat().st_mode & 0o777
     for name in ("live/G_ema.safetensors", "live/G_ema.json", "previews/fakes-000000.png"):
@@ -418,7 +422,7 @@ def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
 
 
 def test_live_weights_from_mismatched_pair_use_the_tensors_file(tmp_path: Path) -> None:
-    w = RunWriter(tmp_path, live_interval_s=0)
+    w = RunWriter(tmp_path, live_interval_s=0, background=False)
     w.write_live(_Net(1.0), 1.0)
     stale_json = (tmp_path / "live" / "G_ema.json").read_bytes()
     # A writer killed between the two replaces: new tensors, old json.
@@ -433,6 +437,7 @@ def test_live_weights_are_consistent_while_being_rewritten(tmp_path: Path) -> No
     w = RunWriter(tmp_path, live_interval_s=0)
     net = _Net(0.0, width=64)
     w.write_live(net, 0.0)
+    w.flush()
     stop = threading.Event()
 
     def keep_writing() -> None:
@@ -456,6 +461,36 @@ def test_live_weights_are_consistent_while_being_rewritten(tmp_path: Path) -> No
         stop.set()
         writer.join()
     assert len(seen) > 1
+
+
+def test_background_writes_keep_the_newest_live_weights_and_survive_a_failure(tmp_path: Path, caplog) -> None:
+    w = RunWriter(tmp_path, live_interval_s=0)
+    net = _Net(0.0, width=256)
+    for k in range(1, 31):
+        net.fill(float(k))  # changed right after each call: the copy must be taken at the call
+        w.write_live(net, float(k))
+    w.flush()
+    live = RunReader(tmp_path).live_weights()
+    assert live is not None and live.kimg == 30.0
+    assert all(bool((t == 30.0).all()) for t in live.state_dict.values())
+    grid = np.zeros((4, 4, 3), np.uint8)
+    path = w.write_preview("fakes", 30, grid)
+    grid[:] = 255  # the writer keeps its own copy
+    w.flush()
+    assert path is not None and np.asarray(Image.open(path)).max() == 0
+    # A preview that cannot be written is logged; later writes still happen.
+    shutil.rmtree(tmp_path / "previews")
+    (tmp_path / "previews").write_text("in the way")
+    events_before = (tmp_path / "events.jsonl").stat().st_size
+    with caplog.at_level(logging.ERROR, logger="core.training.rundir"):
+        w.write_preview("fakes", 31, grid)
+        net.fill(31.0)
+        w.write_live(net, 31.0)
+        w.close()
+    assert any("background write failed" in m for m in caplog.messages)
+    live = RunReader(tmp_path).live_weights()
+    assert live is not None and live.kimg == 31.0
+    assert (tmp_path / "events.jsonl").stat().st_size == events_before  # no event for the failed preview
 
 
 def test_new_writer_removes_stale_temps_and_readers_ignore_them(tmp_path: Path) -> None:
