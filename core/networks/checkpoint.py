@@ -51,6 +51,7 @@ from core.networks.stylegan2 import Discriminator, Generator
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "LEGACY_SOURCE",
     "RESUME_FORMAT_NAME",
     "RESUME_FORMAT_VERSION",
     "Checkpoint",
@@ -60,6 +61,7 @@ __all__ = [
     "load_checkpoint",
     "load_resume_state",
     "main",
+    "resume_paths",
     "save_checkpoint",
     "save_resume_state",
     "snapshot_paths",
@@ -69,6 +71,8 @@ log = logging.getLogger(__name__)
 
 FORMAT_NAME = "ada-studio-checkpoint"
 FORMAT_VERSION = 1
+# Checkpoint.meta["source"]: FORMAT_NAME for our snapshots, LEGACY_SOURCE for imported .pkl files.
+LEGACY_SOURCE = "legacy-pkl"
 RESUME_FORMAT_NAME = "ada-studio-resume"
 RESUME_FORMAT_VERSION = 1
 
@@ -239,7 +243,7 @@ def build_network(
     name: str, class_name: str, init_kwargs: dict[str, Any], state: dict[str, torch.Tensor], file: Path
 ) -> nn.Module:
     """Rebuild a registered network from its constructor keywords and load ``state`` strictly."""
-    cls = NETWORK_CLASSES.get(class_name)
+    cls = NETWORK_CLASSES.get(class_name) if isinstance(class_name, str) else None
     if cls is None:
         raise CheckpointError(
             f"{file}: {name} has class {class_name!r}; only {', '.join(NETWORK_CLASSES)} can be loaded"
@@ -248,7 +252,7 @@ def build_network(
         raise CheckpointError(f"{file}: {name} init_kwargs must be a JSON object")
     try:
         net = cls(**init_kwargs)
-    except (TypeError, ValueError, KeyError) as exc:
+    except Exception as exc:  # the keywords come from a file; any failure is "this file is unusable"
         raise CheckpointError(f"{file}: cannot build {name} = {class_name}(**init_kwargs): {exc}") from exc
     _load_state_strict(net, state, name, file)
     return net.eval()
@@ -452,6 +456,8 @@ def _load_augment(
     if not isinstance(settings, dict):
         raise CheckpointError(f"{file}: augment settings must be a JSON object")
     declared = augment_doc.get("tensors", [])
+    if not isinstance(declared, list) or not all(isinstance(k, str) for k in declared):
+        raise CheckpointError(f"{file}: augment tensors must be a list of names")
     if sorted(declared) != sorted(state):
         raise CheckpointError(
             f"{file}: augment_pipe tensors {sorted(state)} do not match the declared {sorted(declared)}"

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from core.networks.checkpoint import (
+    LEGACY_SOURCE,
     NETWORK_NAMES,
     Checkpoint,
     CheckpointError,
@@ -58,6 +59,7 @@ KNOWN_CLASSES = frozenset(
     }
 )  # fmt: skip
 _SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+)")
+_MAX_MODULE_DEPTH = 16
 
 
 class UnsafePickleError(CheckpointError):
@@ -228,8 +230,12 @@ def read_legacy_pkl(path: str | os.PathLike[str]) -> Any:
         ) from None
 
 
-def _flat_state(record: PersistentRecord, prefix: str, out: dict[str, torch.Tensor], where: str) -> None:
+def _flat_state(
+    record: PersistentRecord, prefix: str, out: dict[str, torch.Tensor], where: str, depth: int = 0
+) -> None:
     """The module tree's ``state_dict()`` equivalent, walking nested persistent records."""
+    if depth > _MAX_MODULE_DEPTH:  # StyleGAN2 nests 4 deep; more means a cycle built by hand
+        raise CheckpointError(f"{where}: not a usable StyleGAN2-ADA snapshot (module tree cyclic or too deep)")
     state = record.state
     skipped = set(state.get("_non_persistent_buffers_set") or ())
     for kind in ("_parameters", "_buffers"):
@@ -247,7 +253,7 @@ def _flat_state(record: PersistentRecord, prefix: str, out: dict[str, torch.Tens
             continue
         if not isinstance(child, PersistentRecord):
             raise CheckpointError(f"{where}: sub-module {prefix}{name} is a {type(child).__name__}")
-        _flat_state(child, f"{prefix}{name}.", out, where)
+        _flat_state(child, f"{prefix}{name}.", out, where, depth + 1)
 
 
 def _plain(value: Any) -> Any:
@@ -317,10 +323,24 @@ def import_legacy_pkl(path: str | os.PathLike[str]) -> Checkpoint:
     """
     where = Path(path)
     data = read_legacy_pkl(where)
+    try:
+        return _checkpoint_from_data(data, where)
+    except CheckpointError:
+        raise
+    except RecursionError:  # self-referencing keyword dicts, built by hand
+        raise CheckpointError(f"{where}: not a usable StyleGAN2-ADA snapshot (cyclic or too deeply nested)") from None
+    except (TypeError, AttributeError, KeyError, ValueError, RuntimeError) as exc:
+        # Well-formed pickles of odd shape (e.g. non-string parameter names), made by hand.
+        raise CheckpointError(
+            f"{where}: malformed StyleGAN2-ADA snapshot ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _checkpoint_from_data(data: Any, where: Path) -> Checkpoint:
     if not isinstance(data, dict):
         raise CheckpointError(f"{where}: expected a snapshot dict (G, D, G_ema, ...), got {type(data).__name__}")
     ignored: list[str] = []
-    ckpt = Checkpoint(path=where, meta={"source": "stylegan2-ada-pkl", "source_file": str(where)})
+    ckpt = Checkpoint(path=where, meta={"source": LEGACY_SOURCE, "source_file": str(where)})
     for key in NETWORK_NAMES:
         if data.get(key) is not None:
             setattr(ckpt, key, _network_from_record(key, data[key], where, ignored))

@@ -41,7 +41,7 @@ def test_info_and_convert_a_public_pkl(tmp_path: Path, capsys: pytest.CaptureFix
     info = _cli("info", SNAPSHOT)
     assert info.returncode == 0, info.stderr
     out = info.stdout
-    assert "source: stylegan2-ada-pkl" in out
+    assert "source: legacy-pkl" in out
     assert "generator: 32x32, 3 channels, c_dim 0 (unconditional), z_dim 64, w_dim 64, num_ws 8" in out
     assert "mapping layers 2, architecture skip" in out
     assert "D: Discriminator, architecture resnet" in out and "G_ema: Generator" in out

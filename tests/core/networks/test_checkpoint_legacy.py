@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file
 
 from core.networks import Discriminator, Generator
-from core.networks.checkpoint import CheckpointError, load_any, load_checkpoint, save_checkpoint
-from core.networks.legacy import UnsafePickleError, import_legacy_pkl
+from core.networks.checkpoint import LEGACY_SOURCE, CheckpointError, load_any, load_checkpoint, save_checkpoint
+from core.networks.legacy import UnsafePickleError, import_legacy_pkl, read_legacy_pkl
 
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures"
 SNAPSHOT = FIXTURES / "sg2_res32_skip_resnet.snapshot.pkl"
@@ -54,7 +54,7 @@ def test_fixture_augment_settings_and_meta() -> None:
     settings = ckpt.augment_settings
     assert settings["p"] == pytest.approx(0.37)
     assert {k: settings["stylegan2_ada_kwargs"][k] for k in BGC} == dict.fromkeys(BGC, 1)
-    assert ckpt.meta["p"] == pytest.approx(0.37)
+    assert ckpt.meta["p"] == pytest.approx(0.37) and ckpt.meta["source"] == LEGACY_SOURCE == "legacy-pkl"
     assert ckpt.meta["dataset"]["resolution"] == 32  # training_set_kwargs, kept as data
     assert any("Hz_geom" in line and "Hz_fbank" in line for line in ckpt.meta["ignored"])
     if ckpt.augment_pipe is not None:  # core.augment present: a real pipe with the same settings
@@ -382,3 +382,26 @@ def test_persistent_ids_are_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\x80\x02X\x03\x00\x00\x00abcQ.")  # BINPERSID
     with pytest.raises(UnsafePickleError, match="persistent ids"):
         import_legacy_pkl(path)
+
+
+def test_numpy_scalar_under_both_names(tmp_path: Path) -> None:
+    """numpy 2 writes numpy._core.multiarray.scalar; files from numpy 1 say numpy.core.multiarray."""
+    blob = pickle.dumps({"gain": np.float64(0.125), "n": np.int32(-3)}, protocol=3)  # text GLOBALs
+    assert b"numpy._core.multiarray" in blob or b"numpy.core.multiarray" in blob
+    for name in (b"numpy._core.multiarray", b"numpy.core.multiarray"):
+        path = tmp_path / "np.pkl"
+        path.write_bytes(blob.replace(b"numpy._core.multiarray", name).replace(b"numpy.core.multiarray", name))
+        data = read_legacy_pkl(path)
+        assert data == {"gain": 0.125, "n": -3} and type(data["gain"]) is np.float64
+
+
+def test_cyclic_module_tree_is_refused(tmp_path: Path) -> None:
+    """Pickle's memo lets a hand-made file make a module its own child (SETITEM after the
+    reconstruct call); the importer must end with a clear error, not a RecursionError."""
+    from core.networks.legacy import PersistentRecord, _checkpoint_from_data
+
+    state: dict[str, Any] = {"_parameters": {}, "_buffers": {}, "_modules": {}, "_init_kwargs": dict(TINY_G)}
+    rec = PersistentRecord("Generator", 6, state)
+    state["_modules"]["again"] = rec
+    with pytest.raises(CheckpointError, match=r"cycle\.pkl: not a usable .*cyclic"):
+        _checkpoint_from_data({"G": rec}, tmp_path / "cycle.pkl")
