@@ -63,15 +63,22 @@ def main() -> None:
                       synthesis_kwargs={"channel_base": int(fmaps * 32768), "channel_max": 512})
         mb = sum(v.numel() * v.element_size() for v in G.state_dict().values()) / 1e6
         t = median_s(lambda: w.write_live(G, 1.0, force=True), args.repeats)
-        print(f"write_live, G at {args.res}px ({mb:.1f} MB): {t * 1e3:.0f} ms")
+        print(f"write_live, G at {args.res}px ({mb:.1f} MB), time in the caller: {t * 1e3:.0f} ms")
+        w.flush()
+        t = median_s(lambda: (w.write_live(G, 1.0, force=True), w.flush()), args.repeats)
+        print(f"write_live + flush (whole write, background included): {t * 1e3:.0f} ms")
         t = median_s(lambda: reader.live_weights(), args.repeats)
         print(f"live_weights, same G: {t * 1e3:.0f} ms")
         grid = np.random.default_rng(0).integers(0, 256, (4 * args.res, 8 * args.res, 3), dtype=np.uint8)
         smooth = np.asarray(torch.nn.functional.interpolate(
             torch.from_numpy(grid[::16, ::16]).permute(2, 0, 1)[None].float(), scale_factor=16, mode="bilinear"
         )[0].permute(1, 2, 0).to(torch.uint8))
+        size = f"8x4 grid at {args.res}px ({smooth.shape[1]}x{smooth.shape[0]})"
         t = median_s(lambda: w.write_preview("fakes", 1.0, smooth), args.repeats)
-        print(f"write_preview, 8x4 grid at {args.res}px ({smooth.shape[1]}x{smooth.shape[0]}): {t * 1e3:.0f} ms")
+        print(f"write_preview, {size}, time in the caller: {t * 1e3:.0f} ms")
+        w.flush()
+        t = median_s(lambda: (w.write_preview("fakes", 1.0, smooth), w.flush()), args.repeats)
+        print(f"write_preview + flush, {size}: {t * 1e3:.0f} ms")
         w.close()
 
 
