@@ -738,7 +738,7 @@ class RunReader:
     last call. ``status()``, ``metrics()`` and ``control_applied()`` read new lines too and keep
     them queued for the next ``poll_events()``, so no event is ever skipped. If events.jsonl is
     truncated or replaced, reading restarts from its beginning and ``resets`` goes up by one
-    (a GUI then clears what it derived from earlier events).
+    (a GUI then clears what it derived from earlier events). Use one reader from one thread.
     """
 
     _HEAD = 64  # bytes of events.jsonl remembered to notice a replaced file
