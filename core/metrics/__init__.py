@@ -1,1 +1,21 @@
-"""metrics."""
+"""Generator metrics (FID, KID, precision/recall and offline variants) and their building blocks.
+
+Command line: ``python -m core.metrics --network SNAPSHOT --data DATA --metrics fid50k_full,...``.
+"""
+
+from core.metrics.distances import frechet_distance, kernel_distance, mean_cov, precision_recall
+from core.metrics.evaluate import (
+    METRICS,
+    MetricOptions,
+    MetricResult,
+    append_records,
+    compute_metrics,
+    run_metrics_for_training,
+)
+from core.metrics.extractors import MetricsError, RandomConvExtractor
+
+__all__ = [
+    "METRICS", "MetricOptions", "MetricResult", "MetricsError", "RandomConvExtractor", "append_records",
+    "compute_metrics", "frechet_distance", "kernel_distance", "mean_cov", "precision_recall",
+    "run_metrics_for_training",
+]

@@ -1,0 +1,125 @@
+"""python -m core.metrics --network SNAPSHOT --data DATA --metrics fid50k_full,kid50k_full,pr50k3_full
+
+Prints one line per metric. When the snapshot belongs to a run directory (it sits in ``snapshots/``
+of a folder holding ``run.json``, its own folder holds ``run.json``, or the run directory itself is
+given), the results are also appended to that run's ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.data import DatasetError
+from core.metrics.evaluate import METRICS, MetricOptions, MetricResult, append_records, compute_metrics
+from core.metrics.extractors import MetricsError
+
+log = logging.getLogger(__name__)
+RUN_FILE = "run.json"
+_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+)")
+
+
+def find_run_dir(network: Path) -> Path | None:
+    """The run directory a snapshot (or run directory) belongs to, if any."""
+    candidates = [network] if network.is_dir() else []
+    if network.parent.name == "snapshots":
+        candidates.append(network.parent.parent)
+    candidates.append(network.parent)
+    return next((c for c in candidates if (c / RUN_FILE).is_file()), None)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core.metrics", description=__doc__.split("\n\n")[1])
+    p.add_argument("--network", required=True, type=Path,
+                   help="snapshot (.json/.safetensors), a run directory (its newest snapshot), or a public .pkl")
+    p.add_argument("--data", help="dataset folder, zip or builtin:<name> (default: the snapshot's dataset)")
+    p.add_argument("--metrics", default="fid50k_full", help=f"comma list of: {', '.join(METRICS)}")
+    p.add_argument("--num-gen", type=int, help="generated images per metric (default: the metric's, e.g. 50k)")
+    p.add_argument("--max-real", type=int, help="at most this many real images (default: the metric's)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--inception", help="inception-2015-12-05.pt (default: $ADA_INCEPTION_WEIGHTS)")
+    p.add_argument("--vgg16", help="vgg16.pt for pr50k3* (default: $ADA_VGG16_WEIGHTS)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the latents and real-image sampling")
+    p.add_argument("--no-append", action="store_true", help="do not write to the run's metrics.jsonl")
+    return p
+
+
+def _load_generator(network: Path, device: str) -> tuple[torch.nn.Module, dict[str, Any], Path]:
+    # Imported here: the checkpoint module pulls in the network registry, which the metrics need only now.
+    from core.networks.checkpoint import CheckpointError, load_any
+
+    try:
+        ckpt = load_any(network, device=device)
+    except (CheckpointError, OSError) as exc:
+        raise MetricsError(f"--network {network}: {exc}") from None
+    G = ckpt.G_ema if ckpt.G_ema is not None else ckpt.G
+    if G is None:
+        raise MetricsError(f"--network {network}: the snapshot holds no generator (G_ema or G)")
+    return G, dict(ckpt.meta or {}), Path(ckpt.path or network)
+
+
+def _dataset_from_meta(meta: dict[str, Any]) -> str | None:
+    for key in ("dataset", "training_set_kwargs"):
+        info = meta.get(key)
+        if isinstance(info, dict) and isinstance(info.get("path"), str):
+            return info["path"]
+    return None
+
+
+def _kimg(meta: dict[str, Any], snapshot: Path) -> float | None:
+    if isinstance(meta.get("kimg"), int | float):
+        return float(meta["kimg"])
+    match = _SNAPSHOT_KIMG.search(snapshot.name)
+    return float(match.group(1)) if match else None
+
+
+def _print(result: MetricResult) -> None:
+    values = "  ".join(f"{k} {v:.6g}" for k, v in result.results.items())
+    print(f"{values}  (fakes {result.num_gen}, reals {result.num_real}, {result.extractor}, "
+          f"{result.total_time:.1f} s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = MetricOptions(num_gen=args.num_gen, max_real=args.max_real, batch=args.batch, device=args.device,
+                            inception=args.inception, vgg16=args.vgg16, seed=args.seed)
+    for flag, value in (("--num-gen", args.num_gen), ("--max-real", args.max_real), ("--batch", args.batch)):
+        if value is not None and value < 1:
+            raise MetricsError(f"{flag} must be >= 1, got {value}")
+    G, meta, snapshot = _load_generator(args.network, args.device)
+    data = args.data or _dataset_from_meta(meta)
+    if data is None:
+        raise MetricsError(f"--data is needed: {args.network} does not record its dataset")
+    results = compute_metrics(G, data, args.metrics, options)
+    for result in results.values():
+        _print(result)
+    run_dir = None if args.no_append else find_run_dir(args.network.resolve())
+    if run_dir is not None:
+        try:
+            relative = snapshot.resolve().relative_to(run_dir)
+        except ValueError:
+            relative = snapshot.resolve()
+        records = [r.to_record(snapshot=relative.as_posix(), kimg=_kimg(meta, snapshot)) for r in results.values()]
+        print(f"appended to {append_records(run_dir, records)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return run(args)
+    except (MetricsError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

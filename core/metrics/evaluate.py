@@ -1,0 +1,373 @@
+"""Metrics for a generator against a dataset: the public names plus offline variants.
+
+- ``fid50k_full``: Frechet distance of Inception-v3 features; 50,000 fakes, every real image.
+- ``kid50k_full``: KID of Inception-v3 features; 50,000 fakes, up to 1,000,000 reals.
+- ``pr50k3_full``: precision/recall (k=3) of VGG16 features; 50,000 fakes, up to 200,000 reals.
+- ``fid50k``, ``kid50k``, ``pr50k3``: the same with up to 50,000 reals from the training set as
+  configured (subset, mirror).
+- ``fd_offline``, ``kid_offline``, ``pr_offline``: the same distances on the offline random-conv
+  features (see extractors.py; not comparable to the above); 5,000 fakes, every real image.
+
+``_full`` and offline metrics use the whole dataset (no subset, no mirror), as in the public code;
+``num_gen``/``max_real`` override the counts (records keep the counts used). Fakes: z ~ N(0, I) and,
+for conditional G, labels of random dataset images, from ``seed``; ``truncation_psi=1`` and
+``noise_mode='random'`` as the public protocol (reproducible: the global RNG is forked and seeded).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from core.data import ImageDataset
+from core.metrics import cache
+from core.metrics.distances import frechet_distance, kernel_distance, mean_cov, precision_recall
+from core.metrics.extractors import FeatureExtractor, MetricsError, build_extractor, to_rgb
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a metric name means: distance, extractor, default counts, which reals."""
+
+    distance: str  # "fd", "kid" or "pr"
+    extractor: str  # "inception", "vgg16" or "offline"
+    num_gen: int
+    max_real: int | None  # None: every real image
+    full: bool  # True: the whole dataset, without subset/mirror
+
+
+METRICS = MappingProxyType({
+    "fid50k_full": MetricSpec("fd", "inception", 50_000, None, True),
+    "kid50k_full": MetricSpec("kid", "inception", 50_000, 1_000_000, True),
+    "pr50k3_full": MetricSpec("pr", "vgg16", 50_000, 200_000, True),
+    "fid50k": MetricSpec("fd", "inception", 50_000, 50_000, False),
+    "kid50k": MetricSpec("kid", "inception", 50_000, 50_000, False),
+    "pr50k3": MetricSpec("pr", "vgg16", 50_000, 50_000, False),
+    "fd_offline": MetricSpec("fd", "offline", 5_000, None, True),
+    "kid_offline": MetricSpec("kid", "offline", 5_000, None, True),
+    "pr_offline": MetricSpec("pr", "offline", 5_000, None, True),
+})
+
+
+@dataclass
+class MetricOptions:
+    """How to evaluate. ``None`` counts take each metric's default."""
+
+    num_gen: int | None = None
+    max_real: int | None = None
+    batch: int = 32
+    device: str | None = None  # None: the generator's device
+    inception: str | None = None  # path to inception-2015-12-05.pt (else $ADA_INCEPTION_WEIGHTS)
+    vgg16: str | None = None  # path to vgg16.pt (else $ADA_VGG16_WEIGHTS)
+    cache_dir: str | None = None  # None: cache.cache_dir()
+    seed: int = 0
+    truncation_psi: float = 1.0
+    noise_mode: str = "random"
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    pr_k: int = 3
+    workers: int = 1  # decoding processes for datasets too big to hold in memory
+    progress: bool = True
+
+
+@dataclass
+class MetricResult:
+    metric: str
+    results: dict[str, float]
+    num_gen: int
+    num_real: int
+    extractor: str
+    dataset: str
+    total_time: float  # shared work (generation, real features) counts toward every metric using it
+
+    def to_record(self, snapshot: str | None = None, kimg: float | None = None) -> dict[str, Any]:
+        """One metrics.jsonl line (the public metric-*.jsonl fields plus counts and extractor)."""
+        return {**asdict(self), "total_time_str": _duration(self.total_time), "snapshot": snapshot,
+                "kimg": kimg, "timestamp": time.time()}
+
+
+@dataclass
+class _Plan:
+    """The work for one call: which extractors, how many fakes, which real feature sets."""
+
+    names: list[str]
+    specs: dict[str, MetricSpec]
+    num_gen: dict[str, int] = field(default_factory=dict)
+    max_real: dict[str, int | None] = field(default_factory=dict)
+
+
+def _duration(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+def parse_metric_names(text: str | Sequence[str]) -> list[str]:
+    """Metric names from ``"a,b"`` or a list; unknown names are an error listing the known ones."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise MetricsError(f"unknown metric {unknown[0] if unknown else '(none given)'!r}; choose from "
+                           f"{', '.join(METRICS)}")
+    return list(dict.fromkeys(names))
+
+
+def _plan(names: list[str], options: MetricOptions) -> _Plan:
+    plan = _Plan(names, {n: METRICS[n] for n in names})
+    for name, spec in plan.specs.items():
+        plan.num_gen[name] = options.num_gen or spec.num_gen
+        plan.max_real[name] = options.max_real or spec.max_real
+        if plan.num_gen[name] < 2:
+            raise MetricsError(f"--num-gen must be >= 2, got {plan.num_gen[name]}")
+    return plan
+
+
+# --- real features ------------------------------------------------------------------------------
+
+
+def _real_dataset(dataset: ImageDataset | str, full: bool, need_labels: bool) -> ImageDataset:
+    if isinstance(dataset, ImageDataset):
+        labels_ok = dataset.use_labels or not need_labels
+        if labels_ok and (not full or (dataset.subset is None and not dataset.mirror)):
+            return dataset
+        return ImageDataset(dataset.spec, mirror=False if full else dataset.mirror,
+                            subset=None if full else dataset.subset, seed=dataset.seed, use_labels=need_labels)
+    return ImageDataset(dataset, use_labels=need_labels)
+
+
+def _real_indices(dataset: ImageDataset, max_real: int | None, seed: int) -> np.ndarray:
+    if max_real is None or max_real >= len(dataset):
+        return np.arange(len(dataset))
+    return np.sort(np.random.default_rng(seed).choice(len(dataset), max_real, replace=False))
+
+
+def _real_batches(dataset: ImageDataset, indices: np.ndarray, options: MetricOptions) -> Iterator[torch.Tensor]:
+    if dataset.preload():
+        for chunk in np.array_split(indices, max(1, -(-len(indices) // options.batch))):
+            yield torch.from_numpy(dataset.load_batch(chunk)[0])
+        return
+    subset = torch.utils.data.Subset(dataset, indices.tolist())  # type: ignore[arg-type]
+    loader = torch.utils.data.DataLoader(subset, batch_size=options.batch, num_workers=options.workers)
+    for images, _labels in loader:
+        yield images
+
+
+def real_features(
+    dataset: ImageDataset,
+    extractor: FeatureExtractor,
+    max_real: int | None,
+    options: MetricOptions,
+    need_all: bool,
+) -> dict[str, np.ndarray]:
+    """Real-image features (``features``) or just their ``mu``/``sigma``, from the cache when possible."""
+    indices = _real_indices(dataset, max_real, options.seed)
+    key = dict(num=len(indices), mirror=dataset.mirror, subset=dataset.subset, subset_seed=dataset.seed,
+               sample_seed=options.seed)
+    folder = Path(options.cache_dir) if options.cache_dir else None
+    features_path = cache.cache_file(dataset, extractor.identity, key, "features", folder)
+    stats_path = cache.cache_file(dataset, extractor.identity, key, "stats", folder)
+    for path in (features_path,) if need_all else (stats_path, features_path):
+        cached = cache.load(path)
+        if cached is not None:
+            log.info("real-image statistics from cache %s", path)
+            return cached
+    device = _extractor_device(extractor)
+    chunks = []
+    with tqdm(total=len(indices), desc=f"{dataset.name}: real features", unit="img",
+              disable=not options.progress) as bar:
+        for images in _real_batches(dataset, indices, options):
+            chunks.append(extractor(to_rgb(images.to(device))).cpu().numpy())
+            bar.update(len(images))
+    features = np.concatenate(chunks)
+    if need_all:
+        cache.save(features_path, {"features": features})
+        return {"features": features}
+    mu, sigma = mean_cov(features)
+    cache.save(stats_path, {"mu": mu, "sigma": sigma, "num": np.asarray(len(features))})
+    return {"mu": mu, "sigma": sigma, "num": np.asarray(len(features))}
+
+
+def _extractor_device(extractor: FeatureExtractor) -> torch.device:
+    if isinstance(extractor, nn.Module):
+        return next(extractor.parameters()).device
+    return getattr(extractor, "device", torch.device("cpu"))
+
+
+# --- generated features -------------------------------------------------------------------------
+
+
+def generated_batches(
+    G: nn.Module,
+    num: int,
+    labels_from: ImageDataset | None,
+    options: MetricOptions,
+    device: torch.device,
+) -> Iterator[torch.Tensor]:
+    """uint8 fakes [B, C, H, W], reproducibly from ``options.seed`` without touching the caller's RNG."""
+    rng = np.random.default_rng(options.seed)
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        torch.manual_seed(options.seed)
+        for start in range(0, num, options.batch):
+            count = min(options.batch, num - start)
+            z = torch.randn(count, G.z_dim, device=device)
+            if G.c_dim and labels_from is not None:
+                picks = rng.integers(0, len(labels_from), count)
+                c = torch.from_numpy(np.stack([labels_from.get_label(int(i)) for i in picks])).to(device)
+            else:
+                c = torch.zeros(count, G.c_dim, device=device)
+            images = G(z, c, truncation_psi=options.truncation_psi, noise_mode=options.noise_mode)
+            yield (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def _prepare_generator(G: nn.Module, device: torch.device) -> nn.Module:
+    # A private eval-mode copy: training-mode G would update its w_avg while we sample.
+    return copy.deepcopy(G).eval().requires_grad_(False).to(device)
+
+
+# --- the entry points ---------------------------------------------------------------------------
+
+
+def compute_metrics(
+    G: nn.Module,
+    dataset: ImageDataset | str,
+    metrics: str | Sequence[str],
+    options: MetricOptions | None = None,
+) -> dict[str, MetricResult]:
+    """Evaluate ``metrics`` for generator ``G`` (``z_dim``, ``c_dim``, ``G(z, c, ...)``) on ``dataset``.
+
+    ``dataset``: an ImageDataset (non-``_full`` metrics use it as configured) or a path/``builtin:``
+    spec. Returns results by metric name, in the order asked.
+    """
+    options = options or MetricOptions()
+    names = parse_metric_names(metrics)
+    plan = _plan(names, options)
+    first_param = next(G.parameters(), None)
+    device = torch.device(options.device or (first_param.device if first_param is not None else "cpu"))
+    need_labels = G.c_dim > 0
+    extractors = {kind: build_extractor(kind, device, next(n for n in names if plan.specs[n].extractor == kind),
+                                        options.inception, options.vgg16)
+                  for kind in dict.fromkeys(spec.extractor for spec in plan.specs.values())}
+    datasets = {full: _real_dataset(dataset, full, need_labels)
+                for full in dict.fromkeys(spec.full for spec in plan.specs.values())}
+    for ds in datasets.values():
+        if need_labels and not ds.has_labels:
+            raise MetricsError(f"the generator is conditional (c_dim={G.c_dim}) but {ds.spec} has no labels")
+        if need_labels and ds.label_dim != G.c_dim:
+            raise MetricsError(f"the generator has c_dim={G.c_dim} but {ds.spec} has {ds.label_dim} classes")
+
+    start = time.time()
+    fakes = _fake_features(G, max(plan.num_gen.values()), extractors, next(iter(datasets.values())), options,
+                           device)
+    gen_time = time.time() - start
+    # One real feature set per (extractor, reals, count), shared by the metrics that agree on them.
+    real_keys = {name: _real_key(plan, name, datasets) for name in names}
+    need_all = {key: any(plan.specs[n].distance != "fd" for n in names if real_keys[n] == key)
+                for key in real_keys.values()}
+    real_sets: dict[tuple[str, bool, int | None], tuple[dict[str, np.ndarray], float]] = {}
+    results: dict[str, MetricResult] = {}
+    for name in names:
+        spec, key, began = plan.specs[name], real_keys[name], time.time()
+        if key not in real_sets:
+            real = real_features(datasets[spec.full], extractors[spec.extractor], key[2], options, need_all[key])
+            real_sets[key] = real, time.time() - began
+        real, real_time = real_sets[key]
+        values = _distance(name, spec, real, fakes[spec.extractor][: plan.num_gen[name]], options, device)
+        num_real = int(real["num"]) if "num" in real else len(real["features"])
+        results[name] = MetricResult(name, values, plan.num_gen[name], num_real,
+                                     extractors[spec.extractor].identity, datasets[spec.full].spec,
+                                     gen_time + real_time + time.time() - began)
+    return results
+
+
+def _real_key(plan: _Plan, name: str, datasets: dict[bool, ImageDataset]) -> tuple[str, bool, int | None]:
+    spec, max_real = plan.specs[name], plan.max_real[name]
+    if max_real is not None and max_real >= len(datasets[spec.full]):
+        max_real = None
+    return spec.extractor, spec.full, max_real
+
+
+def _fake_features(
+    G: nn.Module,
+    num: int,
+    extractors: dict[str, FeatureExtractor],
+    labels_from: ImageDataset,
+    options: MetricOptions,
+    device: torch.device,
+) -> dict[str, np.ndarray]:
+    G = _prepare_generator(G, device)
+    chunks: dict[str, list[np.ndarray]] = {kind: [] for kind in extractors}
+    with tqdm(total=num, desc="generated features", unit="img", disable=not options.progress) as bar:
+        for images in generated_batches(G, num, labels_from, options, device):
+            for kind, extractor in extractors.items():
+                chunks[kind].append(extractor(to_rgb(images)).cpu().numpy())
+            bar.update(len(images))
+    return {kind: np.concatenate(parts) for kind, parts in chunks.items()}
+
+
+def _distance(
+    name: str,
+    spec: MetricSpec,
+    real: dict[str, np.ndarray],
+    fake: np.ndarray,
+    options: MetricOptions,
+    device: torch.device,
+) -> dict[str, float]:
+    if spec.distance == "fd":
+        mu_real, sigma_real = (real["mu"], real["sigma"]) if "mu" in real else mean_cov(real["features"])
+        mu_fake, sigma_fake = mean_cov(fake)
+        return {name: frechet_distance(mu_fake, sigma_fake, mu_real, sigma_real)}
+    if spec.distance == "kid":
+        return {name: kernel_distance(real["features"], fake, options.kid_subsets, options.kid_subset_size,
+                                      options.seed)}
+    precision, recall = precision_recall(real["features"], fake, k=options.pr_k, device=device)
+    return {f"{name}_precision": precision, f"{name}_recall": recall}
+
+
+def append_records(run_dir: str | os.PathLike[str], records: Sequence[dict[str, Any]]) -> Path:
+    """Append records as JSON lines to ``<run_dir>/metrics.jsonl`` (one write per line, fsynced)."""
+    path = Path(run_dir) / METRICS_FILE
+    with open(path, "a", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, allow_nan=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def run_metrics_for_training(
+    G_ema: nn.Module,
+    dataset_spec: ImageDataset | str,
+    metrics: str | Sequence[str],
+    run_dir: str | os.PathLike[str] | None = None,
+    snapshot: str | None = None,
+    kimg: float | None = None,
+    options: MetricOptions | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate at a snapshot; append to ``<run_dir>/metrics.jsonl`` when given; return the records.
+
+    Call on one process (rank 0): it generates every fake itself. ``snapshot`` is the snapshot's path
+    relative to the run directory, as it appears in the records.
+    """
+    options = options or MetricOptions(progress=False)
+    results = compute_metrics(G_ema, dataset_spec, metrics, options)
+    records = [result.to_record(snapshot=snapshot, kimg=kimg) for result in results.values()]
+    if run_dir is not None:
+        append_records(run_dir, records)
+    return records
