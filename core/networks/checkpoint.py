@@ -209,7 +209,10 @@ def _read_tensor_file(path: Path, json_path: Path, snapshot_id: str) -> dict[str
                     f"{path}: belongs to another write than {json_path.name} (snapshot_id {file_id!r} != "
                     f"{snapshot_id!r}); the snapshot was being rewritten: retry, or use an older one"
                 )
-            return {key: f.get_tensor(key) for key in f.keys()}
+            # get_tensor returns views of a memory map of the file; clone so that nothing keeps the
+            # file mapped (a later in-place change or truncation would corrupt or crash us, and
+            # on Windows a mapped file cannot be replaced by the next snapshot).
+            return {key: f.get_tensor(key).clone() for key in f.keys()}
     except CheckpointError:
         raise
     except Exception as exc:  # safetensors raises its own error types for damaged files
@@ -272,8 +275,10 @@ def _load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], name: 
                 f"{file}: tensor {name}.{key} has shape {list(state[key].shape)}, "
                 f"but {name} built from its init_kwargs expects {list(ref.shape)}"
             )
-    # Parameters keep their own dtype (float32); copy_ casts stored fp16/bf16 values into them.
-    module.load_state_dict(state, strict=True)
+    # Networks keep their own dtypes (float32): stored fp16/bf16 values are cast first. The loaded
+    # tensors are then adopted as they are (assign) instead of being copied once more.
+    cast = {k: v if v.dtype == expected[k].dtype else v.to(expected[k].dtype) for k, v in state.items()}
+    module.load_state_dict(cast, strict=True, assign=True)
 
 
 def _few(items: Iterator[str] | list[str], limit: int = 5) -> str:

@@ -293,7 +293,9 @@ def _network_from_record(key: str, record: Any, where: Path, ignored: list[str])
     cast = sorted(k for k, t in flat.items() if t.dtype != torch.float32 and t.is_floating_point())
     if cast:
         ignored.append(f"{key}: {len(cast)} non-float32 tensor(s) cast to float32 ({cast[0]}, ...)")
-        flat = {k: (t.float() if t.is_floating_point() else t) for k, t in flat.items()}
+    # Private float32 copies: pickle's memo may share one tensor between G and G_ema (or two
+    # names), and the networks adopt these tensors as their parameters.
+    flat = {k: t.to(torch.float32 if t.is_floating_point() else t.dtype, copy=True) for k, t in flat.items()}
     return build_network(key, expected, _init_kwargs(record, key, where), flat, where)
 
 

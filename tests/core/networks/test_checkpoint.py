@@ -439,3 +439,19 @@ def test_augment_pipe_round_trip(tmp_path: Path) -> None:
     assert isinstance(ckpt.augment_pipe, augment.AugmentPipe)
     assert ckpt.augment_pipe.settings() == pipe.settings() == ckpt.augment_settings
     assert ckpt.meta["ignored"] == []
+
+
+def test_loaded_tensors_do_not_map_the_file(tmp_path: Path) -> None:
+    """Overwriting the file in place after loading must not change what was loaded."""
+    G, _, _ = _nets()
+    save_checkpoint(tmp_path / "s", G=G)
+    save_resume_state(tmp_path / "s", {"m": torch.ones(1000)})
+    ckpt, resume = load_checkpoint(tmp_path / "s"), load_resume_state(tmp_path / "s")
+    for name in ("s.safetensors", "s.resume.safetensors"):
+        path = tmp_path / name
+        size = path.stat().st_size
+        with open(path, "r+b") as f:  # same inode, new bytes
+            f.seek(size // 4)
+            f.write(b"\x7f" * (size - size // 4))
+    assert all(torch.equal(a, b) for a, b in zip(ckpt.G.state_dict().values(), G.state_dict().values(), strict=True))
+    assert torch.equal(resume["m"], torch.ones(1000))

@@ -214,6 +214,18 @@ def test_public_format_writer_round_trip(tmp_path: Path, public_pickler: Any) ->
     assert ckpt.G.init_kwargs["synthesis_kwargs"]["num_fp16_res"] == 1
 
 
+def test_shared_records_give_independent_networks(tmp_path: Path, public_pickler: Any) -> None:
+    """If G_ema is pickled as the very same object as G, the imported networks must not share tensors."""
+    G = Generator(**TINY_G)
+    rec = _record(public_pickler, G, "", _public_kwargs(public_pickler, G.init_kwargs))
+    path = tmp_path / "shared.pkl"
+    path.write_bytes(pickle.dumps({"G": rec, "G_ema": rec}, protocol=4))
+    ckpt = import_legacy_pkl(path)
+    with torch.no_grad():
+        ckpt.G.mapping.fc0.weight.add_(1)
+    assert torch.equal(ckpt.G_ema.mapping.fc0.weight, G.mapping.fc0.weight)
+
+
 def test_float16_tensors_are_cast_and_reported(tmp_path: Path, public_pickler: Any) -> None:
     path = tmp_path / "half.pkl"
     G, _ = _write_public(public_pickler, path, dtype=torch.float16, progress={"cur_nimg": 64000, "batch": 4})
