@@ -3,4 +3,11 @@
 from core.data.dataset import DatasetError, ImageDataset, resolve_data_path
 from core.data.loader import InfiniteLoader, LoaderState, make_loader
 
-__all__ = ["DatasetError", "ImageDataset", "InfiniteLoader", "LoaderState", "make_loader", "resolve_data_path"]
+__all__ = [
+    "DatasetError",
+    "ImageDataset",
+    "InfiniteLoader",
+    "LoaderState",
+    "make_loader",
+    "resolve_data_path",
+]

@@ -55,7 +55,9 @@ def resolve_data_path(spec: str | os.PathLike[str]) -> Path:
         return BUILTIN_DIR / BUILTIN_DATASETS[name]
     path = Path(text).expanduser()
     if not path.exists():
-        raise DatasetError(f"dataset {text!r} does not exist; give a folder of images, a zip, or builtin:digits")
+        raise DatasetError(
+            f"dataset {text!r} does not exist; give a folder of images, a zip, or builtin:digits"
+        )
     if path.is_file() and not zipfile.is_zipfile(path):
         raise DatasetError(f"dataset {text!r} is a file but not a zip; give a folder of images or a zip")
     return path
@@ -229,7 +231,9 @@ def _parse_labels(storage: Storage, names: Sequence[str]) -> np.ndarray | None:
     try:
         array = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):
-        raise DatasetError(f"{where}: labels must all be class indices or equal-length number lists") from None
+        raise DatasetError(
+            f"{where}: labels must all be class indices or equal-length number lists"
+        ) from None
     if array.ndim != 2:
         raise DatasetError(f"{where}: labels must all be class indices or equal-length number lists")
     return array
@@ -241,8 +245,10 @@ def _decode(data: bytes, name: str, channels: int, resolution: int) -> np.ndarra
     if array.ndim == 2:
         array = array[:, :, np.newaxis]
     if array.shape != (resolution, resolution, channels) or array.dtype != np.uint8:
-        raise DatasetError(f"image {name!r} decoded to {array.shape} {array.dtype}, expected "
-                           f"({resolution}, {resolution}, {channels}) uint8")
+        raise DatasetError(
+            f"image {name!r} decoded to {array.shape} {array.dtype}, expected "
+            f"({resolution}, {resolution}, {channels}) uint8"
+        )
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
@@ -284,8 +290,10 @@ class ImageDataset:
         self._resolution, self._channels = _check_headers(self._storage, self._names, resolution)
         self._labels = _parse_labels(self._storage, self._names) if use_labels else None
         if use_labels and self._labels is None:
-            raise DatasetError(f"{self.path}: labels requested (conditional training) but {LABELS_FILE} is "
-                               f"missing or has \"labels\": null")
+            raise DatasetError(
+                f"{self.path}: labels requested (conditional training) but {LABELS_FILE} is "
+                f'missing or has "labels": null'
+            )
         self._raw_idx = self._select(subset, seed)
         self._cache: np.ndarray | None = None
 
@@ -342,14 +350,26 @@ class ImageDataset:
         return len(self._raw_idx) * (2 if self.mirror else 1)
 
     def __repr__(self) -> str:
-        return (f"ImageDataset({self.spec!r}, {len(self)} images, {self._channels}x{self._resolution}x"
-                f"{self._resolution}, label_dim={self.label_dim}, mirror={self.mirror}, subset={self.subset})")
+        return (
+            f"ImageDataset({self.spec!r}, {len(self)} images, {self._channels}x{self._resolution}x"
+            f"{self._resolution}, label_dim={self.label_dim}, mirror={self.mirror}, subset={self.subset})"
+        )
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description (for run.json and checkpoint metadata)."""
-        return dict(path=self.spec, name=self.name, resolution=self.resolution, num_channels=self.num_channels,
-                    label_dim=self.label_dim, num_images=len(self), num_raw_images=self.num_raw_images,
-                    mirror=self.mirror, subset=self.subset, seed=self.seed, use_labels=self.use_labels)
+        return dict(
+            path=self.spec,
+            name=self.name,
+            resolution=self.resolution,
+            num_channels=self.num_channels,
+            label_dim=self.label_dim,
+            num_images=len(self),
+            num_raw_images=self.num_raw_images,
+            mirror=self.mirror,
+            subset=self.subset,
+            seed=self.seed,
+            use_labels=self.use_labels,
+        )
 
     # --- access -----------------------------------------------------------------------------------
     def _locate(self, index: int) -> tuple[int, bool]:

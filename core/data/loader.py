@@ -139,8 +139,9 @@ class InfiniteLoader:
         """The state after the batches handed out so far (prefetched ones do not count)."""
         total = self._start.position + self._consumed_batches * self.batch
         shard = self.order.shard_length
-        return LoaderState(self._start.epoch + total // shard, total % shard, self.order.world_size,
-                           self.order.seed)
+        return LoaderState(
+            self._start.epoch + total // shard, total % shard, self.order.world_size, self.order.seed
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self.state())
@@ -154,8 +155,11 @@ class InfiniteLoader:
         if loaded.world_size != self.order.world_size:
             # Same fraction of the epoch done, measured in samples over all ranks.
             position = loaded.position * loaded.world_size // self.order.world_size
-            log.warning("data loader: world size changed %d -> %d; the data order resumes approximately",
-                        loaded.world_size, self.order.world_size)
+            log.warning(
+                "data loader: world size changed %d -> %d; the data order resumes approximately",
+                loaded.world_size,
+                self.order.world_size,
+            )
         position = min(position, self.order.shard_length - 1)
         self.close()
         self._start = LoaderState(loaded.epoch, position, self.order.world_size, self.order.seed)
@@ -179,5 +183,6 @@ def make_loader(
     pin_memory: bool = False,
 ) -> InfiniteLoader:
     """An endless stream of ``batch``-sized batches for one rank; see the module docstring."""
-    return InfiniteLoader(dataset, batch, seed=seed, rank=rank, world_size=world_size, workers=workers,
-                          pin_memory=pin_memory)
+    return InfiniteLoader(
+        dataset, batch, seed=seed, rank=rank, world_size=world_size, workers=workers, pin_memory=pin_memory
+    )

@@ -175,8 +175,9 @@ def _read_source_labels(storage: Storage) -> dict[str, Any] | None:
         labels = json.loads(storage.read(LABELS_FILE)).get("labels")
         return None if labels is None else {str(n).replace("\\", "/"): v for n, v in labels}
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError, ValueError) as exc:
-        raise ToolError(f"{storage.path}/{LABELS_FILE}: not {{\"labels\": [[name, label], ...] | null}} "
-                        f"({exc})") from None
+        raise ToolError(
+            f'{storage.path}/{LABELS_FILE}: not {{"labels": [[name, label], ...] | null}} ({exc})'
+        ) from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -226,8 +227,10 @@ def convert_dataset(opts: ToolOptions) -> ToolReport:
     if source_labels is not None:
         unlabelled = [n for n, _m in readable if n not in source_labels]
         if unlabelled:
-            raise ToolError(f"{opts.source}/{LABELS_FILE} has no label for {unlabelled[0]!r} "
-                            f"({len(unlabelled)} in all); add them or remove {LABELS_FILE}")
+            raise ToolError(
+                f"{opts.source}/{LABELS_FILE} has no label for {unlabelled[0]!r} "
+                f"({len(unlabelled)} in all); add them or remove {LABELS_FILE}"
+            )
     writer: _Writer = _ZipWriter(opts.dest) if opts.dest.suffix.lower() == ".zip" else _DirWriter(opts.dest)
     out_labels: list[list[Any]] = []
     try:
@@ -280,17 +283,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, type=Path, help="folder (searched recursively) or zip")
     p.add_argument("--dest", required=True, type=Path, help="output .zip (recommended) or new folder")
     p.add_argument("--resolution", required=True, type=int, help="output side length, a power of two")
-    p.add_argument("--transform", choices=TRANSFORMS, default="center-crop",
-                   help="center-crop: largest centred square; center-crop-wide: keep the width, crop or "
-                        "letterbox the height; pad: fit the whole image, pad with --background")
+    p.add_argument(
+        "--transform",
+        choices=TRANSFORMS,
+        default="center-crop",
+        help="center-crop: largest centred square; center-crop-wide: keep the width, crop or "
+        "letterbox the height; pad: fit the whole image, pad with --background",
+    )
     p.add_argument("--resize-filter", choices=tuple(RESIZE_FILTERS), default="lanczos")
-    p.add_argument("--background", type=_background, default=(0, 0, 0),
-                   help="R,G,B behind transparent pixels and padding (default 0,0,0)")
-    p.add_argument("--channels", choices=("auto", "1", "3"), default="auto",
-                   help="auto: 1 if every image is grayscale, else 3")
+    p.add_argument(
+        "--background",
+        type=_background,
+        default=(0, 0, 0),
+        help="R,G,B behind transparent pixels and padding (default 0,0,0)",
+    )
+    p.add_argument(
+        "--channels",
+        choices=("auto", "1", "3"),
+        default="auto",
+        help="auto: 1 if every image is grayscale, else 3",
+    )
     p.add_argument("--max-images", type=int, default=None, help="stop after this many images")
-    p.add_argument("--png-compression", type=int, default=0, choices=range(10), metavar="0-9",
-                   help="PNG zlib level; 0 (default) decodes fastest")
+    p.add_argument(
+        "--png-compression",
+        type=int,
+        default=0,
+        choices=range(10),
+        metavar="0-9",
+        help="PNG zlib level; 0 (default) decodes fastest",
+    )
     return p
 
 
@@ -308,23 +329,35 @@ def _options(args: argparse.Namespace) -> ToolOptions:
         raise ToolError("--dest must differ from --source")
     if not args.dest.parent.is_dir():
         raise ToolError(f"--dest {args.dest}: folder {args.dest.parent} does not exist")
-    return ToolOptions(source=args.source, dest=args.dest, resolution=res, transform=args.transform,
-                       resize_filter=args.resize_filter, background=args.background, channels=args.channels,
-                       max_images=args.max_images, png_compression=args.png_compression)
+    return ToolOptions(
+        source=args.source,
+        dest=args.dest,
+        resolution=res,
+        transform=args.transform,
+        resize_filter=args.resize_filter,
+        background=args.background,
+        channels=args.channels,
+        max_images=args.max_images,
+        png_compression=args.png_compression,
+    )
 
 
 def _print_report(report: ToolReport, opts: ToolOptions) -> None:
     labels = "none" if report.label_dim is None else f"{report.label_dim} classes"
-    print(f"wrote {report.written} images ({opts.resolution}x{opts.resolution}, {report.channels} channel(s), "
-          f"labels: {labels}) to {opts.dest}")
+    print(
+        f"wrote {report.written} images ({opts.resolution}x{opts.resolution}, {report.channels} channel(s), "
+        f"labels: {labels}) to {opts.dest}"
+    )
     if report.skipped:
         print(f"skipped {len(report.skipped)} unreadable file(s):")
         for name, reason in report.skipped:
             print(f"  {name}: {reason}")
     if report.ignored:
         shown = ", ".join(report.ignored[:5]) + (", ..." if len(report.ignored) > 5 else "")
-        print(f"ignored {len(report.ignored)} file(s) that are not {'/'.join(image_extensions())} images: "
-              f"{shown}")
+        print(
+            f"ignored {len(report.ignored)} file(s) that are not {'/'.join(image_extensions())} images: "
+            f"{shown}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

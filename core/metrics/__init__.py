@@ -15,7 +15,16 @@ from core.metrics.evaluate import (
 from core.metrics.extractors import MetricsError, RandomConvExtractor
 
 __all__ = [
-    "METRICS", "MetricOptions", "MetricResult", "MetricsError", "RandomConvExtractor", "append_records",
-    "compute_metrics", "frechet_distance", "kernel_distance", "mean_cov", "precision_recall",
+    "METRICS",
+    "MetricOptions",
+    "MetricResult",
+    "MetricsError",
+    "RandomConvExtractor",
+    "append_records",
+    "compute_metrics",
+    "frechet_distance",
+    "kernel_distance",
+    "mean_cov",
+    "precision_recall",
     "run_metrics_for_training",
 ]

@@ -37,11 +37,17 @@ def find_run_dir(network: Path) -> Path | None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core.metrics", description=__doc__.split("\n\n")[1])
-    p.add_argument("--network", required=True, type=Path,
-                   help="snapshot (.json/.safetensors), a run directory (its newest snapshot), or a public .pkl")
+    p.add_argument(
+        "--network",
+        required=True,
+        type=Path,
+        help="snapshot (.json/.safetensors), a run directory (its newest snapshot), or a public .pkl",
+    )
     p.add_argument("--data", help="dataset folder, zip or builtin:<name> (default: the snapshot's dataset)")
     p.add_argument("--metrics", default="fid50k_full", help=f"comma list of: {', '.join(METRICS)}")
-    p.add_argument("--num-gen", type=int, help="generated images per metric (default: the metric's, e.g. 50k)")
+    p.add_argument(
+        "--num-gen", type=int, help="generated images per metric (default: the metric's, e.g. 50k)"
+    )
     p.add_argument("--max-real", type=int, help="at most this many real images (default: the metric's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=32)
@@ -83,13 +89,22 @@ def _kimg(meta: dict[str, Any], snapshot: Path) -> float | None:
 
 def _print(result: MetricResult) -> None:
     values = "  ".join(f"{k} {v:.6g}" for k, v in result.results.items())
-    print(f"{values}  (fakes {result.num_gen}, reals {result.num_real}, {result.extractor}, "
-          f"{result.total_time:.1f} s)")
+    print(
+        f"{values}  (fakes {result.num_gen}, reals {result.num_real}, {result.extractor}, "
+        f"{result.total_time:.1f} s)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    options = MetricOptions(num_gen=args.num_gen, max_real=args.max_real, batch=args.batch, device=args.device,
-                            inception=args.inception, vgg16=args.vgg16, seed=args.seed)
+    options = MetricOptions(
+        num_gen=args.num_gen,
+        max_real=args.max_real,
+        batch=args.batch,
+        device=args.device,
+        inception=args.inception,
+        vgg16=args.vgg16,
+        seed=args.seed,
+    )
     for flag, value in (("--num-gen", args.num_gen), ("--max-real", args.max_real), ("--batch", args.batch)):
         if value is not None and value < 1:
             raise MetricsError(f"{flag} must be >= 1, got {value}")
@@ -106,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
             relative = snapshot.resolve().relative_to(run_dir)
         except ValueError:
             relative = snapshot.resolve()
-        records = [r.to_record(snapshot=relative.as_posix(), kimg=_kimg(meta, snapshot)) for r in results.values()]
+        records = [
+            r.to_record(snapshot=relative.as_posix(), kimg=_kimg(meta, snapshot)) for r in results.values()
+        ]
         print(f"appended to {append_records(run_dir, records)}")
     return 0
 

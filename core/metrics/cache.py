@@ -38,11 +38,17 @@ def dataset_fingerprint(dataset: ImageDataset) -> str:
     return digest.hexdigest()
 
 
-def cache_file(dataset: ImageDataset, extractor_identity: str, options: dict[str, Any], kind: str,
-               folder: Path | None = None) -> Path:
+def cache_file(
+    dataset: ImageDataset,
+    extractor_identity: str,
+    options: dict[str, Any],
+    kind: str,
+    folder: Path | None = None,
+) -> Path:
     """Where the ``kind`` ("features" or "stats") entry for this dataset/extractor/options lives."""
-    key = json.dumps({"dataset": dataset_fingerprint(dataset), "extractor": extractor_identity, **options},
-                     sort_keys=True)
+    key = json.dumps(
+        {"dataset": dataset_fingerprint(dataset), "extractor": extractor_identity, **options}, sort_keys=True
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     return (folder or cache_dir()) / f"{dataset.name}-{extractor_identity.split('-')[0]}-{digest}-{kind}.npz"
 

@@ -37,17 +37,23 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if not np.isfinite(covmean).all():
         # Singular covariances (fewer samples than dimensions) can break sqrtm; a tiny ridge fixes it.
         eps = 1e-6
-        log.warning("Frechet distance: sqrtm(S1 S2) is not finite (singular covariances); adding %g to "
-                    "the diagonals", eps)
+        log.warning(
+            "Frechet distance: sqrtm(S1 S2) is not finite (singular covariances); adding %g to the diagonals",
+            eps,
+        )
         ridge = eps * np.eye(len(sigma1))
         covmean = _sqrtm_product(sigma1 + ridge, sigma2 + ridge)
     if np.iscomplexobj(covmean):
         imaginary = float(np.abs(covmean.imag).max())
         scale = max(float(np.abs(covmean.real).max()), 1e-12)
         if imaginary > IMAGINARY_TOLERANCE * scale:
-            log.warning("Frechet distance: sqrtm(S1 S2) has imaginary parts up to %.3g (%.2g of its largest "
-                        "entry), more than numerical noise; using the real part. Too few samples for the "
-                        "feature size make this likely.", imaginary, imaginary / scale)
+            log.warning(
+                "Frechet distance: sqrtm(S1 S2) has imaginary parts up to %.3g (%.2g of its largest "
+                "entry), more than numerical noise; using the real part. Too few samples for the "
+                "feature size make this likely.",
+                imaginary,
+                imaginary / scale,
+            )
         covmean = covmean.real
     value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)
     return float(value)
@@ -110,10 +116,14 @@ def _knn_radii(manifold: torch.Tensor, k: int, max_elements: int) -> torch.Tenso
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples, got {len(manifold)}")
     rows = max(1, max_elements // len(manifold))
     # k + 1: each point's nearest neighbour in its own set is itself, at distance 0.
-    return torch.cat([torch.cdist(chunk, manifold).kthvalue(k + 1, dim=1).values for chunk in manifold.split(rows)])
+    return torch.cat(
+        [torch.cdist(chunk, manifold).kthvalue(k + 1, dim=1).values for chunk in manifold.split(rows)]
+    )
 
 
-def _share_inside(probes: torch.Tensor, manifold: torch.Tensor, radii: torch.Tensor, max_elements: int) -> float:
+def _share_inside(
+    probes: torch.Tensor, manifold: torch.Tensor, radii: torch.Tensor, max_elements: int
+) -> float:
     cols = min(len(manifold), max(1, max_elements))
     rows = max(1, max_elements // cols)
     inside = []

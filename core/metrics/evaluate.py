@@ -54,17 +54,19 @@ class MetricSpec:
     full: bool  # True: the whole dataset, without subset/mirror
 
 
-METRICS = MappingProxyType({
-    "fid50k_full": MetricSpec("fd", "inception", 50_000, None, True),
-    "kid50k_full": MetricSpec("kid", "inception", 50_000, 1_000_000, True),
-    "pr50k3_full": MetricSpec("pr", "vgg16", 50_000, 200_000, True),
-    "fid50k": MetricSpec("fd", "inception", 50_000, 50_000, False),
-    "kid50k": MetricSpec("kid", "inception", 50_000, 50_000, False),
-    "pr50k3": MetricSpec("pr", "vgg16", 50_000, 50_000, False),
-    "fd_offline": MetricSpec("fd", "offline", 5_000, None, True),
-    "kid_offline": MetricSpec("kid", "offline", 5_000, None, True),
-    "pr_offline": MetricSpec("pr", "offline", 5_000, None, True),
-})
+METRICS = MappingProxyType(
+    {
+        "fid50k_full": MetricSpec("fd", "inception", 50_000, None, True),
+        "kid50k_full": MetricSpec("kid", "inception", 50_000, 1_000_000, True),
+        "pr50k3_full": MetricSpec("pr", "vgg16", 50_000, 200_000, True),
+        "fid50k": MetricSpec("fd", "inception", 50_000, 50_000, False),
+        "kid50k": MetricSpec("kid", "inception", 50_000, 50_000, False),
+        "pr50k3": MetricSpec("pr", "vgg16", 50_000, 50_000, False),
+        "fd_offline": MetricSpec("fd", "offline", 5_000, None, True),
+        "kid_offline": MetricSpec("kid", "offline", 5_000, None, True),
+        "pr_offline": MetricSpec("pr", "offline", 5_000, None, True),
+    }
+)
 
 
 @dataclass
@@ -100,8 +102,13 @@ class MetricResult:
 
     def to_record(self, snapshot: str | None = None, kimg: float | None = None) -> dict[str, Any]:
         """One metrics.jsonl line (the public metric-*.jsonl fields plus counts and extractor)."""
-        return {**asdict(self), "total_time_str": _duration(self.total_time), "snapshot": snapshot,
-                "kimg": kimg, "timestamp": time.time()}
+        return {
+            **asdict(self),
+            "total_time_str": _duration(self.total_time),
+            "snapshot": snapshot,
+            "kimg": kimg,
+            "timestamp": time.time(),
+        }
 
 
 @dataclass
@@ -123,8 +130,9 @@ def parse_metric_names(text: str | Sequence[str]) -> list[str]:
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
     unknown = [n for n in names if n not in METRICS]
     if unknown or not names:
-        raise MetricsError(f"unknown metric {unknown[0] if unknown else '(none given)'!r}; choose from "
-                           f"{', '.join(METRICS)}")
+        raise MetricsError(
+            f"unknown metric {unknown[0] if unknown else '(none given)'!r}; choose from {', '.join(METRICS)}"
+        )
     return list(dict.fromkeys(names))
 
 
@@ -146,8 +154,13 @@ def _real_dataset(dataset: ImageDataset | str, full: bool, need_labels: bool) ->
         labels_ok = dataset.use_labels or not need_labels
         if labels_ok and (not full or (dataset.subset is None and not dataset.mirror)):
             return dataset
-        return ImageDataset(dataset.spec, mirror=False if full else dataset.mirror,
-                            subset=None if full else dataset.subset, seed=dataset.seed, use_labels=need_labels)
+        return ImageDataset(
+            dataset.spec,
+            mirror=False if full else dataset.mirror,
+            subset=None if full else dataset.subset,
+            seed=dataset.seed,
+            use_labels=need_labels,
+        )
     return ImageDataset(dataset, use_labels=need_labels)
 
 
@@ -157,7 +170,9 @@ def _real_indices(dataset: ImageDataset, max_real: int | None, seed: int) -> np.
     return np.sort(np.random.default_rng(seed).choice(len(dataset), max_real, replace=False))
 
 
-def _real_batches(dataset: ImageDataset, indices: np.ndarray, options: MetricOptions) -> Iterator[torch.Tensor]:
+def _real_batches(
+    dataset: ImageDataset, indices: np.ndarray, options: MetricOptions
+) -> Iterator[torch.Tensor]:
     if dataset.preload():
         for chunk in np.array_split(indices, max(1, -(-len(indices) // options.batch))):
             yield torch.from_numpy(dataset.load_batch(chunk)[0])
@@ -177,8 +192,13 @@ def real_features(
 ) -> dict[str, np.ndarray]:
     """Real-image features (``features``) or just their ``mu``/``sigma``, from the cache when possible."""
     indices = _real_indices(dataset, max_real, options.seed)
-    key = dict(num=len(indices), mirror=dataset.mirror, subset=dataset.subset, subset_seed=dataset.seed,
-               sample_seed=options.seed)
+    key = dict(
+        num=len(indices),
+        mirror=dataset.mirror,
+        subset=dataset.subset,
+        subset_seed=dataset.seed,
+        sample_seed=options.seed,
+    )
     folder = Path(options.cache_dir) if options.cache_dir else None
     features_path = cache.cache_file(dataset, extractor.identity, key, "features", folder)
     stats_path = cache.cache_file(dataset, extractor.identity, key, "stats", folder)
@@ -189,8 +209,9 @@ def real_features(
             return cached
     device = _extractor_device(extractor)
     chunks = []
-    with tqdm(total=len(indices), desc=f"{dataset.name}: real features", unit="img",
-              disable=not options.progress) as bar:
+    with tqdm(
+        total=len(indices), desc=f"{dataset.name}: real features", unit="img", disable=not options.progress
+    ) as bar:
         for images in _real_batches(dataset, indices, options):
             chunks.append(extractor(to_rgb(images.to(device))).cpu().numpy())
             bar.update(len(images))
@@ -261,11 +282,20 @@ def compute_metrics(
     first_param = next(G.parameters(), None)
     device = torch.device(options.device or (first_param.device if first_param is not None else "cpu"))
     need_labels = G.c_dim > 0
-    extractors = {kind: build_extractor(kind, device, next(n for n in names if plan.specs[n].extractor == kind),
-                                        options.inception, options.vgg16)
-                  for kind in dict.fromkeys(spec.extractor for spec in plan.specs.values())}
-    datasets = {full: _real_dataset(dataset, full, need_labels)
-                for full in dict.fromkeys(spec.full for spec in plan.specs.values())}
+    extractors = {
+        kind: build_extractor(
+            kind,
+            device,
+            next(n for n in names if plan.specs[n].extractor == kind),
+            options.inception,
+            options.vgg16,
+        )
+        for kind in dict.fromkeys(spec.extractor for spec in plan.specs.values())
+    }
+    datasets = {
+        full: _real_dataset(dataset, full, need_labels)
+        for full in dict.fromkeys(spec.full for spec in plan.specs.values())
+    }
     for ds in datasets.values():
         if need_labels and not ds.has_labels:
             raise MetricsError(f"the generator is conditional (c_dim={G.c_dim}) but {ds.spec} has no labels")
@@ -273,26 +303,37 @@ def compute_metrics(
             raise MetricsError(f"the generator has c_dim={G.c_dim} but {ds.spec} has {ds.label_dim} classes")
 
     start = time.time()
-    fakes = _fake_features(G, max(plan.num_gen.values()), extractors, next(iter(datasets.values())), options,
-                           device)
+    fakes = _fake_features(
+        G, max(plan.num_gen.values()), extractors, next(iter(datasets.values())), options, device
+    )
     gen_time = time.time() - start
     # One real feature set per (extractor, reals, count), shared by the metrics that agree on them.
     real_keys = {name: _real_key(plan, name, datasets) for name in names}
-    need_all = {key: any(plan.specs[n].distance != "fd" for n in names if real_keys[n] == key)
-                for key in real_keys.values()}
+    need_all = {
+        key: any(plan.specs[n].distance != "fd" for n in names if real_keys[n] == key)
+        for key in real_keys.values()
+    }
     real_sets: dict[tuple[str, bool, int | None], tuple[dict[str, np.ndarray], float]] = {}
     results: dict[str, MetricResult] = {}
     for name in names:
         spec, key, began = plan.specs[name], real_keys[name], time.time()
         if key not in real_sets:
-            real = real_features(datasets[spec.full], extractors[spec.extractor], key[2], options, need_all[key])
+            real = real_features(
+                datasets[spec.full], extractors[spec.extractor], key[2], options, need_all[key]
+            )
             real_sets[key] = real, time.time() - began
         real, real_time = real_sets[key]
         values = _distance(name, spec, real, fakes[spec.extractor][: plan.num_gen[name]], options, device)
         num_real = int(real["num"]) if "num" in real else len(real["features"])
-        results[name] = MetricResult(name, values, plan.num_gen[name], num_real,
-                                     extractors[spec.extractor].identity, datasets[spec.full].spec,
-                                     gen_time + real_time + time.time() - began)
+        results[name] = MetricResult(
+            name,
+            values,
+            plan.num_gen[name],
+            num_real,
+            extractors[spec.extractor].identity,
+            datasets[spec.full].spec,
+            gen_time + real_time + time.time() - began,
+        )
     return results
 
 
@@ -334,8 +375,11 @@ def _distance(
         mu_fake, sigma_fake = mean_cov(fake)
         return {name: frechet_distance(mu_fake, sigma_fake, mu_real, sigma_real)}
     if spec.distance == "kid":
-        return {name: kernel_distance(real["features"], fake, options.kid_subsets, options.kid_subset_size,
-                                      options.seed)}
+        return {
+            name: kernel_distance(
+                real["features"], fake, options.kid_subsets, options.kid_subset_size, options.seed
+            )
+        }
     precision, recall = precision_recall(real["features"], fake, k=options.pr_k, device=device)
     return {f"{name}_precision": precision, f"{name}_recall": recall}
 

@@ -39,14 +39,24 @@ class DetectorSource:
     url: str
 
 
-DETECTORS = MappingProxyType({
-    "inception": DetectorSource(
-        "Inception-v3", "inception-2015-12-05.pt", "--inception", "ADA_INCEPTION_WEIGHTS",
-        "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"),
-    "vgg16": DetectorSource(
-        "VGG16", "vgg16.pt", "--vgg16", "ADA_VGG16_WEIGHTS",
-        "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt"),
-})
+DETECTORS = MappingProxyType(
+    {
+        "inception": DetectorSource(
+            "Inception-v3",
+            "inception-2015-12-05.pt",
+            "--inception",
+            "ADA_INCEPTION_WEIGHTS",
+            "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
+        ),
+        "vgg16": DetectorSource(
+            "VGG16",
+            "vgg16.pt",
+            "--vgg16",
+            "ADA_VGG16_WEIGHTS",
+            "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt",
+        ),
+    }
+)
 
 
 class FeatureExtractor(Protocol):
@@ -76,8 +86,10 @@ def find_detector(kind: str, path: str | os.PathLike[str] | None, metric: str) -
         )
     file = Path(given).expanduser()
     if not file.is_file():
-        raise MetricsError(f"{source.label} weights {file} (from {source.option} or {source.env}) do not exist; "
-                           f"get {source.file_name} from {source.url}")
+        raise MetricsError(
+            f"{source.label} weights {file} (from {source.option} or {source.env}) do not exist; "
+            f"get {source.file_name} from {source.url}"
+        )
     return file
 
 
@@ -92,8 +104,9 @@ class TorchScriptDetector:
                 self.module = torch.jit.load(str(path), map_location=device).eval()
         except (RuntimeError, ValueError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MetricsError(f"{path}: not a loadable TorchScript {DETECTORS[kind].label} detector "
-                               f"({first_line})") from None
+            raise MetricsError(
+                f"{path}: not a loadable TorchScript {DETECTORS[kind].label} detector ({first_line})"
+            ) from None
         self.device = device
         self.identity = f"{kind}-{_file_digest(path)}"
         self.feature_dim = 0  # known after the first call
@@ -139,8 +152,13 @@ class RandomConvExtractor(nn.Module):
         device = self.weights[0].device
         x = images.to(device=device, dtype=torch.float32) / 127.5 - 1
         if x.shape[-2:] != (self.INPUT_SIZE, self.INPUT_SIZE):
-            x = F.interpolate(x, size=(self.INPUT_SIZE, self.INPUT_SIZE), mode="bilinear", antialias=True,
-                              align_corners=False)
+            x = F.interpolate(
+                x,
+                size=(self.INPUT_SIZE, self.INPUT_SIZE),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
         pooled = []
         for w in self.weights:
             x = F.avg_pool2d(F.relu(F.conv2d(x, w, padding=1)), 2)

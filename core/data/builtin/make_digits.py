@@ -22,8 +22,18 @@ from PIL import Image
 from core.data import tool
 
 DEST = Path(__file__).resolve().parent / "digits32.zip"
-TOOL_ARGS = ["--resolution", "32", "--transform", "center-crop", "--resize-filter", "lanczos",
-             "--channels", "3", "--png-compression", "9"]
+TOOL_ARGS = [
+    "--resolution",
+    "32",
+    "--transform",
+    "center-crop",
+    "--resize-filter",
+    "lanczos",
+    "--channels",
+    "3",
+    "--png-compression",
+    "9",
+]
 
 
 def write_source(folder: Path) -> int:

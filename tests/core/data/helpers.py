@@ -19,8 +19,14 @@ def index_image(index: int, res: int = 8, channels: int = 3) -> np.ndarray:
     return img
 
 
-def write_folder(root: Path, count: int, res: int = 8, channels: int = 3, labels: list[int] | None = None,
-                 nested: bool = True) -> Path:
+def write_folder(
+    root: Path,
+    count: int,
+    res: int = 8,
+    channels: int = 3,
+    labels: list[int] | None = None,
+    nested: bool = True,
+) -> Path:
     """``count`` PNGs (some in a subfolder) and, with ``labels``, a dataset.json."""
     root.mkdir(parents=True, exist_ok=True)
     names = []
@@ -31,7 +37,9 @@ def write_folder(root: Path, count: int, res: int = 8, channels: int = 3, labels
         Image.fromarray(array[..., 0] if channels == 1 else array).save(root / name)
         names.append(name)
     if labels is not None:
-        (root / "dataset.json").write_text(json.dumps({"labels": [[n, c] for n, c in zip(names, labels, strict=True)]}))
+        (root / "dataset.json").write_text(
+            json.dumps({"labels": [[n, c] for n, c in zip(names, labels, strict=True)]})
+        )
     return root
 
 

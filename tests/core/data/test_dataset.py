@@ -133,8 +133,10 @@ def test_non_square_or_non_power_of_two_gives_the_tool_command(tmp_path: Path) -
         Image.new("RGB", size).save(folder / "x.png")
         with pytest.raises(DatasetError) as info:
             ImageDataset(folder)
-        expected = (f"python -m core.data.tool --source {folder} --dest {tmp_path / (name + '-16.zip')} "
-                    f"--resolution 16 --transform center-crop")
+        expected = (
+            f"python -m core.data.tool --source {folder} --dest {tmp_path / (name + '-16.zip')} "
+            f"--resolution 16 --transform center-crop"
+        )
         assert expected in str(info.value)
         assert f"{size[0]}x{size[1]}" in str(info.value)
 
@@ -152,7 +154,9 @@ def test_resolution_mismatch_and_unsupported_mode(tmp_path: Path) -> None:
 def test_bad_paths(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         ImageDataset(tmp_path / "missing")
-    with pytest.raises(DatasetError, match="unknown built-in dataset 'builtin:nope'; available: builtin:digits"):
+    with pytest.raises(
+        DatasetError, match="unknown built-in dataset 'builtin:nope'; available: builtin:digits"
+    ):
         resolve_data_path("builtin:nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no images found"):

@@ -71,8 +71,11 @@ def test_ranks_get_disjoint_shards_in_lockstep(folder: Path) -> None:
     shards = [sum(take(loader, 3), []) for loader in ranks]
     assert all(len(s) == per_epoch for s in shards)
     assert len(set(sum(shards, []))) == 3 * per_epoch
-    assert ranks[0].state_dict() == ranks[2].state_dict() == {"epoch": 1, "position": 0, "world_size": 3,
-                                                               "seed": 5}
+    assert (
+        ranks[0].state_dict()
+        == ranks[2].state_dict()
+        == {"epoch": 1, "position": 0, "world_size": 3, "seed": 5}
+    )
     with pytest.raises(ValueError, match="rank 3 is outside world_size 3"):
         make_loader(ds, 2, rank=3, world_size=3)
 

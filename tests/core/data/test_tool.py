@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "core.data.tool", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "core.data.tool", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 def messy_source(root: Path) -> Path:
@@ -38,8 +39,16 @@ def messy_source(root: Path) -> Path:
     (root / "truncated.png").write_bytes(full.read_bytes()[:600])
     (root / "garbage.png").write_bytes(b"definitely not a png")
     (root / "notes.txt").write_text("not an image")
-    names = ["gray.png", "rgba.png", "pal.png", "cmyk.jpg", "deep16.png", "full.png", "truncated.png",
-             "garbage.png"]
+    names = [
+        "gray.png",
+        "rgba.png",
+        "pal.png",
+        "cmyk.jpg",
+        "deep16.png",
+        "full.png",
+        "truncated.png",
+        "garbage.png",
+    ]
     (root / "dataset.json").write_text(json.dumps({"labels": [[n, i] for i, n in enumerate(names)]}))
     return root
 
@@ -47,8 +56,9 @@ def messy_source(root: Path) -> Path:
 def test_messy_folder_converts_and_reports_bad_files(tmp_path: Path) -> None:
     source = messy_source(tmp_path / "src")
     dest = tmp_path / "out.zip"
-    result = run_tool("--source", str(source), "--dest", str(dest), "--resolution", "8",
-                      "--background", "0,255,0")
+    result = run_tool(
+        "--source", str(source), "--dest", str(dest), "--resolution", "8", "--background", "0,255,0"
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "wrote 6 images (8x8, 3 channel(s), labels: 6 classes)" in out
@@ -78,8 +88,12 @@ def test_public_layout_and_grayscale_kept(tmp_path: Path) -> None:
     assert tool_main(["--source", str(source), "--dest", str(dest), "--resolution", "8"]) == 0
     with zipfile.ZipFile(dest) as zf:
         names = sorted(zf.namelist())
-        assert names == ["00000/img00000000.png", "00000/img00000001.png", "00000/img00000002.png",
-                         "dataset.json"]
+        assert names == [
+            "00000/img00000000.png",
+            "00000/img00000001.png",
+            "00000/img00000002.png",
+            "dataset.json",
+        ]
         assert all(info.compress_type == zipfile.ZIP_STORED for info in zf.infolist())
         assert json.loads(zf.read("dataset.json")) == {"labels": None}
     ds = ImageDataset(dest)
@@ -96,8 +110,20 @@ def test_transforms(tmp_path: Path) -> None:
     images = {}
     for transform in ("center-crop", "pad", "center-crop-wide"):
         dest = tmp_path / transform
-        args = ["--source", str(source), "--dest", str(dest), "--resolution", "8", "--transform", transform,
-                "--resize-filter", "box", "--background", "10,20,30"]
+        args = [
+            "--source",
+            str(source),
+            "--dest",
+            str(dest),
+            "--resolution",
+            "8",
+            "--transform",
+            transform,
+            "--resize-filter",
+            "box",
+            "--background",
+            "10,20,30",
+        ]
         assert tool_main(args) == 0
         images[transform] = ImageDataset(dest).get_image(0)
     assert images["center-crop"].max() == 0  # the middle half has no white
@@ -113,10 +139,15 @@ def test_max_images_and_folder_dest(tmp_path: Path) -> None:
     for i in range(5):
         Image.new("RGB", (8, 8), (i, i, i)).save(source / f"{i}.png")
     dest = tmp_path / "out"
-    assert tool_main(["--source", str(source), "--dest", str(dest), "--resolution", "4", "--max-images",
-                      "3"]) == 0
+    assert (
+        tool_main(["--source", str(source), "--dest", str(dest), "--resolution", "4", "--max-images", "3"])
+        == 0
+    )
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.png")) == [
-        "00000/img00000000.png", "00000/img00000001.png", "00000/img00000002.png"]
+        "00000/img00000000.png",
+        "00000/img00000001.png",
+        "00000/img00000002.png",
+    ]
     assert tool_main(["--source", str(source), "--dest", str(dest), "--resolution", "4"]) == 2
 
 
@@ -134,12 +165,15 @@ def test_round_trip_of_our_output_keeps_labels(tmp_path: Path) -> None:
     assert [ds.get_class(i) for i in range(4)] == [0, 1, 0, 1]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--resolution", "30"], "--resolution must be a power of two >= 4, got 30"),
-    (["--resolution", "8", "--max-images", "0"], "--max-images must be >= 1"),
-    (["--resolution", "8", "--background", "1,2"], "expected R,G,B with values 0-255"),
-    (["--resolution", "8", "--transform", "stretch"], "invalid choice: 'stretch'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--resolution", "30"], "--resolution must be a power of two >= 4, got 30"),
+        (["--resolution", "8", "--max-images", "0"], "--max-images must be >= 1"),
+        (["--resolution", "8", "--background", "1,2"], "expected R,G,B with values 0-255"),
+        (["--resolution", "8", "--transform", "stretch"], "invalid choice: 'stretch'"),
+    ],
+)
 def test_bad_options_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     source = tmp_path / "src"
     source.mkdir()
@@ -151,8 +185,13 @@ def test_bad_options_exit_2_with_one_line(tmp_path: Path, args: list[str], messa
 
 
 def test_unusable_sources_exit_2(tmp_path: Path) -> None:
-    result = run_tool("--source", str(tmp_path / "nope"), "--dest", str(tmp_path / "o.zip"), "--resolution", "8")
-    assert result.returncode == 2 and result.stderr.strip() == f"error: --source {tmp_path / 'nope'} does not exist"
+    result = run_tool(
+        "--source", str(tmp_path / "nope"), "--dest", str(tmp_path / "o.zip"), "--resolution", "8"
+    )
+    assert (
+        result.returncode == 2
+        and result.stderr.strip() == f"error: --source {tmp_path / 'nope'} does not exist"
+    )
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.png").write_bytes(b"junk")

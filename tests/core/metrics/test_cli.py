@@ -26,18 +26,39 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ADA_STUDIO_CACHE": str(cache)}
     env.pop("ADA_INCEPTION_WEIGHTS", None)
-    return subprocess.run([sys.executable, "-m", "core.metrics", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "core.metrics", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def test_cli_on_a_run_snapshot_appends_metrics(data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "00000-toy"
     (run_dir / "snapshots").mkdir(parents=True)
     (run_dir / "run.json").write_text("{}")
-    snapshot = save_checkpoint(run_dir / "snapshots" / "network-snapshot-000004", G_ema=tiny_generator(),
-                               kimg=4, dataset={"path": str(data)})
-    result = run_cli("--network", str(snapshot), "--metrics", "fd_offline,pr_offline", "--num-gen", "24",
-                     "--device", "cpu", "--batch", "8", cache=tmp_path / "cache")
+    snapshot = save_checkpoint(
+        run_dir / "snapshots" / "network-snapshot-000004",
+        G_ema=tiny_generator(),
+        kimg=4,
+        dataset={"path": str(data)},
+    )
+    result = run_cli(
+        "--network",
+        str(snapshot),
+        "--metrics",
+        "fd_offline,pr_offline",
+        "--num-gen",
+        "24",
+        "--device",
+        "cpu",
+        "--batch",
+        "8",
+        cache=tmp_path / "cache",
+    )
     assert result.returncode == 0, result.stderr
     assert "fd_offline " in result.stdout and "pr_offline_precision" in result.stdout
     assert "(fakes 24, reals 40, offline-randconv-v1-seed0-" in result.stdout
@@ -46,15 +67,27 @@ def test_cli_on_a_run_snapshot_appends_metrics(data: Path, tmp_path: Path) -> No
     assert [r["metric"] for r in records] == ["fd_offline", "pr_offline"]
     assert records[0]["snapshot"] == "snapshots/network-snapshot-000004.json" and records[0]["kimg"] == 4
     # The run directory itself works as --network (its newest snapshot) and reuses the cache.
-    again = run_cli("--network", str(run_dir), "--data", str(data), "--metrics", "fd_offline", "--num-gen", "24",
-                    "--device", "cpu", cache=tmp_path / "cache")
+    again = run_cli(
+        "--network",
+        str(run_dir),
+        "--data",
+        str(data),
+        "--metrics",
+        "fd_offline",
+        "--num-gen",
+        "24",
+        "--device",
+        "cpu",
+        cache=tmp_path / "cache",
+    )
     assert again.returncode == 0, again.stderr
     assert "real features" not in again.stderr
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3
 
 
-def test_cli_errors_are_one_line(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_errors_are_one_line(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ADA_STUDIO_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("ADA_INCEPTION_WEIGHTS", raising=False)
     snapshot = save_checkpoint(tmp_path / "g", G_ema=tiny_generator())
@@ -70,8 +103,11 @@ def test_cli_errors_are_one_line(data: Path, tmp_path: Path, capsys: pytest.Capt
     assert metrics_main(["--network", str(tmp_path / "missing.json"), "--data", str(data)]) == 2
     assert "missing" in capsys.readouterr().err
     # Through a real process: the missing Inception file, before any work is done.
-    result = run_cli("--network", str(snapshot), "--data", str(data), "--metrics", "fid50k_full",
-                     cache=tmp_path / "cache")
+    result = run_cli(
+        "--network", str(snapshot), "--data", str(data), "--metrics", "fid50k_full", cache=tmp_path / "cache"
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: fid50k_full needs the Inception-v3 weights inception-2015-12-05.pt")
+    assert result.stderr.startswith(
+        "error: fid50k_full needs the Inception-v3 weights inception-2015-12-05.pt"
+    )
     assert "ADA_INCEPTION_WEIGHTS" in result.stderr and len(result.stderr.strip().splitlines()) == 1

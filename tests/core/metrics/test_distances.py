@@ -85,7 +85,8 @@ def test_kid_is_the_unbiased_polynomial_mmd() -> None:
     real, fake = rng.normal(size=(7, 4)), rng.normal(loc=0.5, size=(7, 4))
     # One subset of the full size is a permutation of each set: exactly the plain estimator.
     assert kernel_distance(real, fake, num_subsets=1, max_subset_size=100) == pytest.approx(
-        naive_kid(fake, real), rel=1e-10)
+        naive_kid(fake, real), rel=1e-10
+    )
 
 
 def test_kid_separates_distributions() -> None:
@@ -94,7 +95,9 @@ def test_kid_separates_distributions() -> None:
     same = kernel_distance(real, rng.normal(size=(600, 16)), num_subsets=20, max_subset_size=200)
     shifted = kernel_distance(real, rng.normal(loc=1.0, size=(600, 16)), num_subsets=20, max_subset_size=200)
     assert abs(same) < 0.01 and shifted > 0.5
-    assert kernel_distance(real, real, num_subsets=3, seed=3) == kernel_distance(real, real, num_subsets=3, seed=3)
+    assert kernel_distance(real, real, num_subsets=3, seed=3) == kernel_distance(
+        real, real, num_subsets=3, seed=3
+    )
 
 
 def brute_precision_recall(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[float, float]:

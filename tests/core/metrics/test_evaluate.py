@@ -12,7 +12,13 @@ import torch
 from torch import nn
 
 from core.data import ImageDataset
-from core.metrics import MetricOptions, MetricsError, RandomConvExtractor, compute_metrics, run_metrics_for_training
+from core.metrics import (
+    MetricOptions,
+    MetricsError,
+    RandomConvExtractor,
+    compute_metrics,
+    run_metrics_for_training,
+)
 from core.metrics import evaluate as evaluate_module
 from core.metrics.extractors import build_extractor, find_detector, to_rgb
 from core.networks.stylegan2 import Generator
@@ -23,8 +29,15 @@ URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics
 
 def tiny_generator(c_dim: int = 0) -> Generator:
     torch.manual_seed(0)
-    return Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=8, img_channels=3,
-                     mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    return Generator(
+        z_dim=8,
+        c_dim=c_dim,
+        w_dim=8,
+        img_resolution=8,
+        img_channels=3,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8),
+    )
 
 
 class ReplayGenerator(nn.Module):
@@ -48,8 +61,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def options(tmp_path: Path, **kw: object) -> MetricOptions:
-    return MetricOptions(**{"num_gen": 32, "cache_dir": str(tmp_path / "cache"), "progress": False,
-                            "batch": 16, **kw})  # type: ignore[arg-type]
+    return MetricOptions(
+        **{"num_gen": 32, "cache_dir": str(tmp_path / "cache"), "progress": False, "batch": 16, **kw}
+    )  # type: ignore[arg-type]
 
 
 def test_offline_extractor_is_fixed_and_resolution_independent() -> None:
@@ -84,7 +98,9 @@ class FakeDetector(nn.Module):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
-def test_torchscript_detector_path_and_fid(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchscript_detector_path_and_fid(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     detector = tmp_path / "inception-2015-12-05.pt"
     torch.jit.save(torch.jit.script(FakeDetector()), str(detector))
     monkeypatch.setenv("ADA_INCEPTION_WEIGHTS", str(detector))
@@ -108,8 +124,9 @@ def test_replayed_reals_score_perfectly(data: Path, tmp_path: Path) -> None:
     assert result["pr_offline"].results == {"pr_offline_precision": 1.0, "pr_offline_recall": 1.0}
 
 
-def test_compute_metrics_reproducible_and_cached(data: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compute_metrics_reproducible_and_cached(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     G = tiny_generator()
     names = ["fd_offline", "kid_offline", "pr_offline"]
     first = compute_metrics(G, str(data), names, options(tmp_path))
@@ -153,11 +170,23 @@ def test_conditional_generator_uses_labels_and_checks_them(data: Path, tmp_path:
 def test_run_metrics_for_training_appends_records(data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    records = run_metrics_for_training(tiny_generator(), str(data), "fd_offline", run_dir=run_dir,
-                                       snapshot="snapshots/network-snapshot-000008.json", kimg=8,
-                                       options=options(tmp_path, num_gen=16))
-    run_metrics_for_training(tiny_generator(), str(data), "fd_offline", run_dir=run_dir, kimg=12,
-                             options=options(tmp_path, num_gen=16))
+    records = run_metrics_for_training(
+        tiny_generator(),
+        str(data),
+        "fd_offline",
+        run_dir=run_dir,
+        snapshot="snapshots/network-snapshot-000008.json",
+        kimg=8,
+        options=options(tmp_path, num_gen=16),
+    )
+    run_metrics_for_training(
+        tiny_generator(),
+        str(data),
+        "fd_offline",
+        run_dir=run_dir,
+        kimg=12,
+        options=options(tmp_path, num_gen=16),
+    )
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert lines[0] == records[0] and [line["kimg"] for line in lines] == [8, 12]
     assert set(lines[0]) >= {"metric", "results", "snapshot", "kimg", "total_time", "timestamp", "num_gen"}
