@@ -1,10 +1,326 @@
-"""Trainer entry point (the training loop lands with the training issue)."""
+"""``train_headless.py``: the trainer's command line, with the option names of the public train.py.
+
+    python train_headless.py --outdir runs --data builtin:digits --cfg cpu32 --kimg 50 --tick 0.5
+    torchrun --nproc_per_node 8 train_headless.py --outdir runs --data ffhq256.zip --gpus 8
+
+Every bad option, path or combination ends the program with one line saying what to change and
+exit status 2. A training that fails exits 1; one interrupted by Ctrl-C or SIGTERM exits 130.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
 import sys
+from pathlib import Path
+from typing import Any
+
+from core.training.config import (
+    AUG_MODES,
+    AUGPIPES,
+    DEVICES,
+    DataSpec,
+    OptionError,
+    TrainingOptions,
+    TrainingSpec,
+    check_options,
+    resolve_spec,
+)
+
+log = logging.getLogger("core.training")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (1/0, true/false), got {text!r}")
+
+
+def _metrics(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    return [] if names in ([], ["none"]) else names
+
+
+def _float_or_int(text: str) -> float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage otherwise)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see --help\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="train_headless.py", description="Train StyleGAN2 with ADA/APA (CPU, GPU, or torchrun).",
+                argument_default=argparse.SUPPRESS, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("general")
+    g.add_argument("--outdir", metavar="DIR", help="where to make the run directory <NNNNN>-<desc>")
+    g.add_argument("--gpus", type=int, metavar="INT", help="processes (one per GPU); >1 relaunches under torchrun")
+    g.add_argument("--snap", type=int, metavar="TICKS", help="network snapshot (and preview) interval, 0 = end only")
+    g.add_argument("--metrics", type=_metrics, metavar="LIST",
+                   help="comma list or none; default fid50k_full on CUDA, none on CPU")
+    g.add_argument("--metricdata", metavar="PATH", help="dataset for metrics (default: --data)")
+    g.add_argument("--seed", type=int, metavar="INT", help="random seed")
+    g.add_argument("-n", "--dry-run", action="store_true", help="print the resolved options and exit")
+    g.add_argument("--device", choices=DEVICES, help="auto = cuda when available, else cpu")
+    g.add_argument("--desc", metavar="STR", help="appended to the run directory name")
+    g.add_argument("--replay", metavar="RUN_JSON", help="take the options of an earlier run (its run.json or dir)")
+    d = p.add_argument_group("dataset")
+    d.add_argument("--data", metavar="PATH", help="folder or zip of images, or builtin:digits")
+    d.add_argument("--cond", type=_bool, nargs="?", const=True, metavar="BOOL", help="condition on dataset labels")
+    d.add_argument("--subset", type=int, metavar="INT", help="train on a seeded random subset of this many images")
+    d.add_argument("--mirror", type=_bool, nargs="?", const=True, metavar="BOOL", help="add x-flipped copies")
+    d.add_argument("--workers", type=int, metavar="INT", help="data loader worker processes")
+    b = p.add_argument_group("base configuration")
+    b.add_argument("--cfg", metavar="NAME", help="auto, stylegan2, paper256, paper512, paper1024, cifar, cpu32")
+    b.add_argument("--gamma", type=float, metavar="FLOAT", help="R1 weight (default from --cfg)")
+    b.add_argument("--kimg", type=_float_or_int, metavar="KIMG", help="training length (default from --cfg)")
+    b.add_argument("--batch", type=int, metavar="INT", help="global minibatch (default from --cfg)")
+    b.add_argument("--batch-gpu", type=int, metavar="INT", help="images per process per round (accumulation)")
+    b.add_argument("--tick", type=float, metavar="KIMG", help="progress interval in kimg (fractions allowed)")
+    b.add_argument("--cbase", type=int, metavar="INT", help="capacity multiplier (channel_base)")
+    b.add_argument("--cmax", type=int, metavar="INT", help="max feature maps")
+    b.add_argument("--map-depth", type=int, metavar="INT", help="mapping network depth")
+    b.add_argument("--mbstd-group", type=int, metavar="INT", help="minibatch std group size")
+    b.add_argument("--glr", type=float, metavar="FLOAT", help="G learning rate (default from --cfg)")
+    b.add_argument("--dlr", type=float, metavar="FLOAT", help="D learning rate (default from --cfg)")
+    a = p.add_argument_group("augmentation")
+    a.add_argument("--aug", choices=AUG_MODES, help="ada (default), apa, fixed or noaug")
+    a.add_argument("--p", type=float, metavar="FLOAT", help="augmentation probability for --aug fixed")
+    a.add_argument("--target", type=float, metavar="FLOAT", help="ADA/APA target for r_t (default 0.6)")
+    a.add_argument("--augpipe", choices=AUGPIPES, metavar="NAME", help=f"pipe preset: {', '.join(AUGPIPES)}")
+    a.add_argument("--with-dataaug", type=_bool, nargs="?", const=True, metavar="BOOL",
+                   help="with --aug apa: also run the ADA pipe on what D sees")
+    a.add_argument("--p-max", type=float, metavar="FLOAT", help="cap on p (default 1)")
+    a.add_argument("--ada-kimg", type=float, metavar="KIMG", help="p can move by 1 in this many kimg (default 500)")
+    r = p.add_argument_group("resume and outputs")
+    r.add_argument("--resume", metavar="PATH", help="a run directory, one of our snapshots, or a public .pkl")
+    r.add_argument("--checkpoint-ticks", type=int, metavar="TICKS", help="resume checkpoint interval (default 1)")
+    r.add_argument("--preview-ticks", type=int, metavar="TICKS", help="preview interval (default --snap)")
+    r.add_argument("--stats-interval", type=float, metavar="SEC", help="seconds between live stats events")
+    r.add_argument("--live-interval", type=float, metavar="SEC", help="seconds between live G_ema refreshes")
+    return p
+
+
+def parse_options(argv: list[str]) -> tuple[TrainingOptions, bool, dict[str, Any]]:
+    """(options, dry_run, the options given explicitly); replayed options are defaults for explicit ones."""
+    given = vars(build_parser().parse_args(argv))
+    dry_run = bool(given.pop("dry_run", False))
+    replay = given.pop("replay", None)
+    if replay is None and given.get("resume") and "data" not in given and Path(given["resume"]).is_dir():
+        replay = given["resume"]  # continue a run: its own options, overridden by what is given
+    base = _replayed(replay) if replay else TrainingOptions()
+    opts = TrainingOptions.from_dict({**base.to_dict(), **given})
+    return opts, dry_run, given
+
+
+def _replayed(path: str) -> TrainingOptions:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "run.json"
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+        options = doc["options"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise OptionError(f"--replay/--resume {path}: cannot read the options in {p} ({e})") from None
+    known = {k: v for k, v in options.items() if k in TrainingOptions.__dataclass_fields__}
+    return TrainingOptions.from_dict({**known, "resume": None})
+
+
+def _open_dataset(o: TrainingOptions) -> Any:
+    from core.data import DatasetError, ImageDataset
+
+    try:
+        dataset = ImageDataset(o.data, mirror=o.mirror, subset=o.subset, seed=o.seed, use_labels=o.cond)
+    except DatasetError as e:
+        raise OptionError(f"--data: {e}" + ("; drop --cond for unlabeled data" if o.cond else "")) from None
+    if o.subset is not None and o.subset > dataset.num_raw_images:
+        raise OptionError(f"--subset {o.subset} is more than the {dataset.num_raw_images} images in {o.data}; "
+                          "lower it or drop --subset")
+    return dataset
+
+
+def _check_paths(o: TrainingOptions) -> None:
+    if o.resume is not None and not Path(o.resume).exists():
+        raise OptionError(f"--resume {o.resume}: no such file or directory; give a run directory, a snapshot "
+                          "(.json/.safetensors) or a .pkl")
+    if o.metricdata is not None and not o.metricdata.startswith("builtin:") and not Path(o.metricdata).exists():
+        raise OptionError(f"--metricdata {o.metricdata}: no such file or directory")
+    if Path(o.outdir).exists() and not Path(o.outdir).is_dir():
+        raise OptionError(f"--outdir {o.outdir} is a file; give a folder")
+
+
+def _desc(o: TrainingOptions, dataset: Any, spec: TrainingSpec, explicit: dict[str, Any]) -> str:
+    from core.training.rundir import run_desc
+
+    extra = []
+    kimg = int(o.kimg) if o.kimg is not None and float(o.kimg).is_integer() else None
+    if o.kimg is not None and kimg is None:
+        extra.append(f"kimg{o.kimg:g}")
+    if o.with_dataaug:
+        extra.append("dataaug")
+    if o.desc:
+        extra.append(o.desc)
+    return run_desc(o.data, cond=o.cond, subset=o.subset, dataset_size=dataset.num_raw_images, mirror=o.mirror,
+                    cfg=o.cfg, gpus=spec.num_gpus, gamma=o.gamma, kimg=kimg, batch=o.batch,
+                    aug=o.aug if "aug" in explicit else None, p=o.p, target=o.target, augpipe=o.augpipe,
+                    resume=o.resume, extra=extra)
+
+
+def _relaunch_under_torchrun(opts: TrainingOptions, argv: list[str]) -> int:
+    """--gpus N without torchrun: start N processes on this machine through torchrun itself."""
+    from torch.distributed.run import main as torchrun_main
+
+    script = sys.argv[0]
+    target = [os.path.abspath(script)] if script.endswith(".py") else ["-m", "core.training.cli"]
+    log.info("starting %d processes with torchrun --standalone", opts.gpus)
+    try:
+        torchrun_main(["--standalone", f"--nproc_per_node={opts.gpus}", *target, *argv])
+    except SystemExit as e:
+        return int(e.code or 0)
+    except Exception as e:  # torchrun raises ChildFailedError after printing the failing rank's error
+        log.error("torchrun: %s", str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _setup_console_logging(rank: int) -> None:
+    from tqdm import tqdm
+
+    class TqdmHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                tqdm.write(self.format(record), file=sys.stderr)
+            except Exception:
+                self.handleError(record)
+
+    root = logging.getLogger()
+    if not any(isinstance(h, TqdmHandler) for h in root.handlers):
+        handler = TqdmHandler(logging.INFO if rank == 0 else logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(message)s" if rank == 0 else f"[rank {rank}] %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+class _ProgressBar:
+    """tqdm bar over kimg with s/kimg, p and r_t (rank 0, only when stderr is a terminal)."""
+
+    def __init__(self, total_kimg: float, start_kimg: float) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total_kimg, initial=start_kimg, unit="kimg", dynamic_ncols=True, disable=None,
+                        bar_format="{l_bar}{bar}| {n:.2f}/{total_fmt} kimg [{elapsed}<{remaining}{postfix}]")
+
+    def __call__(self, pr: Any) -> None:
+        if self.bar.disable:
+            return
+        self.bar.update(pr.kimg - self.bar.n)
+        rt = f"{pr.r_t:.3f}" if pr.r_t is not None else "-"
+        self.bar.set_postfix_str(f"s/kimg {pr.sec_per_kimg:.1f}, p {pr.p:.3f}, r_t {rt}"
+                                 + (", PAUSED" if pr.paused else ""), refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("train_headless: the trainer is not built yet (see the training issue); nothing to run", file=sys.stderr)
-    return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from core.training import distributed as dist_util
+
+    rank = int(os.environ.get("RANK", "0")) if dist_util.launched_by_torchrun() else 0
+    _setup_console_logging(rank)
+    try:
+        opts, dry_run, given = parse_options(argv)
+        check_options(opts)
+        world = dist_util.env_world_size()
+        if dist_util.launched_by_torchrun():
+            if "gpus" in given and opts.gpus != world:
+                raise OptionError(f"--gpus {opts.gpus} but torchrun started {world} processes; drop --gpus "
+                                  "or make them agree")
+            opts.gpus = world
+            check_options(opts)
+        elif opts.gpus > 1 and not dry_run:
+            return _relaunch_under_torchrun(opts, argv)
+        _check_paths(opts)
+        dataset = _open_dataset(opts)
+    except OptionError as e:
+        print(f"train_headless.py: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return _run(opts, dataset, dry_run, given)
+
+
+def _run(opts: TrainingOptions, dataset: Any, dry_run: bool, given: dict[str, Any]) -> int:
+    from core.training import distributed as dist_util
+
+    try:
+        env = dist_util.init(opts.device) if not dry_run else None
+        device = env.device if env is not None else dist_util.pick_device(opts.device)
+        data = DataSpec(path=opts.data, use_labels=opts.cond, mirror=opts.mirror, subset=opts.subset,
+                        resolution=dataset.resolution, channels=dataset.num_channels,
+                        label_dim=dataset.label_dim, num_images=len(dataset))
+        spec = resolve_spec(opts, data, opts.gpus, device.type)
+    except (OptionError, RuntimeError) as e:
+        print(f"train_headless.py: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if dry_run:
+        print(json.dumps(spec.to_dict(), indent=2))
+        return EXIT_OK
+    assert env is not None
+    return _train(spec, env, dataset, _desc(opts, dataset, spec, given))
+
+
+def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str) -> int:
+    from core.training import distributed as dist_util
+    from core.training.loop import Trainer
+    from core.training.rundir import RunWriter, new_run_dir
+
+    run_dir = new_run_dir(spec.options.outdir, desc) if env.is_main else None
+    writer = RunWriter(run_dir, rank=env.rank, live_interval_s=spec.live_interval)
+    handler = writer.log_handler() if env.is_main else None
+    if handler is not None:
+        logging.getLogger().addHandler(handler)
+        writer.write_run_json({**spec.options.to_dict(), "resolved": spec.to_dict(), "dataset": dataset.describe(),
+                               "world_size": env.world_size})
+        log.info("run directory: %s", run_dir)
+    bar = _ProgressBar(spec.total_kimg, 0.0) if env.is_main else None
+    trainer = None
+    code, success = EXIT_FAILED, False
+    try:
+        with dist_util.sigterm_as_exception():
+            trainer = Trainer(spec, run_dir, env, dataset, resume=spec.options.resume,
+                              progress_fn=bar, writer=writer)
+            if bar is not None:
+                bar.bar.reset(total=spec.total_kimg)
+                bar.bar.update(trainer.kimg)
+            trainer.run()
+        code, success = EXIT_OK, True
+    except KeyboardInterrupt as e:
+        log.warning("interrupted (%s); the last checkpoint in %s is the place to resume from",
+                    type(e).__name__, run_dir)
+        writer.status("stopped", trainer.kimg if trainer else 0.0, message="interrupted")
+        code = EXIT_INTERRUPTED
+    except Exception as e:
+        log.exception("training failed: %s", e)
+        writer.status("failed", trainer.kimg if trainer else 0.0, message=f"{type(e).__name__}: {e}")
+    finally:
+        if bar is not None:
+            bar.close()
+        if trainer is not None:
+            trainer.loader.close()
+        writer.close()
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+        dist_util.shutdown(env, success)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Seconds per kimg of a full training iteration (all phases, lazy regularisation amortised).
+
+    .venv/bin/python bench/bench_train.py                      # both configs, noaug / ada / apa
+    .venv/bin/python bench/bench_train.py --config cpu32 --aug apa --cycles 3 --profile
+
+One measurement = a whole number of 16-minibatch cycles (the least common multiple of the R1 and
+path-length intervals), so every phase is counted at its real frequency. Prints, per setting, the
+median s/kimg over the repeats and the mean time per phase per minibatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.data import ImageDataset  # noqa: E402
+from core.training.config import DataSpec, TrainingOptions, check_options, resolve_spec  # noqa: E402
+from core.training.loop import Trainer  # noqa: E402
+from core.training.stats import PHASE_NAMES  # noqa: E402
+
+CYCLE = 16  # minibatches: lcm(G_reg_interval=4, D_reg_interval=16)
+
+CONFIGS = {
+    # (a) the small CPU preset
+    "cpu32": dict(cfg="cpu32"),
+    # (b) 32 px, cbase 8192, cmax 256, z = w = 512, batch 16, mapping depth 2, skip G, resnet D, gamma 0.0064
+    "b32": dict(cfg="auto", cbase=8192, cmax=256, batch=16, map_depth=2, gamma=0.0064),
+}
+AUGS = {
+    "noaug": dict(aug="noaug"),
+    "ada": dict(aug="fixed", p=0.5, augpipe="bgc"),  # the ADA pipe at a fixed p, so cost does not drift
+    "apa": dict(aug="apa"),  # p is forced to 0.5 below
+}
+
+
+def make_trainer(config: str, aug: str, outdir: Path) -> Trainer:
+    opts = TrainingOptions(outdir=str(outdir), data="builtin:digits", device="cpu", kimg=1000, tick=1000,
+                           snap=0, workers=0, metrics=[], **CONFIGS[config], **AUGS[aug])
+    check_options(opts)
+    dataset = ImageDataset(opts.data)
+    data = DataSpec(path=opts.data, resolution=dataset.resolution, channels=dataset.num_channels,
+                    num_images=len(dataset))
+    spec = resolve_spec(opts, data, 1, "cpu")
+    from core.training.distributed import DistEnv
+
+    run_dir = outdir / f"{config}-{aug}"
+    trainer = Trainer(spec, run_dir, DistEnv(), dataset)
+    if aug == "apa":
+        trainer.aug.adaptive = False
+        trainer.aug.set_p(0.5)
+    return trainer
+
+
+def measure(trainer: Trainer, cycles: int) -> tuple[float, dict[str, float]]:
+    reader_names = [f"Timing/{p}" for p in PHASE_NAMES]
+    from core.training.stats import StatsReader
+
+    reader = StatsReader(trainer.bank, None, names=reader_names)
+    n = cycles * CYCLE
+    t0 = time.perf_counter()
+    for _ in range(n):
+        trainer._train_minibatch()
+        trainer._after_minibatch()
+    elapsed = time.perf_counter() - t0
+    stats = reader.read()
+    per_phase = {name.split("/")[1]: s.mean * s.num / n for name, s in stats.items()}  # ms per minibatch
+    return elapsed / (n * trainer.spec.batch / 1000), per_phase
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    ap.add_argument("--aug", choices=[*AUGS, "all"], default="all")
+    ap.add_argument("--cycles", type=int, default=1, help="16-minibatch cycles per repeat")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--profile", action="store_true", help="print torch.profiler's top ops for one cycle")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    configs = list(CONFIGS) if args.config == "all" else [args.config]
+    augs = list(AUGS) if args.aug == "all" else [args.aug]
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.cycles} x {CYCLE} minibatches per repeat")
+    with tempfile.TemporaryDirectory() as tmp:
+        for config in configs:
+            for aug in augs:
+                trainer = make_trainer(config, aug, Path(tmp))
+                measure(trainer, 1)  # warm-up: allocator, first-call costs
+                runs = [measure(trainer, args.cycles) for _ in range(args.repeats)]
+                spk = statistics.median(r[0] for r in runs)
+                phases = {k: statistics.median(r[1].get(k, 0.0) for r in runs) for k in PHASE_NAMES}
+                detail = "  ".join(f"{k} {v:.0f}" for k, v in phases.items())
+                print(f"{config:6s} {aug:6s} batch {trainer.spec.batch:3d}: {spk:8.2f} s/kimg   "
+                      f"ms per minibatch: {detail}", flush=True)
+                if args.profile:
+                    from torch.profiler import ProfilerActivity, profile
+
+                    with profile(activities=[ProfilerActivity.CPU]) as prof:
+                        measure(trainer, 1)
+                    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+                trainer.close()
+
+
+if __name__ == "__main__":
+    main()

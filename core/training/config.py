@@ -1,0 +1,340 @@
+"""Typed training options and their resolution into a complete training spec.
+
+``TrainingOptions`` is what the user asked for (the CLI's options, ``None`` meaning "from the
+preset"); ``resolve_spec`` turns it, plus facts about the dataset and the process group, into a
+``TrainingSpec`` that holds every number the loop uses. Both round-trip through plain JSON
+(``to_dict`` / ``from_dict``), so ``run.json`` is enough to replay a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from core.networks.presets import CFG_NAMES, resolve_cfg
+
+AUG_MODES = ("ada", "apa", "fixed", "noaug")
+AUGPIPES = ("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class OptionError(ValueError):
+    """A bad option, path or combination; the message names it and says how to fix it."""
+
+
+@dataclass
+class TrainingOptions:
+    """The trainer's options, named as in the public ``train.py`` (dashes become underscores)."""
+
+    outdir: str = ""
+    data: str = ""
+    gpus: int = 1
+    batch: int | None = None
+    batch_gpu: int | None = None
+    cfg: str = "auto"
+    gamma: float | None = None
+    kimg: float | None = None
+    tick: float = 4.0
+    snap: int = 50
+    aug: str = "ada"
+    p: float | None = None
+    target: float | None = None
+    augpipe: str | None = None
+    with_dataaug: bool = False
+    mirror: bool = False
+    cond: bool = False
+    subset: int | None = None
+    resume: str | None = None
+    metrics: list[str] | None = None
+    metricdata: str | None = None
+    seed: int = 0
+    cbase: int | None = None
+    cmax: int | None = None
+    map_depth: int | None = None
+    mbstd_group: int | None = None
+    glr: float | None = None
+    dlr: float | None = None
+    p_max: float = 1.0
+    ada_kimg: float | None = None
+    device: str = "auto"
+    desc: str | None = None
+    workers: int = 3
+    checkpoint_ticks: int = 1
+    preview_ticks: int | None = None
+    stats_interval: float = 2.0
+    live_interval: float = 10.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingOptions:
+        return _from_dict(cls, d)
+
+
+@dataclass
+class DataSpec:
+    """The training data as the loop opens it, and the facts the networks are sized by."""
+
+    path: str
+    use_labels: bool = False
+    mirror: bool = False
+    subset: int | None = None
+    resolution: int = 0
+    channels: int = 0
+    label_dim: int = 0
+    num_images: int = 0
+
+
+@dataclass
+class LossSpec:
+    """The StyleGAN2 objective's constants (public defaults)."""
+
+    r1_gamma: float = 10.0
+    pl_weight: float = 2.0
+    pl_batch_shrink: int = 2
+    pl_decay: float = 0.01
+    style_mixing_prob: float = 0.9
+    G_reg_interval: int | None = 4
+    D_reg_interval: int | None = 16
+
+
+@dataclass
+class AugmentSpec:
+    """How D's inputs are augmented and how p evolves."""
+
+    mode: str = "ada"  # ada | apa | fixed | noaug
+    pipe: str | None = "bgc"  # AugmentPipe preset, None = no pipe
+    p: float = 0.0  # initial p
+    target: float | None = 0.6  # r_t target for ada/apa; None = p is fixed
+    interval: int = 4  # minibatches between p updates
+    kimg: float = 500.0  # p can move by 1 in this many kimg
+    p_max: float = 1.0
+
+    @property
+    def adaptive(self) -> bool:
+        return self.target is not None
+
+
+@dataclass
+class TrainingSpec:
+    """Everything the training loop needs, fully resolved."""
+
+    options: TrainingOptions
+    data: DataSpec
+    G_kwargs: dict[str, Any]
+    D_kwargs: dict[str, Any]
+    G_lr: float
+    D_lr: float
+    loss: LossSpec
+    augment: AugmentSpec
+    ema_kimg: float
+    ema_rampup: float | None
+    batch: int
+    batch_gpu: int
+    num_gpus: int
+    total_kimg: float
+    kimg_per_tick: float
+    snapshot_ticks: int
+    checkpoint_ticks: int
+    preview_ticks: int
+    metrics: list[str]
+    metricdata: str | None
+    seed: int
+    device: str
+    betas: tuple[float, float] = (0.0, 0.99)
+    eps: float = 1e-8
+    stats_interval: float = 2.0
+    live_interval: float = 10.0
+
+    @property
+    def rounds(self) -> int:
+        """Accumulation rounds per process per minibatch."""
+        return self.batch // (self.batch_gpu * self.num_gpus)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingSpec:
+        spec = _from_dict(cls, d)
+        spec.betas = tuple(spec.betas)  # type: ignore[assignment]
+        return spec
+
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], d: dict[str, Any]) -> T:
+    """Build a (nested) dataclass from JSON; unknown keys are an error, missing ones default."""
+    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise OptionError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; the file is from another version")
+    kwargs = {}
+    for name, value in d.items():
+        sub = _NESTED.get((cls.__name__, name))
+        kwargs[name] = _from_dict(sub, value) if sub is not None and isinstance(value, dict) else value
+    return cls(**kwargs)
+
+
+_NESTED: dict[tuple[str, str], type] = {
+    ("TrainingSpec", "options"): TrainingOptions,
+    ("TrainingSpec", "data"): DataSpec,
+    ("TrainingSpec", "loss"): LossSpec,
+    ("TrainingSpec", "augment"): AugmentSpec,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Option checks that need no data: each raises OptionError with one line saying what to change.
+
+
+def check_options(o: TrainingOptions) -> None:
+    """Reject bad values and combinations before anything is opened."""
+    _check_choices(o)
+    _check_numbers(o)
+    _check_augment(o)
+    _check_batch(o)
+
+
+def _check_choices(o: TrainingOptions) -> None:
+    if not o.outdir:
+        raise OptionError("--outdir is required: give the folder that will hold the run directories")
+    if not o.data:
+        raise OptionError("--data is required: give a dataset folder or .zip (or builtin:digits)")
+    if o.aug not in AUG_MODES:
+        raise OptionError(f"--aug {o.aug!r} is unknown; use one of {', '.join(AUG_MODES)}")
+    if o.augpipe is not None and o.augpipe not in AUGPIPES:
+        raise OptionError(f"--augpipe {o.augpipe!r} is unknown; use one of {', '.join(AUGPIPES)}")
+    if o.cfg not in CFG_NAMES:
+        raise OptionError(f"--cfg {o.cfg!r} is unknown; use one of {', '.join(CFG_NAMES)}")
+    if o.device not in DEVICES:
+        raise OptionError(f"--device {o.device!r} is unknown; use one of {', '.join(DEVICES)}")
+
+
+def _check_numbers(o: TrainingOptions) -> None:
+    positive = {"--gpus": o.gpus, "--batch": o.batch, "--batch-gpu": o.batch_gpu, "--kimg": o.kimg,
+                "--tick": o.tick, "--cbase": o.cbase, "--cmax": o.cmax, "--map-depth": o.map_depth,
+                "--mbstd-group": o.mbstd_group, "--glr": o.glr, "--dlr": o.dlr, "--p-max": o.p_max,
+                "--subset": o.subset, "--ada-kimg": o.ada_kimg, "--checkpoint-ticks": o.checkpoint_ticks,
+                "--preview-ticks": o.preview_ticks,
+                "--stats-interval": o.stats_interval, "--live-interval": o.live_interval}
+    for name, value in positive.items():
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise OptionError(f"{name} must be a positive number, got {value}")
+    for name, value in {"--snap": o.snap, "--workers": o.workers, "--seed": o.seed, "--gamma": o.gamma}.items():
+        if value is not None and not (value >= 0 and math.isfinite(value)):
+            raise OptionError(f"{name} must be >= 0, got {value}")
+
+
+def _check_augment(o: TrainingOptions) -> None:
+    if o.p is not None and o.aug != "fixed":
+        raise OptionError(f"--p only applies to --aug fixed (got --aug {o.aug}); drop --p or use --aug fixed")
+    if o.aug == "fixed" and o.p is None:
+        raise OptionError("--aug fixed needs --p: give the fixed augmentation probability, e.g. --p 0.2")
+    if o.p is not None and not 0 <= o.p <= o.p_max:
+        raise OptionError(f"--p must be in [0, --p-max = {o.p_max}], got {o.p}")
+    if o.target is not None and o.aug not in ("ada", "apa"):
+        raise OptionError(f"--target only applies to --aug ada or apa (got --aug {o.aug}); drop --target")
+    if o.target is not None and not 0 <= o.target <= 1:
+        raise OptionError(f"--target must be in [0, 1] (it is the wanted E[sign(D(real))]), got {o.target}")
+    if o.with_dataaug and o.aug != "apa":
+        raise OptionError(f"--with-dataaug only applies to --aug apa (got --aug {o.aug}); drop it or use --aug apa")
+    if o.augpipe is not None and (o.aug == "noaug" or (o.aug == "apa" and not o.with_dataaug)):
+        raise OptionError(f"--augpipe has no effect with --aug {o.aug}"
+                          + (" unless --with-dataaug is on" if o.aug == "apa" else "") + "; drop --augpipe")
+    if o.ada_kimg is not None and o.aug not in ("ada", "apa"):
+        raise OptionError(f"--ada-kimg only applies to --aug ada or apa (got --aug {o.aug}); drop it")
+
+
+def _check_batch(o: TrainingOptions) -> None:
+    if o.batch is not None and o.batch % o.gpus != 0:
+        raise OptionError(f"--batch {o.batch} is not divisible by --gpus {o.gpus}; pick a multiple of {o.gpus}")
+    if o.batch is not None and o.batch_gpu is not None and o.batch % (o.batch_gpu * o.gpus) != 0:
+        raise OptionError(f"--batch {o.batch} is not divisible by --gpus x --batch-gpu = {o.gpus * o.batch_gpu};"
+                          " pick --batch-gpu so that it divides --batch / --gpus")
+
+
+# --------------------------------------------------------------------------------------------------
+# Resolution into a TrainingSpec.
+
+
+def resolve_spec(o: TrainingOptions, data: DataSpec, num_gpus: int, device: str) -> TrainingSpec:
+    """Fill every ``None`` option from the ``--cfg`` preset and check the result against the data."""
+    try:
+        cfg = resolve_cfg(o.cfg, data.resolution, num_gpus)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    batch = o.batch or cfg.batch
+    batch_gpu = o.batch_gpu or (batch // num_gpus if o.batch else min(cfg.batch_gpu, batch // num_gpus))
+    batch_gpu = max(batch_gpu, 1)
+    if batch % (batch_gpu * num_gpus) != 0:
+        raise OptionError(f"--batch {batch} is not divisible by {num_gpus} process(es) x --batch-gpu {batch_gpu};"
+                          " give --batch and --batch-gpu explicitly")
+    mbstd = min(o.mbstd_group or cfg.mbstd_group, batch_gpu)
+    if batch_gpu % mbstd != 0:
+        raise OptionError(f"--batch-gpu {batch_gpu} is not a multiple of --mbstd-group {mbstd}; change one of them")
+    G_kwargs = cfg.G_kwargs(data.label_dim, data.resolution, data.channels)
+    D_kwargs = cfg.D_kwargs(data.label_dim, data.resolution, data.channels)
+    if o.map_depth is not None:
+        G_kwargs["mapping_kwargs"]["num_layers"] = o.map_depth
+    for kwargs in (G_kwargs.get("synthesis_kwargs", {}), D_kwargs):
+        kwargs["channel_base"] = o.cbase or cfg.channel_base
+        kwargs["channel_max"] = o.cmax or cfg.channel_max
+    D_kwargs["epilogue_kwargs"] = dict(D_kwargs.get("epilogue_kwargs") or {}, mbstd_group_size=mbstd)
+    return TrainingSpec(
+        options=o, data=data, G_kwargs=G_kwargs, D_kwargs=D_kwargs,
+        G_lr=o.glr or cfg.lrate, D_lr=o.dlr or cfg.lrate,
+        loss=LossSpec(r1_gamma=cfg.gamma if o.gamma is None else o.gamma, pl_weight=cfg.pl_weight,
+                      style_mixing_prob=cfg.style_mixing),
+        augment=_augment_spec(o),
+        ema_kimg=cfg.ema_kimg, ema_rampup=cfg.ema_rampup,
+        batch=batch, batch_gpu=batch_gpu, num_gpus=num_gpus,
+        total_kimg=o.kimg or cfg.kimg, kimg_per_tick=o.tick, snapshot_ticks=o.snap,
+        checkpoint_ticks=o.checkpoint_ticks, preview_ticks=o.preview_ticks or o.snap or 50,
+        metrics=_metrics(o, device), metricdata=o.metricdata,
+        seed=o.seed, device=device, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
+        stats_interval=o.stats_interval, live_interval=o.live_interval,
+    )
+
+
+def _augment_spec(o: TrainingOptions) -> AugmentSpec:
+    pipe = o.augpipe or "bgc"
+    if o.aug == "noaug" or (o.aug == "apa" and not o.with_dataaug):
+        pipe = None
+    adaptive = o.aug in ("ada", "apa")
+    return AugmentSpec(
+        mode=o.aug, pipe=pipe, p=o.p if o.p is not None else 0.0,
+        target=(o.target if o.target is not None else 0.6) if adaptive else None,
+        kimg=o.ada_kimg or 500.0, p_max=o.p_max,
+    )
+
+
+def _metrics(o: TrainingOptions, device: str) -> list[str]:
+    # The public default (fid50k_full) needs Inception weights and hours of CPU; on CPU it is off.
+    if o.metrics is None:
+        return ["fid50k_full"] if device == "cuda" else []
+    return [m for m in o.metrics if m and m != "none"]
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainingOptions)]
+
+
+__all__ = [
+    "AUGPIPES",
+    "AUG_MODES",
+    "AugmentSpec",
+    "DataSpec",
+    "LossSpec",
+    "OptionError",
+    "TrainingOptions",
+    "TrainingSpec",
+    "check_options",
+    "resolve_spec",
+]

@@ -1,0 +1,207 @@
+"""The StyleGAN2 objective with lazy regularisation, ADA's augmentation and APA's pseudo reals.
+
+Phases, as in the public training loop:
+  Gmain  non-saturating loss on D(aug(G(z)))                          (G learns)
+  Greg   path-length penalty on G, every ``G_reg_interval`` minibatches (G learns)
+  Dmain  logistic loss on D(aug(G(z))) and D(aug(x))                    (D learns)
+  Dreg   R1 penalty on the reals D sees, every ``D_reg_interval`` minibatches (D learns)
+
+ADA augments every image D looks at (reals and fakes, in G's pass too, so G's gradient flows
+through the augmentation). APA replaces each real shown to D (Dmain and the R1 pass) by a detached
+fake from the same slot of the last Gmain pass with probability p, and D is told it is real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.training.config import LossSpec
+from core.training.distributed import DistEnv, all_reduce_sum_
+from core.training.stats import StatsBank
+
+# (real_img, pseudo_img, p) -> the images D is shown as "real"
+PseudoAugment = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def apa_mix(real_img: torch.Tensor, pseudo_img: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Swap each real image for the fake at the same batch index with probability ``p``."""
+    flags = torch.rand([real_img.shape[0], 1, 1, 1], device=real_img.device) < p
+    return torch.where(flags, pseudo_img.to(real_img.dtype), real_img)
+
+
+class StyleGAN2Loss:
+    """Accumulates the gradients of one phase for one slice of the minibatch."""
+
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module,
+        spec: LossSpec,
+        stats: StatsBank,
+        augment_pipe: nn.Module | None = None,
+        apa: PseudoAugment | None = None,
+        p: torch.Tensor | None = None,
+    ) -> None:
+        self.G = G
+        self.D = D
+        self.spec = spec
+        self.stats = stats
+        self.augment_pipe = augment_pipe
+        self.apa = apa
+        self.p = p if p is not None else torch.zeros([])
+        device = next(G.parameters()).device
+        self.pl_mean = torch.zeros([], device=device)
+        self._pl_sum = torch.zeros([], device=device)
+        self._pl_count = 0
+        self.pseudo: dict[int, torch.Tensor] = {}  # APA: the last Gmain fakes, by accumulation round
+
+    # -- networks -------------------------------------------------------------------------------
+
+    def run_G(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ws = self.G.mapping(z, c)
+        if self.spec.style_mixing_prob > 0:
+            ws = self._mix_styles(ws, z, c)
+        return self.G.synthesis(ws), ws
+
+    def _mix_styles(self, ws: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        # With probability style_mixing_prob, the ws from a random layer on come from another z.
+        # Built with a mask rather than a tensor index so the GPU never waits on the host.
+        num_ws = ws.shape[1]
+        cutoff = torch.randint(1, num_ws, [], device=ws.device) if num_ws > 1 else torch.ones([], device=ws.device)
+        mix = torch.rand([], device=ws.device) < self.spec.style_mixing_prob
+        cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, num_ws))
+        ws2 = self.G.mapping(torch.randn_like(z), c, skip_w_avg_update=True)
+        layer = torch.arange(num_ws, device=ws.device)
+        return torch.where((layer >= cutoff)[None, :, None], ws2, ws)
+
+    def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if self.augment_pipe is not None:
+            img = self.augment_pipe(img)
+        return self.D(img, c)
+
+    # -- phases ---------------------------------------------------------------------------------
+
+    def accumulate_gradients(
+        self,
+        phase: str,
+        real_img: torch.Tensor,
+        real_c: torch.Tensor,
+        gen_z: torch.Tensor,
+        gen_c: torch.Tensor,
+        gain: float,
+        round_idx: int = 0,
+    ) -> None:
+        """Backpropagate ``gain`` x the phase's mean loss over this slice into the phase's module."""
+        if phase not in ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth"):
+            raise ValueError(f"unknown phase {phase!r}")
+        do_Gmain = phase in ("Gmain", "Gboth")
+        do_Dmain = phase in ("Dmain", "Dboth")
+        do_Gpl = phase in ("Greg", "Gboth") and self.spec.pl_weight != 0
+        do_Dr1 = phase in ("Dreg", "Dboth") and self.spec.r1_gamma != 0
+        if do_Gmain:
+            self._G_main(gen_z, gen_c, gain, round_idx)
+        if do_Gpl:
+            self._G_pl(gen_z, gen_c, gain)
+        loss_Dgen = self._D_fake(gen_z, gen_c, gain) if do_Dmain else None
+        if do_Dmain or do_Dr1:
+            self._D_real(real_img, real_c, gain, round_idx, loss_Dgen, do_Dmain, do_Dr1)
+
+    def _G_main(self, gen_z: torch.Tensor, gen_c: torch.Tensor, gain: float, round_idx: int) -> None:
+        gen_img, _ = self.run_G(gen_z, gen_c)
+        if self.apa is not None:
+            self.pseudo[round_idx] = gen_img.detach()
+        gen_logits = self.run_D(gen_img, gen_c)
+        self.stats.report("Loss/scores/fake", gen_logits)
+        self.stats.report("Loss/signs/fake", gen_logits.sign())
+        loss = F.softplus(-gen_logits)
+        self.stats.report("Loss/G/loss", loss)
+        loss.mean().mul(gain).backward()
+
+    def _G_pl(self, gen_z: torch.Tensor, gen_c: torch.Tensor, gain: float) -> None:
+        n = max(gen_z.shape[0] // self.spec.pl_batch_shrink, 1)
+        gen_img, gen_ws = self.run_G(gen_z[:n], gen_c[:n])
+        # Random image-space direction, scaled so the expected length does not depend on resolution.
+        pl_noise = torch.randn_like(gen_img) / np.sqrt(gen_img.shape[2] * gen_img.shape[3])
+        (pl_grads,) = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws], create_graph=True)
+        pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
+        # The running mean moves once per phase, by the mean over all rounds and processes (see
+        # finish_phase); each round measures against the phase-start value moved by its own slice,
+        # which is exactly the public rule for one process and one round.
+        pl_mean = self.pl_mean.lerp(pl_lengths.mean(), self.spec.pl_decay)
+        self._pl_sum += pl_lengths.detach().sum()
+        self._pl_count += pl_lengths.shape[0]
+        pl_penalty = (pl_lengths - pl_mean).square()
+        self.stats.report("Loss/pl_penalty", pl_penalty)
+        loss = pl_penalty * self.spec.pl_weight
+        self.stats.report("Loss/G/reg", loss)
+        loss.mean().mul(gain).backward()
+
+    def _D_fake(self, gen_z: torch.Tensor, gen_c: torch.Tensor, gain: float) -> torch.Tensor:
+        with torch.no_grad():
+            gen_img, _ = self.run_G(gen_z, gen_c)
+        gen_logits = self.run_D(gen_img, gen_c)
+        self.stats.report("Loss/scores/fake", gen_logits)
+        self.stats.report("Loss/signs/fake", gen_logits.sign())
+        loss = F.softplus(gen_logits)
+        loss.mean().mul(gain).backward()
+        return loss.detach()
+
+    def _D_real(
+        self,
+        real_img: torch.Tensor,
+        real_c: torch.Tensor,
+        gain: float,
+        round_idx: int,
+        loss_Dgen: torch.Tensor | None,
+        do_Dmain: bool,
+        do_Dr1: bool,
+    ) -> None:
+        img = real_img.detach()
+        pseudo = self.pseudo.get(round_idx)
+        if self.apa is not None and pseudo is not None and pseudo.shape == img.shape:
+            img = self.apa(img, pseudo, self.p)
+        img = img.detach().requires_grad_(do_Dr1)
+        real_logits = self.run_D(img, real_c)
+        self.stats.report("Loss/scores/real", real_logits)
+        self.stats.report("Loss/signs/real", real_logits.sign())
+        loss = torch.zeros_like(real_logits)
+        if do_Dmain:
+            loss_Dreal = F.softplus(-real_logits)
+            self.stats.report("Loss/D/loss", loss_Dreal + (loss_Dgen if loss_Dgen is not None else 0))
+            loss = loss + loss_Dreal
+        if do_Dr1:
+            # R1 is taken w.r.t. the image before augmentation, through the pipe (double backward).
+            (r1_grads,) = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[img], create_graph=True)
+            r1_penalty = r1_grads.square().sum([1, 2, 3])
+            loss_Dr1 = r1_penalty * (self.spec.r1_gamma / 2)
+            self.stats.report("Loss/r1_penalty", r1_penalty)
+            self.stats.report("Loss/D/reg", loss_Dr1)
+            loss = loss + loss_Dr1.unsqueeze(1)
+        loss.mean().mul(gain).backward()
+
+    def finish_phase(self, phase: str, env: DistEnv | None = None) -> None:
+        """After all rounds of a phase: move the path-length mean by the phase's global mean."""
+        if phase not in ("Greg", "Gboth") or self._pl_count == 0:
+            return
+        moments = torch.stack([self._pl_sum, torch.tensor(float(self._pl_count), device=self._pl_sum.device)])
+        if env is not None:
+            all_reduce_sum_(moments, env)
+        self.pl_mean.copy_(self.pl_mean.lerp(moments[0] / moments[1], self.spec.pl_decay))
+        self._pl_sum.zero_()
+        self._pl_count = 0
+
+    # -- resume ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"pl_mean": self.pl_mean.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.pl_mean.copy_(state["pl_mean"].to(self.pl_mean.device))
+
+
+__all__ = ["PseudoAugment", "StyleGAN2Loss", "apa_mix"]
