@@ -53,7 +53,7 @@ def get_filter_size(f: torch.Tensor | None) -> tuple[int, int]:
 
 def setup_filter(
     f: Sequence[float] | torch.Tensor | float | None,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     normalize: bool = True,
     flip_filter: bool = False,
     gain: float = 1,
@@ -63,11 +63,12 @@ def setup_filter(
 
     A 1-D filter stays separable (applied along x then y) when ``separable`` is True, or when it is
     None and the filter has 8 taps or more; otherwise it becomes the outer product with itself.
-    ``normalize`` makes the taps sum to one; ``gain`` scales the overall response.
+    ``normalize`` makes the taps sum to one; ``gain`` scales the overall response. ``device`` None
+    means torch's current default device (so networks can be built on the meta device).
     """
     if f is None:
         f = 1
-    f = torch.as_tensor(f, dtype=torch.float32)
+    f = torch.as_tensor(f, dtype=torch.float32, device="cpu")
     if f.ndim not in (0, 1, 2) or f.numel() == 0:
         raise ValueError(f"setup_filter: expected a scalar, 1-D or 2-D filter, got shape {tuple(f.shape)}")
     if f.ndim == 0:
@@ -81,7 +82,7 @@ def setup_filter(
     if flip_filter:
         f = f.flip(list(range(f.ndim)))
     f = f * (gain ** (f.ndim / 2))
-    return f.to(device=device)
+    return f.to(device=torch.get_default_device() if device is None else device)
 
 
 def upfirdn2d(
