@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     folder = dest.parent
     folder.mkdir(parents=True, exist_ok=True)
     tmp = _create_temp(folder, dest.name)
+    mode = stat.S_IMODE(tmp.stat().st_mode)
     try:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"{dest}: the temporary file {tmp.name} was not written")
+        # Writers that recreate the file (safetensors' save_file does) leave it at 0600: restore the
+        # mode an ordinary write gives, so a GUI running as another user can read snapshots.
+        os.chmod(tmp, mode)
         _fsync_file(tmp)
         os.replace(tmp, dest)
     except BaseException:

@@ -112,3 +112,20 @@ def test_killed_writer_never_leaves_torn_file(tmp_path: Path) -> None:
     proc.wait()
     data = json.loads(dest.read_text())
     assert len(data["pad"]) == 200_000
+
+
+def test_atomic_path_keeps_ordinary_permissions_when_the_writer_recreates_the_file(tmp_path) -> None:
+    import os
+    import stat
+
+    import safetensors.torch
+    import torch
+
+    from core.io.atomic import atomic_path
+
+    ordinary = tmp_path / "ordinary.txt"
+    ordinary.write_text("x")
+    dest = tmp_path / "weights.safetensors"
+    with atomic_path(dest) as tmp:
+        safetensors.torch.save_file({"a": torch.zeros(2)}, str(tmp))
+    assert stat.S_IMODE(os.stat(dest).st_mode) == stat.S_IMODE(os.stat(ordinary).st_mode)
