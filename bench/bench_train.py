@@ -55,8 +55,8 @@ def make_trainer(config: str, aug: str, outdir: Path) -> Trainer:
     run_dir = outdir / f"{config}-{aug}"
     trainer = Trainer(spec, run_dir, DistEnv(), dataset)
     if aug == "apa":
-        trainer.aug.adaptive = False
-        trainer.aug.set_p(0.5)
+        trainer.aug.controller.set_fixed(0.5)
+        trainer.aug.sync()
     return trainer
 
 

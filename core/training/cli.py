@@ -175,6 +175,29 @@ def _desc(o: TrainingOptions, dataset: Any, spec: TrainingSpec, explicit: dict[s
                     resume=o.resume, extra=extra)
 
 
+def _checked_metrics(o: TrainingOptions, metrics: list[str]) -> list[str]:
+    """Metric names that can run: unknown names or missing detector weights stop the run now,
+    not hours later at the first snapshot. The CUDA default (fid50k_full) quietly turns off
+    when the Inception weights are not installed."""
+    if not metrics:
+        return []
+    from core.metrics import METRICS, MetricsError
+    from core.metrics.evaluate import parse_metric_names
+    from core.metrics.extractors import find_detector
+
+    try:
+        names = parse_metric_names(metrics)
+        for name in names:
+            if METRICS[name].extractor != "offline":
+                find_detector(METRICS[name].extractor, None, name)
+    except MetricsError as e:
+        if o.metrics is None:
+            log.warning("metrics: the default %s is off (%s)", ",".join(metrics), e)
+            return []
+        raise OptionError(f"--metrics: {e}") from None
+    return names
+
+
 def _relaunch_under_torchrun(opts: TrainingOptions, argv: list[str]) -> int:
     """--gpus N without torchrun: start N processes on this machine through torchrun itself."""
     from torch.distributed.run import main as torchrun_main
@@ -267,6 +290,7 @@ def _run(opts: TrainingOptions, dataset: Any, dry_run: bool, given: dict[str, An
                         resolution=dataset.resolution, channels=dataset.num_channels,
                         label_dim=dataset.label_dim, num_images=len(dataset))
         spec = resolve_spec(opts, data, opts.gpus, device.type)
+        spec.metrics = _checked_metrics(opts, spec.metrics)
     except (OptionError, RuntimeError) as e:
         print(f"train_headless.py: error: {e}", file=sys.stderr)
         return EXIT_USAGE

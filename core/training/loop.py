@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.augment import apa_replace
 from core.data import ImageDataset, make_loader
 from core.networks import Discriminator, Generator
 from core.networks import checkpoint as ckpt_io
@@ -35,7 +36,7 @@ from core.training import distributed as dist_util
 from core.training.config import TrainingSpec
 from core.training.distributed import DistEnv
 from core.training.ema import ema_beta, update_ema
-from core.training.loss import StyleGAN2Loss, apa_mix
+from core.training.loss import StyleGAN2Loss
 from core.training.rundir import ControlPoller, ControlRequest, RunWriter, image_grid, snapshot_stem
 from core.training.stats import PhaseTimer, StatsBank, StatsReader
 
@@ -72,52 +73,57 @@ class Phase:
 
 
 class AugmentState:
-    """p and how it moves: adaptive (ADA/APA heuristic), fixed, or off; plus the pipe itself."""
+    """p, the controller that moves it, and the ADA pipe (if any) that uses it.
+
+    The controller always runs: in mode "ada" it adapts p (for ADA or APA, whichever this run
+    uses), in "fixed" and "noaug" it leaves p alone but still measures r_t for the plots.
+    """
 
     def __init__(self, spec: TrainingSpec, device: torch.device) -> None:
+        from core.augment import AdaController, AugmentPipe
+
         a = spec.augment
         self.kind = a.mode  # the run's mechanism: ada | apa | fixed | noaug
-        self.adaptive = a.adaptive
-        self.target = a.target if a.target is not None else 0.6
-        self.interval = a.interval
-        self.ada_kimg = a.kimg
-        self.p_max = a.p_max
-        self.p = float(a.p)
-        self.r_t: float | None = None
-        self.p_tensor = torch.full([], self.p, device=device)
-        self.pipe: nn.Module | None = None
-        if a.pipe is not None:
-            from core.augment import AugmentPipe
+        mode = "ada" if a.adaptive else ("noaug" if a.mode == "noaug" else "fixed")
+        self.controller = AdaController(target=a.target if a.target is not None else 0.6, interval=a.interval,
+                                        kimg=a.kimg, p_max=a.p_max, mode=mode, p=a.p)
+        self.pipe: nn.Module | None = AugmentPipe.from_preset(a.pipe).to(device) if a.pipe is not None else None
+        self.sync()
 
-            self.pipe = AugmentPipe.from_preset(a.pipe).to(device)
-        self.set_p(self.p)
+    @property
+    def p(self) -> float:
+        return self.controller.p
 
-    def set_p(self, p: float) -> None:
-        self.p = float(min(max(p, 0.0), self.p_max))
-        self.p_tensor.fill_(self.p)
+    @property
+    def r_t(self) -> float | None:
+        return self.controller.r_t
+
+    def apa_p(self) -> float:
+        return self.controller.p
+
+    def sync(self) -> None:
+        """Copy p into the pipe (after any change of p)."""
         if self.pipe is not None:
-            self.pipe.p.fill_(self.p)
+            self.controller.apply(self.pipe)
 
-    def update(self, r_t: float | None, batch: int) -> None:
-        """One controller step: p moves by a fixed amount toward r_t = target."""
-        if r_t is None:
-            return
-        self.r_t = r_t
-        if self.adaptive:
-            step = math.copysign(1.0, r_t - self.target) if r_t != self.target else 0.0
-            self.set_p(self.p + step * batch * self.interval / (self.ada_kimg * 1000))
+    def step(self, batch: int, cur_nimg: int) -> None:
+        """Once per minibatch, on every rank (the controller all-reduces its statistics)."""
+        if self.controller.update(None, batch_size=batch, cur_nimg=cur_nimg):
+            self.sync()
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"p": self.p, "r_t": self.r_t, "adaptive": self.adaptive, "target": self.target,
-                "p_max": self.p_max, "ada_kimg": self.ada_kimg}
+    def state_dict(self, env: DistEnv) -> dict[str, Any]:
+        """The controller's state with its pending statistics summed over ranks (collective)."""
+        state = self.controller.state_dict()
+        acc = torch.tensor(state["acc"], dtype=torch.float64, device=env.device)
+        state["acc"] = dist_util.all_reduce_sum_(acc, env).tolist()
+        return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.adaptive = bool(state["adaptive"])
-        self.target = float(state["target"])
-        self.p_max = float(state["p_max"])
-        self.ada_kimg = float(state["ada_kimg"])
-        self.r_t = state.get("r_t")
-        self.set_p(float(state["p"]))
+    def load_state_dict(self, state: dict[str, Any], env: DistEnv) -> None:
+        state = dict(state)
+        if not env.is_main:  # the pending statistics were summed over ranks: rank 0 holds them all
+            state["acc"] = [0.0, 0.0]
+        self.controller.load_state_dict(state)
+        self.sync()
 
 
 def round_seed(seed: int, *counters: int) -> int:
@@ -214,15 +220,15 @@ class Trainer:
         self.aug = AugmentState(spec, self.device)
         self.bank = StatsBank(self.device)
         self.timer = PhaseTimer(self.bank, self.device)
-        apa = apa_mix if spec.augment.mode == "apa" else None
-        self.loss = StyleGAN2Loss(self.G, self.D, spec.loss, self.bank, self.aug.pipe, apa, self.aug.p_tensor)
+        self.loss = StyleGAN2Loss(self.G, self.D, spec.loss, self.bank, self.aug.pipe,
+                                  apa_p=self.aug.apa_p if spec.augment.mode == "apa" else None,
+                                  real_signs_hook=self.aug.controller.observe)
         self.phases = build_phases(spec, self.G, self.D)
         self.loader = make_loader(dataset, spec.batch // env.world_size, seed=spec.seed, rank=env.rank,
                                   world_size=env.world_size, workers=spec.options.workers,
                                   pin_memory=self.device.type == "cuda")
         self.tick_reader = StatsReader(self.bank, env)  # global, at ticks
         self.live_reader = StatsReader(self.bank, None)  # rank-local, for the frequent stats event
-        self.ada_reader = StatsReader(self.bank, env, names=["Loss/signs/real"])
         self.poller = ControlPoller(run_dir) if env.is_main and run_dir is not None else None
         self.cur_nimg = 0
         self.cur_tick = 0
@@ -331,9 +337,7 @@ class Trainer:
         update_ema(self.G_ema, self.G, beta)
         self.cur_nimg += spec.batch
         self.batch_idx += 1
-        if self.batch_idx % self.aug.interval == 0:
-            stat = self.ada_reader.read().get("Loss/signs/real")
-            self.aug.update(stat.mean if stat is not None else None, spec.batch)
+        self.aug.step(spec.batch, self.cur_nimg)
 
     # -- between ticks: live stats, live weights, control ------------------------------------------
 
@@ -402,29 +406,26 @@ class Trainer:
         self.writer.control_applied(self.kimg, req.seq, applied)
 
     def _apply_augment_control(self, req: ControlRequest) -> dict[str, Any]:
-        aug, applied = self.aug, {}
+        """Sticky settings: each request carries the GUI's whole state, so only differences apply."""
+        ctrl, pipe, applied = self.aug.controller, self.aug.pipe, {}
         if req.aug_multipliers:
-            if aug.pipe is None:
-                log.warning("control: aug_multipliers ignored, this run has no augment pipe (--aug %s)", aug.kind)
+            if pipe is None:
+                log.warning("control: aug_multipliers ignored, this run has no augment pipe (--aug %s)", self.aug.kind)
             else:
-                aug.pipe.set_multipliers(req.aug_multipliers)
-                applied["aug_multipliers"] = dict(req.aug_multipliers)
-        if req.p_max is not None and req.p_max != aug.p_max:
-            aug.p_max = applied["p_max"] = float(req.p_max)
-            aug.set_p(aug.p)
-        if req.target is not None and req.target != aug.target:
-            aug.target = applied["target"] = float(req.target)
-        if req.aug_mode is not None:
-            adaptive = req.aug_mode == "ada"
-            if adaptive != aug.adaptive:
-                aug.adaptive = adaptive
-                applied["aug_mode"] = req.aug_mode
-            if req.aug_mode == "noaug" and aug.p != 0:
-                aug.set_p(0.0)
-                applied["aug_mode"] = req.aug_mode
-        if req.fixed_p is not None and not aug.adaptive and req.aug_mode != "noaug" and req.fixed_p != aug.p:
-            aug.set_p(req.fixed_p)
-            applied["fixed_p"] = aug.p
+                changed = {k: v for k, v in req.aug_multipliers.items() if pipe.multipliers().get(k) != v}
+                if changed:
+                    pipe.set_multipliers(changed)
+                    applied["aug_multipliers"] = changed
+        if req.p_max is not None and req.p_max != ctrl.p_max:
+            ctrl.p_max = applied["p_max"] = float(req.p_max)
+        if req.target is not None and req.target != ctrl.target:
+            ctrl.target = applied["target"] = float(req.target)
+        if req.aug_mode is not None and req.aug_mode != ctrl.mode:
+            ctrl.mode = applied["aug_mode"] = req.aug_mode
+        if req.fixed_p is not None and ctrl.mode == "fixed" and min(req.fixed_p, ctrl.p_max) != ctrl.p:
+            ctrl.p = req.fixed_p
+            applied["fixed_p"] = ctrl.p
+        self.aug.sync()
         return applied
 
     def _pause(self) -> None:
@@ -493,10 +494,10 @@ class Trainer:
         short run may rewrite one; latest.json names the fresh rolling checkpoint meanwhile.
         """
         self.snapshot_requested = False
-        ada_pending = self.ada_reader.pending()  # collective: every rank takes part
+        augment_state = self.aug.state_dict(self.env)  # collective: every rank takes part
         if not self.env.is_main or self.run_dir is None:
             return
-        state = self._resume_state(ada_pending)
+        state = self._resume_state(augment_state)
         rolling = f"{ROLLING_PREFIX}-{self.cur_nimg:012d}"
         self._write_checkpoint(rolling, state)
         previous, self._rolling = self._rolling, rolling
@@ -517,10 +518,10 @@ class Trainer:
         ckpt_io.save_resume_state(path, state)
         self.writer.write_latest(stem, self.kimg)
 
-    def _resume_state(self, ada_pending: torch.Tensor) -> dict[str, Any]:
+    def _resume_state(self, augment_state: dict[str, Any]) -> dict[str, Any]:
         return {
             "cur_nimg": self.cur_nimg, "cur_tick": self.cur_tick, "batch_idx": self.batch_idx,
-            "augment": self.aug.state_dict(), "ada_pending": ada_pending.cpu(),
+            "augment": augment_state,
             "G_opt": self.phases[0].opt.state_dict(), "D_opt": self.phases[-1].opt.state_dict(),
             "loss": self.loss.state_dict(), "loader": self.loader.state_dict(), "rng": capture_rng(),
             "world_size": self.env.world_size, "batch": self.spec.batch,
@@ -556,11 +557,7 @@ class Trainer:
         self.cur_tick = int(state["cur_tick"])
         self.batch_idx = int(state["batch_idx"])
         self.tick_start_nimg = self.cur_nimg
-        self.aug.load_state_dict(state["augment"])
-        if self.env.is_main:  # the signs D gave since p last moved, summed over all ranks
-            self.bank.add_moments("Loss/signs/real", state["ada_pending"][0].to(self.device))
-        self.tick_reader.reset()
-        self.live_reader.reset()
+        self.aug.load_state_dict(state["augment"], self.env)
         self.phases[0].opt.load_state_dict(state["G_opt"])
         self.phases[-1].opt.load_state_dict(state["D_opt"])
         self.loss.load_state_dict(state["loss"])
@@ -570,26 +567,38 @@ class Trainer:
             log.warning("--resume: batch changed from %s to %d", state.get("batch"), self.spec.batch)
 
     def _weights_only_resume(self, ckpt: ckpt_io.Checkpoint, path: Path) -> None:
-        # Like the public trainer: weights only, so p adapts faster and G_ema has no ramp-up.
+        # Like the public trainer: weights only, so p adapts faster and G_ema has no ramp-up;
+        # unlike it, p carries over (users asked for that), from our metadata or the pickle's pipe.
         p = ckpt.meta.get("p")
-        if p is None and ckpt.augment_state.get("p") is not None:
-            p = float(ckpt.augment_state["p"])
-        if p is not None and self.aug.adaptive:
-            self.aug.set_p(float(p))
-        if self.aug.adaptive:
-            self.aug.ada_kimg = min(self.aug.ada_kimg, 100.0)
+        if p is None and ckpt.augment_settings is not None:
+            p = ckpt.augment_settings.get("p")
+        ctrl = self.aug.controller
+        if ctrl.mode == "ada":
+            if p is not None:
+                ctrl.p = float(p)
+            ctrl.kimg = min(ctrl.kimg, 100.0)
+            self.aug.sync()
         self.spec.ema_rampup = None
         log.info("resumed weights from %s (no resume state: kimg starts at 0, optimizers fresh, p %.4f)",
                  path, self.aug.p)
 
     def _metrics(self, snapshot: Path) -> None:
-        from core.metrics import run_metrics_for_training
+        """Evaluate at a kept snapshot (rank 0): "metric" events and the run's metrics.jsonl."""
+        from core.metrics import MetricOptions, run_metrics_for_training
 
-        results = run_metrics_for_training(self.G_ema, self.spec.metricdata or self.spec.data.path,
-                                           self.spec.metrics, device=self.device)
-        for metric, values in results.items():
-            self.writer.metric(self.kimg, metric, values, snapshot=snapshot.name)
-            log.info("metric %s at kimg %.3f: %s", metric, self.kimg, values)
+        assert self.run_dir is not None
+        t0 = time.monotonic()
+        options = MetricOptions(progress=False, device=str(self.device), seed=self.spec.seed)
+        records = run_metrics_for_training(
+            self.G_ema, self.spec.metricdata or self.spec.data.path, self.spec.metrics, run_dir=self.run_dir,
+            snapshot=f"snapshots/{snapshot.name}", kimg=self.kimg, options=options)
+        for record in records:
+            self.writer.metric(self.kimg, record["metric"], record["results"], snapshot=snapshot.name)
+            log.info("metric %s at kimg %.3f: %s", record["metric"], self.kimg, record["results"])
+        # Evaluation is not training time: keep it out of sec/kimg.
+        spent = time.monotonic() - t0
+        self._tick_start_time += spent
+        self._stats_time += spent
 
     # -- previews -------------------------------------------------------------------------------
 
@@ -616,8 +625,7 @@ class Trainer:
         reals = self._grid_reals
         gen = torch.Generator(device=self.device).manual_seed(self.spec.seed)
         if self.aug.kind == "apa":
-            flags = torch.rand([reals.shape[0], 1, 1, 1], generator=gen, device=self.device) < self.aug.p
-            reals = torch.where(flags, fakes, reals)
+            reals, _ = apa_replace(reals, fakes, self.aug.p, generator=gen)
         if self.aug.pipe is not None:
             reals = self.aug.pipe(reals, generator=gen)
         self.writer.write_preview("reals-augmented", self.kimg, image_grid(reals, cols))

@@ -9,6 +9,7 @@ Phases, as in the public training loop:
 ADA augments every image D looks at (reals and fakes, in G's pass too, so G's gradient flows
 through the augmentation). APA replaces each real shown to D (Dmain and the R1 pass) by a detached
 fake from the same slot of the last Gmain pass with probability p, and D is told it is real.
+Both feed sign(D(real)) of every real pass (Dmain and R1) to the p controller.
 """
 
 from __future__ import annotations
@@ -20,18 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.augment import apa_replace
 from core.training.config import LossSpec
 from core.training.distributed import DistEnv, all_reduce_sum_
 from core.training.stats import StatsBank
-
-# (real_img, pseudo_img, p) -> the images D is shown as "real"
-PseudoAugment = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def apa_mix(real_img: torch.Tensor, pseudo_img: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Swap each real image for the fake at the same batch index with probability ``p``."""
-    flags = torch.rand([real_img.shape[0], 1, 1, 1], device=real_img.device) < p
-    return torch.where(flags, pseudo_img.to(real_img.dtype), real_img)
 
 
 class StyleGAN2Loss:
@@ -44,16 +37,16 @@ class StyleGAN2Loss:
         spec: LossSpec,
         stats: StatsBank,
         augment_pipe: nn.Module | None = None,
-        apa: PseudoAugment | None = None,
-        p: torch.Tensor | None = None,
+        apa_p: Callable[[], float] | None = None,
+        real_signs_hook: Callable[[torch.Tensor], None] | None = None,
     ) -> None:
         self.G = G
         self.D = D
         self.spec = spec
         self.stats = stats
         self.augment_pipe = augment_pipe
-        self.apa = apa
-        self.p = p if p is not None else torch.zeros([])
+        self.apa_p = apa_p  # APA on: the current p (None: APA off)
+        self.real_signs_hook = real_signs_hook  # sees sign(D(real)) of every real pass (ADA's r_t)
         device = next(G.parameters()).device
         self.pl_mean = torch.zeros([], device=device)
         self._pl_sum = torch.zeros([], device=device)
@@ -113,7 +106,7 @@ class StyleGAN2Loss:
 
     def _G_main(self, gen_z: torch.Tensor, gen_c: torch.Tensor, gain: float, round_idx: int) -> None:
         gen_img, _ = self.run_G(gen_z, gen_c)
-        if self.apa is not None:
+        if self.apa_p is not None:
             self.pseudo[round_idx] = gen_img.detach()
         gen_logits = self.run_D(gen_img, gen_c)
         self.stats.report("Loss/scores/fake", gen_logits)
@@ -162,13 +155,17 @@ class StyleGAN2Loss:
         do_Dr1: bool,
     ) -> None:
         img = real_img.detach()
-        pseudo = self.pseudo.get(round_idx)
-        if self.apa is not None and pseudo is not None and pseudo.shape == img.shape:
-            img = self.apa(img, pseudo, self.p)
+        if self.apa_p is not None:
+            # Fakes from the same round of the last Gmain pass: a per-round store keeps the result
+            # independent of how the minibatch is split over rounds and processes.
+            img, _ = apa_replace(img, self.pseudo.get(round_idx), self.apa_p())
         img = img.detach().requires_grad_(do_Dr1)
         real_logits = self.run_D(img, real_c)
+        signs = real_logits.detach().sign()
         self.stats.report("Loss/scores/real", real_logits)
-        self.stats.report("Loss/signs/real", real_logits.sign())
+        self.stats.report("Loss/signs/real", signs)
+        if self.real_signs_hook is not None:
+            self.real_signs_hook(signs)
         loss = torch.zeros_like(real_logits)
         if do_Dmain:
             loss_Dreal = F.softplus(-real_logits)
@@ -204,4 +201,4 @@ class StyleGAN2Loss:
         self.pl_mean.copy_(state["pl_mean"].to(self.pl_mean.device))
 
 
-__all__ = ["PseudoAugment", "StyleGAN2Loss", "apa_mix"]
+__all__ = ["StyleGAN2Loss"]

@@ -59,10 +59,6 @@ class StatsBank:
         moments = torch.stack([finite.sum().to(torch.float64), v.sum(), v.square().sum()])
         self.totals[row].add_(moments)
 
-    def add_moments(self, name: str, moments: torch.Tensor) -> None:
-        """Add raw [count, sum, sum of squares] (e.g. restored from a resume state)."""
-        self.totals[self._index[name]].add_(moments.to(self.totals))
-
 
 class StatsReader:
     """Returns the statistics reported since this reader's previous ``read()``."""
@@ -91,10 +87,6 @@ class StatsReader:
             mean = s / num
             out[name] = Stat(num=num, mean=mean, std=math.sqrt(max(sq / num - mean**2, 0.0)))
         return out
-
-    def pending(self) -> torch.Tensor:
-        """[names, 3] moments reported since the last read, without consuming them."""
-        return self._cumulative() - self._prev
 
     def reset(self) -> None:
         """Forget what was reported so far (e.g. after a pause)."""
