@@ -23,7 +23,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -278,8 +278,15 @@ def _background(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line (exit code 2) instead of usage soup."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.data.tool", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m core.data.tool", description=__doc__.split("\n\n")[0])
     p.add_argument("--source", required=True, type=Path, help="folder (searched recursively) or zip")
     p.add_argument("--dest", required=True, type=Path, help="output .zip (recommended) or new folder")
     p.add_argument("--resolution", required=True, type=int, help="output side length, a power of two")

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from core.data import DatasetError
+from core.data.tool import OneLineParser
 from core.metrics.evaluate import METRICS, MetricOptions, MetricResult, append_records, compute_metrics
 from core.metrics.extractors import MetricsError
 
@@ -36,7 +37,7 @@ def find_run_dir(network: Path) -> Path | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.metrics", description=__doc__.split("\n\n")[1])
+    p = OneLineParser(prog="python -m core.metrics", description=__doc__.split("\n\n")[1])
     p.add_argument(
         "--network",
         required=True,
