@@ -28,11 +28,13 @@ def blob(n: int, size: int, sigma_x: float, sigma_y: float | None = None) -> tor
     return img.float().expand(n, 1, size, size).clone()
 
 
-def moments(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Centroid [N, 2] (x, y, pixels from the centre), covariance [N, 2, 2] and mass of [N, 1, H, W]."""
+def moments(img: torch.Tensor, window: float = math.inf) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centroid [N, 2] (x, y, pixels from the centre), covariance [N, 2, 2] and mass of [N, 1, H, W],
+    counting only pixels within ``window`` of the centre (keeps mirrored copies from the padding out)."""
     n, _, h, w = img.shape
     ys, xs = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2, indexing="ij")
-    wgt = img[:, 0].double().clamp(min=0)
+    inside = (xs.abs() <= window) & (ys.abs() <= window)
+    wgt = img[:, 0].double().clamp(min=0) * inside
     mass = wgt.sum(dim=(1, 2))
     mx = (wgt * xs).sum(dim=(1, 2)) / mass
     my = (wgt * ys).sum(dim=(1, 2)) / mass
