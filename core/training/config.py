@@ -222,12 +222,13 @@ def _check_numbers(o: TrainingOptions) -> None:
                 "--tick": o.tick, "--cbase": o.cbase, "--cmax": o.cmax, "--map-depth": o.map_depth,
                 "--mbstd-group": o.mbstd_group, "--glr": o.glr, "--dlr": o.dlr, "--p-max": o.p_max,
                 "--subset": o.subset, "--ada-kimg": o.ada_kimg, "--checkpoint-ticks": o.checkpoint_ticks,
-                "--preview-ticks": o.preview_ticks,
-                "--stats-interval": o.stats_interval, "--live-interval": o.live_interval}
+                "--preview-ticks": o.preview_ticks}
     for name, value in positive.items():
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise OptionError(f"{name} must be a positive number, got {value}")
-    for name, value in {"--snap": o.snap, "--workers": o.workers, "--seed": o.seed, "--gamma": o.gamma}.items():
+    non_negative = {"--snap": o.snap, "--workers": o.workers, "--seed": o.seed, "--gamma": o.gamma,
+                    "--stats-interval": o.stats_interval, "--live-interval": o.live_interval}
+    for name, value in non_negative.items():
         if value is not None and not (value >= 0 and math.isfinite(value)):
             raise OptionError(f"{name} must be >= 0, got {value}")
 

@@ -238,6 +238,7 @@ class Trainer:
         self.stop_requested = False
         self.snapshot_requested = False
         self._rolling: str | None = None  # the current rolling checkpoint's stem
+        self._kept_nimg = -1  # cur_nimg of the last kept snapshot
         now = time.monotonic()
         self._tick_start_time = self._stats_time = self._last_poll = now
         self._stats_nimg = 0
@@ -262,7 +263,10 @@ class Trainer:
         self._tick_start_time = self._stats_time = self._last_poll = now
         self._stats_nimg = self.cur_nimg
         done = self.cur_nimg >= spec.total_kimg * 1000
-        while not done:
+        self._poll_control(force=True)  # requests written before the start (e.g. start paused)
+        if self.paused:
+            self._pause()
+        while not done and not self.stop_requested:
             self._train_minibatch()
             self._after_minibatch()
             self._maintenance()
@@ -275,8 +279,10 @@ class Trainer:
             elif self.snapshot_requested:
                 self._snapshot(kept=True)
         status = "stopped" if self.stop_requested and not done else "finished"
-        if self.cur_tick == 0 and done:  # resumed at or past the end: still leave a final snapshot
+        if self._kept_nimg != self.cur_nimg:  # e.g. stopped before the first minibatch
             self._snapshot(kept=True)
+        if self.env.is_main:
+            self.writer.write_live(self.G_ema, self.kimg, force=True)
         self.writer.status(status, self.kimg, message=f"{status} at kimg {self.kimg:.3f}")
         log.info("%s at kimg %.3f", status, self.kimg)
         return status
@@ -449,6 +455,8 @@ class Trainer:
 
     def _end_tick(self, final: bool) -> None:
         spec = self.spec
+        self._poll_control(force=True)  # control.json is read at every tick, before deciding what to write
+        final = final or self.stop_requested
         self.timer.flush()
         now = time.monotonic()
         tick_s = now - self._tick_start_time
@@ -478,7 +486,6 @@ class Trainer:
         self.tick_start_nimg = self.cur_nimg
         if kept or tick % spec.checkpoint_ticks == 0:
             self._snapshot(kept=kept)
-        self._poll_control(force=True)
         self._tick_start_time = time.monotonic()
 
     # -- snapshots and resume -------------------------------------------------------------------
@@ -494,6 +501,8 @@ class Trainer:
         short run may rewrite one; latest.json names the fresh rolling checkpoint meanwhile.
         """
         self.snapshot_requested = False
+        if kept:
+            self._kept_nimg = self.cur_nimg
         augment_state = self.aug.state_dict(self.env)  # collective: every rank takes part
         if not self.env.is_main or self.run_dir is None:
             return

@@ -1,0 +1,272 @@
+"""The training loop in-process on a tiny configuration: schedule, p, the run-directory stream, control."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.data import ImageDataset
+from core.networks.checkpoint import load_checkpoint, load_resume_state
+from core.training.config import DataSpec, TrainingOptions, check_options, resolve_spec
+from core.training.control import ControlRequest, write_control
+from core.training.distributed import DistEnv
+from core.training.loop import Trainer
+from core.training.rundir import RunReader
+
+REPO = Path(__file__).resolve().parents[3]
+# 16 px, 32 channels at most, batch 4: a few hundredths of a second per minibatch.
+TINY = dict(cfg="cpu32", cbase=256, cmax=32, batch=4, workers=0, device="cpu", metrics=[], snap=0)
+MINIBATCH_KIMG = 0.004
+
+
+def make_dataset(folder: Path, n: int = 32, res: int = 16, seed: int = 0) -> Path:
+    """Blobs on a dark background: structured enough for D to tell reals from fakes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:res, :res]
+    for i in range(n):
+        cy, cx = rng.uniform(3, res - 3, size=2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * rng.uniform(1.5, 3.0) ** 2))
+        color = rng.uniform(0.3, 1.0, size=3)
+        img = (blob[..., None] * color * 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"img{i:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "blobs")
+
+
+def make_trainer(data: Path, run_dir: Path | None, resume: str | None = None, **overrides: Any) -> Trainer:
+    opts = TrainingOptions(outdir=str(run_dir.parent if run_dir else "."), data=str(data),
+                           **{**TINY, **overrides})
+    check_options(opts)
+    dataset = ImageDataset(opts.data, mirror=opts.mirror, subset=opts.subset, seed=opts.seed)
+    spec = resolve_spec(opts, DataSpec(path=opts.data, resolution=dataset.resolution,
+                                       channels=dataset.num_channels, num_images=len(dataset)), 1, "cpu")
+    return Trainer(spec, run_dir, DistEnv(), dataset, resume=resume)
+
+
+def run_trainer(trainer: Trainer) -> str:
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
+def events(run_dir: Path) -> list[dict[str, Any]]:
+    return RunReader(run_dir).poll_events()
+
+
+def test_phases_run_at_their_intervals(tiny_data: Path, tmp_path: Path) -> None:
+    trainer = make_trainer(tiny_data, tmp_path / "run", kimg=16 * MINIBATCH_KIMG, tick=100)
+    assert [p.name for p in trainer.phases] == ["Gmain", "Greg", "Dmain", "Dreg"]
+    from core.training.stats import StatsReader
+
+    reader = StatsReader(trainer.bank)
+    run_trainer(trainer)
+    stats = reader.read()
+    assert trainer.cur_nimg == 64 and trainer.batch_idx == 16
+    # One timing sample per phase execution: Greg every 4 minibatches, Dreg every 16.
+    assert stats["Timing/Gmain"].num == 16 and stats["Timing/Dmain"].num == 16
+    assert stats["Timing/Greg"].num == 4 and stats["Timing/Dreg"].num == 1
+    # PL on half the batch (shrink 2), R1 on every real of its minibatch.
+    assert stats["Loss/pl_penalty"].num == 4 * 2 and stats["Loss/r1_penalty"].num == 4
+    for name in ("Loss/G/loss", "Loss/D/loss", "Loss/scores/real", "Loss/signs/real"):
+        assert np.isfinite(stats[name].mean)
+
+
+def test_training_changes_G_and_G_ema_lags(tiny_data: Path, tmp_path: Path) -> None:
+    trainer = make_trainer(tiny_data, tmp_path / "run", kimg=8 * MINIBATCH_KIMG, tick=100)
+    before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+    run_trainer(trainer)
+    after, ema = trainer.G.state_dict(), trainer.G_ema.state_dict()
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(moved) > len(before) // 2
+    key = "synthesis.b16.conv1.weight"
+    # G_ema sits between the start and G (an average of G's path), not on G itself.
+    assert not torch.equal(ema[key], after[key])
+    assert (ema[key] - before[key]).norm() < (after[key] - before[key]).norm()
+
+
+def test_ada_p_moves_in_fixed_steps_and_respects_p_max(tiny_data: Path, tmp_path: Path) -> None:
+    trainer = make_trainer(tiny_data, tmp_path / "run", kimg=24 * MINIBATCH_KIMG, tick=100, aug="ada",
+                           ada_kimg=0.2, p_max=0.2)
+    run_trainer(trainer)
+    history = trainer.aug.controller.history
+    assert len(history) == 6  # one update every 4 minibatches
+    step = 4 * 4 / (0.2 * 1000)  # batch * interval / (ada_kimg * 1000)
+    ps = [0.0] + [p for _, p, _ in history]
+    for (prev, cur), (_, _, r_t) in zip(zip(ps, ps[1:], strict=False), history, strict=True):
+        expected = min(max(prev + np.sign(r_t - 0.6) * step, 0.0), 0.2)
+        assert cur == pytest.approx(expected)
+    assert max(ps) == pytest.approx(0.2)  # D overfits the 32 blobs at once: p climbs to the cap
+    assert trainer.aug.pipe is not None and float(trainer.aug.pipe.p) == pytest.approx(trainer.aug.p)
+
+
+def test_run_directory_stream(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=12 * MINIBATCH_KIMG, tick=4 * MINIBATCH_KIMG, snap=2,
+                           preview_ticks=1, stats_interval=0.01, live_interval=0.01)
+    assert run_trainer(trainer) == "finished"
+    evs = events(run_dir)
+    kinds = [e["kind"] for e in evs]
+    states = [e["state"] for e in evs if e["kind"] == "status"]
+    assert states == ["started", "finished"]
+    assert kinds.count("tick") == 4  # after minibatch 1, 5, 9 and the final one (12)
+    stats = [e for e in evs if e["kind"] == "stats"]
+    assert len(stats) >= 10
+    for key in ("Progress/augment", "Loss/G/loss", "Loss/D/loss", "Timing/sec_per_kimg"):
+        assert any(key in e for e in stats), key
+    assert any("Loss/r1_penalty" in e for e in stats) and any("Loss/pl_penalty" in e for e in stats)
+    ticks = [e for e in evs if e["kind"] == "tick"]
+    assert [t["tick"] for t in ticks] == [0, 1, 2, 3]
+    assert ticks[-1]["kimg"] == pytest.approx(12 * MINIBATCH_KIMG)
+    assert "Loss/signs/real" in ticks[-1]["stats"] and "Progress/rt" in ticks[-1]
+    previews = {e["image"] for e in evs if e["kind"] == "preview"}
+    assert previews == {"fakes", "reals-augmented"}
+    for e in evs:
+        if e["kind"] == "preview":
+            assert (run_dir / e["file"]).is_file()
+    # Snapshots: kept ones at ticks 0 and 2 and the end; latest.json names a loadable one.
+    latest = json.loads((run_dir / "snapshots" / "latest.json").read_text())
+    ckpt = load_checkpoint(run_dir / "snapshots" / latest["snapshot"])
+    assert ckpt.meta["cur_nimg"] == 48 and ckpt.G_ema is not None
+    state = load_resume_state(run_dir / "snapshots" / latest["snapshot"])
+    assert state["cur_nimg"] == 48 and state["cur_tick"] == 4
+    # Exactly one rolling checkpoint survives (each replaces the previous one).
+    assert len(list((run_dir / "snapshots").glob("checkpoint-*.resume.json"))) == 1
+    live = RunReader(run_dir).live_weights()
+    assert live is not None and live.kimg == pytest.approx(12 * MINIBATCH_KIMG)
+    assert torch.equal(live.state_dict["synthesis.b16.conv1.weight"],
+                       trainer.G_ema.state_dict()["synthesis.b16.conv1.weight"])
+    assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tb").iterdir())
+
+
+def test_stats_events_come_every_interval_even_within_a_minibatch(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=3 * MINIBATCH_KIMG, tick=100, stats_interval=0.0)
+    run_trainer(trainer)
+    # With a zero interval every accumulation round of every phase emits one.
+    n_rounds = 3 * 2 + 1 + 1  # Gmain and Dmain each minibatch, Greg and Dreg at minibatch 0
+    assert sum(e["kind"] == "stats" for e in events(run_dir)) >= n_rounds
+
+
+def test_control_changes_augmentation_and_logs_seq(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=6 * MINIBATCH_KIMG, tick=100, aug="ada")
+    written = write_control(run_dir, ControlRequest(aug_mode="fixed", fixed_p=0.3, target=0.5,
+                                                    aug_multipliers={"rotate90": 0.0}))
+    run_trainer(trainer)
+    controls = [e for e in events(run_dir) if e["kind"] == "control"]
+    assert len(controls) == 1 and controls[0]["seq"] == written.seq
+    applied = controls[0]["applied"]
+    assert applied["aug_mode"] == "fixed" and applied["fixed_p"] == pytest.approx(0.3)
+    assert applied["target"] == 0.5 and applied["aug_multipliers"] == {"rotate90": 0.0}
+    assert trainer.aug.p == pytest.approx(0.3) and trainer.aug.controller.mode == "fixed"
+    assert trainer.aug.pipe is not None and trainer.aug.pipe.multipliers()["rotate90"] == 0.0
+    assert float(trainer.aug.pipe.p) == pytest.approx(0.3)
+
+
+def test_control_p_max_caps_p(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=2 * MINIBATCH_KIMG, tick=100, aug="fixed", p=0.5)
+    write_control(run_dir, ControlRequest(p_max=0.2))
+    run_trainer(trainer)
+    assert trainer.aug.p == pytest.approx(0.2)
+
+
+def _when_event(run_dir: Path, predicate: Any, action: Any) -> threading.Thread:
+    """Run ``action`` in a thread as soon as an event matching ``predicate`` shows up."""
+
+    def watch() -> None:
+        reader = RunReader(run_dir)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(predicate(e) for e in reader.poll_events()):
+                action()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_control_stop_snapshots_and_exits(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=1000, tick=2 * MINIBATCH_KIMG)
+    thread = _when_event(run_dir, lambda e: e["kind"] == "tick" and e["tick"] == 1,
+                         lambda: write_control(run_dir, ControlRequest(stop=True)))
+    assert run_trainer(trainer) == "stopped"
+    thread.join()
+    evs = events(run_dir)
+    assert [e["state"] for e in evs if e["kind"] == "status"] == ["started", "stopped"]
+    assert [e["seq"] for e in evs if e["kind"] == "control"] == [1]
+    stopped_nimg = trainer.cur_nimg
+    assert 12 <= stopped_nimg < 1000  # after tick 1 (minibatch 3), within a tick or so
+    last = [e["snapshot"] for e in evs if e["kind"] == "snapshot"][-1]
+    assert last == "network-snapshot-000000"
+    assert load_resume_state(run_dir / "snapshots" / last)["cur_nimg"] == stopped_nimg
+
+
+def test_control_stop_before_the_first_minibatch(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=1000, tick=100)
+    write_control(run_dir, ControlRequest(stop=True))
+    assert run_trainer(trainer) == "stopped" and trainer.cur_nimg == 0
+    assert load_resume_state(run_dir / "snapshots" / "network-snapshot-000000")["cur_nimg"] == 0
+
+
+def test_control_pause_then_resume(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=4 * MINIBATCH_KIMG, tick=100)
+    write_control(run_dir, ControlRequest(pause=True))
+    thread = _when_event(run_dir, lambda e: e.get("state") == "paused",
+                         lambda: (time.sleep(0.5), write_control(run_dir, ControlRequest(pause=False))))
+    t0 = time.monotonic()
+    assert run_trainer(trainer) == "finished"
+    thread.join()
+    assert time.monotonic() - t0 >= 0.5
+    evs = events(run_dir)
+    assert [e["state"] for e in evs if e["kind"] == "status"] == ["started", "paused", "resumed", "finished"]
+    assert next(e["kimg"] for e in evs if e.get("state") == "paused") == 0  # the request came before the start
+    assert [e["seq"] for e in evs if e["kind"] == "control"] == [1, 2]
+    assert trainer.cur_nimg == 16
+
+
+def test_snapshot_now_writes_a_kept_snapshot_mid_tick(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=3 * MINIBATCH_KIMG, tick=100)
+    trainer._end_tick(final=False)  # tick 0 now, so the request below lands mid-tick
+    write_control(run_dir, ControlRequest(snapshot_now=True))
+    run_trainer(trainer)
+    snaps = [e for e in events(run_dir) if e["kind"] == "snapshot"]
+    assert any(e["snapshot"].startswith("network-snapshot") and e["kimg"] == pytest.approx(MINIBATCH_KIMG)
+               for e in snaps)
+
+
+def test_metrics_run_at_kept_snapshots(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.metrics
+
+    real_options = core.metrics.MetricOptions
+    monkeypatch.setattr(core.metrics, "MetricOptions", lambda **kw: real_options(**{**kw, "num_gen": 64}))
+    monkeypatch.setenv("ADA_STUDIO_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=2 * MINIBATCH_KIMG, tick=100, snap=1, metrics=["fd_offline"])
+    run_trainer(trainer)
+    metric_events = [e for e in events(run_dir) if e["kind"] == "metric"]
+    assert [e["metric"] for e in metric_events] == ["fd_offline", "fd_offline"]  # tick 0 and the end
+    assert all(np.isfinite(e["results"]["fd_offline"]) for e in metric_events)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in records] == [e["kimg"] for e in metric_events]
+    assert records[0]["num_gen"] == 64
