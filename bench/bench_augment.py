@@ -194,7 +194,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-baselines", action="store_true", help="time only our pipe")
     parser.add_argument("--p", type=float, default=0.6)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.repeats} runs")
     for shape in ((32, 3, 64, 64), (8, 3, 256, 256)):
         bench_shape(shape, args.p, args.repeats, not args.no_baselines)

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from core.ops import grid_sample
 
+DEG_PER_RAD = 180 / math.pi
+
 
 def _batched(rows: list[list[torch.Tensor | float]], like: torch.Tensor) -> torch.Tensor:
     """Stacks a matrix whose entries are [N] tensors or scalars into [N, R, C]."""
@@ -140,14 +142,16 @@ class BandedMatrix:
     convolution runs the equivalent filter (measured: bench/bench_augment.py).
     """
 
-    _ROWS_PER_BLOCK = 128
+    _ROWS_PER_BLOCK = 64
+    _DENSE_UP_TO = 128  # columns; narrower matrices are one GEMM
 
     def __init__(self, matrix: np.ndarray) -> None:
         self.shape = matrix.shape
         self._dense = matrix
-        self._blocks: list[tuple[int, int, int, int]] = []
+        self._blocks: list[tuple[int, int, int, int]] = []  # (row0, row1, col0, col1)
+        self._tensors: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
         nonzero = matrix != 0
-        if matrix.shape[1] <= self._ROWS_PER_BLOCK:
+        if matrix.shape[1] <= self._DENSE_UP_TO:
             self._blocks = [(0, matrix.shape[0], 0, matrix.shape[1])]
             return
         for r0 in range(0, matrix.shape[0], self._ROWS_PER_BLOCK):
@@ -155,17 +159,15 @@ class BandedMatrix:
             cols = np.flatnonzero(nonzero[r0:r1].any(axis=0))
             c0, c1 = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 1)
             self._blocks.append((r0, r1, c0, c1))
-        self._tensors: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
 
     def _blocks_for(self, like: torch.Tensor) -> list[torch.Tensor]:
         key = (like.device, like.dtype)
-        cache = self.__dict__.setdefault("_tensors", {})
-        if key not in cache:
-            cache[key] = [
+        if key not in self._tensors:
+            self._tensors[key] = [
                 torch.tensor(self._dense[r0:r1, c0:c1], dtype=like.dtype, device=like.device)
                 for r0, r1, c0, c1 in self._blocks
             ]
-        return cache[key]
+        return self._tensors[key]
 
     def along_x(self, x: torch.Tensor) -> torch.Tensor:
         """[..., K] -> [..., M]."""
@@ -231,15 +233,20 @@ class Resampler:
         # Canvas pixels at 2x, centred; the half-pixel shift keeps 2x pixel centres aligned.
         g = translate_const(-0.5, -0.5, g) @ scale_const(2, 2, g) @ g @ scale_const(0.5, 0.5, g)
         g = g @ translate_const(0.5, 0.5, g)
-        # From affine_grid's [-1, 1] canvas coordinates to sample index in the upsampled period.
-        to_index = translate_const(w - 0.5, h - 0.5, g)
-        from_unit = scale_const(out_w / 2, out_h / 2, g)
-        theta = (to_index @ g @ from_unit)[:, :2, :].to(device=like.device, dtype=like.dtype)
-        src = F.affine_grid(theta, [g.shape[0], 1, out_h, out_w], align_corners=False)
-        period = torch.tensor([4.0 * (w - 1), 4.0 * (h - 1)], device=like.device, dtype=like.dtype)
-        src = torch.remainder(src, period)
-        # grid_sample (align_corners=False) reads index s at normalised (2 s + 1) / size - 1.
-        return (2 * src + 1) / (period + 1) - 1
+        # Canvas pixel index -> sample index in the upsampled period (pixel i of the image sits at 2i).
+        centre = translate_const(-(out_w - 1) / 2, -(out_h - 1) / 2, g)
+        theta = (translate_const(w - 0.5, h - 0.5, g) @ g @ centre)[:, :2, :]
+        theta = theta.to(device=like.device, dtype=like.dtype)[:, :, :, None, None]
+        xs = torch.arange(out_w, device=like.device, dtype=like.dtype)
+        ys = torch.arange(out_h, device=like.device, dtype=like.dtype)[:, None]
+        coords = []
+        for axis, size in ((0, w), (1, h)):
+            period = 4.0 * (size - 1)
+            s = theta[:, axis, 0] * xs + theta[:, axis, 1] * ys + theta[:, axis, 2]  # [N, H, W]
+            s = s.sub_(torch.floor(s * (1 / period)).mul_(period))  # wrap into one period
+            # grid_sample (align_corners=False) reads index s at normalised (2 s + 1) / size - 1.
+            coords.append(s.mul_(2 / (period + 1)).add_(1 / (period + 1) - 1))
+        return torch.stack(coords, dim=-1)
 
 
 def translate_const(tx: float, ty: float, like: torch.Tensor) -> torch.Tensor:
@@ -255,5 +262,3 @@ def is_identity(matrices: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(matrices.shape[-1], dtype=matrices.dtype, device=matrices.device)
     return (matrices == eye).flatten(1).all(dim=1)
 
-
-DEG_PER_RAD = 180 / math.pi

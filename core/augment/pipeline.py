@@ -7,13 +7,26 @@ Order and execution (Karras et al. 2020, appendix B, as the public pipeline runs
     imgfilter (4 octave bands)                          -> one per-image separable 43-tap filter
     noise, cutout
 
-What makes it cheaper than the public code, with the same distributions:
+What makes it fast (bench/bench_augment.py has the figures and two baselines):
 
 * p = 0 returns the input tensor itself: nothing is drawn or computed.
-* Only images whose draws are not all identity are touched by a stage. Images with only
-  blits (flip, quarter turn, whole-pixel shift) are copied exactly with one gather instead of
-  being resampled; the remaining ones are resampled together.
-* Up/down-sampling run on CPU as plain grouped convolutions through ``core.ops``.
+* A stage touches only the images whose draws are not all identity. Images with only blits
+  (flip, quarter turn, whole-pixel shift) are copied exactly with one gather, not resampled.
+* The resampling (geometry.Resampler) upsamples one period of the mirrored image instead of a
+  reflect-padded canvas sized for the batch's most extreme transform, and runs the separable
+  wavelet up/down filters as banded GEMMs, which BLAS does far faster than CPU depthwise convs.
+* Colour is one 3x4 matrix per image (one batched matmul); the 4-band filter is one combined
+  43-tap separable filter per image.
+
+Where the result differs from the public tool, on purpose:
+
+* Blit-only images are exact copies, as the paper describes blitting. The public tool sends them
+  through the resampling, whose sym6 filter is not symmetric, so its flips and quarter turns
+  slightly alter the highest frequencies.
+* Where the public tool's padding is clamped (extreme zoom-out plus rotation) it samples zeros;
+  here the mirror image continues. Elsewhere the two agree to float rounding (tested).
+* Parameter draws come from per-op streams (below), so the random numbers differ; the
+  distributions are the same.
 
 Reproducibility: every op draws from its own random stream, seeded from one 63-bit number taken
 from the caller's generator (or torch's global one). The same images, seed and settings give
@@ -427,6 +440,13 @@ class AugmentPipe(torch.nn.Module):
     Call ``pipe(images)`` for training, ``pipe(images, generator=g)`` for a reproducible preview and
     ``pipe(images, generator=g, explain=True)`` to also get, per image, the ops that fired and
     their parameters. Images are [N, C, H, W] in [-1, 1]; colour ops need C = 1 or 3.
+
+    explain() entries (only ops that fired; a fired op may still draw its identity, e.g. i = 0):
+    xflip {i}, rotate90 {i: quarter turns counter-clockwise as displayed}, xint {tx_px, ty_px},
+    scale {s}, rotate {angle_deg, pre_deg?, post_deg?} (counter-clockwise as displayed),
+    aniso {s: x scaled by s, y by 1/s}, xfrac {tx_px, ty_px}, brightness {b}, contrast {c},
+    lumaflip {i}, hue {angle_deg}, saturation {s}, imgfilter {band_gains: the 4 drawn gains,
+    gains: after energy normalisation}, noise {sigma}, cutout {cx, cy, size} (fractions of W, H).
     """
 
     def __init__(
