@@ -202,12 +202,16 @@ class App:
 
         from viz.host import EglHost, GlfwHost
         from viz.renderer import Renderer
+        from viz.run_client import RunClient
         from viz.settings import load_recent
+        from viz.widgets.augment_preview import AugmentEngine, AugmentPreviewState
         from viz.widgets.capture import CaptureState
         from viz.widgets.performance import PerfState
         from viz.widgets.seeds import SeedsState
         from viz.widgets.snapshot import SnapshotState
         from viz.widgets.stylemix import StyleMixState
+        from viz.widgets.training_control import TrainingControlState
+        from viz.widgets.training_monitor import MonitorState
         from viz.widgets.trunc_noise import TruncNoiseState
 
         self.opts = opts
@@ -233,7 +237,15 @@ class App:
         self.stylemix = StyleMixState()
         self.perf = PerfState(fps_cap=opts.fps_cap)
         self.capture = CaptureState()
+        self.augment = AugmentPreviewState()
+        if opts.dataset:
+            self.augment.dataset = self.augment.dataset_input = opts.dataset
+        self.aug_engine = AugmentEngine()
+        self.monitor = MonitorState()
+        self.control = TrainingControlState()
+        self.client = RunClient()
         self.view = opts.view
+        self._view_request: str | None = opts.view if opts.view != VIEWS[0] else None
         self.model: Any = None
         self.gen_result: Any = None
         self._submitted: Any = None
@@ -241,8 +253,12 @@ class App:
         self._messages: list[str] = []
         self._frame = 0
         self._rects: dict[str, tuple[float, float, float, float]] = {}
+        self._follow_at = 0.0
+        self._follow_loaded: str | None = None
+        self._drag_press = (0.0, 0.0)
         if opts.target:
             self.open_source(opts.target)
+        self._attach_at_start()
 
     # ----------------------------------------------------------------- messages
     def message(self, text: str) -> None:
@@ -253,18 +269,44 @@ class App:
 
     # ----------------------------------------------------------------- model source
     def open_source(self, path: str) -> None:
+        """Open a snapshot, a public .pkl, or a run directory (whose newest weights are then followed)."""
         from viz.settings import push_recent
 
         path = str(Path(path).expanduser())
-        self.snapshot.source, self.snapshot.error, self.snapshot.path_input = path, None, path
+        snap = self.snapshot
+        snap.source, snap.error, snap.path_input, snap.loaded_file = path, None, path, None
+        self._follow_loaded, self._follow_at = None, 0.0
         if not Path(path).exists():
-            self.snapshot.error = (
-                f"{path}: no such file or directory; give a snapshot, a .pkl or a run directory"
-            )
+            snap.error = f"{path}: no such file or directory; give a snapshot, a .pkl or a run directory"
             return
-        self.snapshot.recent = push_recent(path)
-        self.snapshot.loading = True
+        snap.recent = push_recent(path)
+        if Path(path).is_dir():
+            self._attach(path, quiet=True)
+            self._follow_run(time.monotonic())
+            return
+        snap.loading = True
         self.renderer.load(path)
+
+    def _follow_run(self, now: float) -> None:
+        """For a run directory: load its newest weights (live/ or the latest snapshot) when they change."""
+        from viz.renderer import newest_run_weights
+
+        snap = self.snapshot
+        if not snap.is_run_dir or not snap.follow_run or now < self._follow_at:
+            return
+        self._follow_at = now + 1.0
+        found = newest_run_weights(Path(snap.source))
+        if found is None:
+            if snap.loaded_file is None and not snap.loading:
+                snap.error = (
+                    f"{snap.source}: no snapshot or live weights yet; waiting for the trainer to write some"
+                )
+            return
+        ident, path, fn = found
+        if ident != self._follow_loaded:
+            self._follow_loaded = ident
+            snap.loading, snap.error = True, None
+            self.renderer.load(path, fn)
 
     def _poll_renderer(self) -> bool:
         statuses, result = self.renderer.poll()
@@ -315,20 +357,104 @@ class App:
 
     def _submit_if_changed(self) -> None:
         req = self._render_request()
-        if req is not None and (req != self._submitted or req.noise_mode == "random" and self._random_due()):
+        # Random noise differs at every render: refresh a few times a second rather than every frame.
+        random_due = req is not None and req.noise_mode == "random" and self._frame % 10 == 0
+        if req is not None and (req != self._submitted or random_due):
             self._submitted = req
             self.renderer.submit(req)
 
-    def _random_due(self) -> bool:
-        # Random noise changes every render; refresh a few times a second, not every frame.
-        return self._frame % 10 == 0
+    # ----------------------------------------------------------------- training run
+    def _attach_at_start(self) -> None:
+        from viz.settings import load_session
 
+        if self.opts.run_dir:
+            self._attach(self.opts.run_dir)
+        elif self.client.reader is None and self.opts.attach_last:
+            last = load_session().last_run_dir
+            if last and Path(last).is_dir():
+                self._attach(last, quiet=True)
+                if self.client.reader is not None:
+                    self.message(f"re-attached to {last} (the run watched last time)")
+
+    def _attach(self, run_dir: str, quiet: bool = False) -> None:
+        from viz.settings import load_session, save_session
+
+        try:
+            self.client.attach(run_dir)
+        except ValueError as exc:
+            if not quiet:
+                self.control.error = str(exc)
+            return
+        self.monitor.clear()
+        self.control.error, self.control.message = None, f"attached to {run_dir}"
+        session = load_session()
+        session.last_run_dir = str(Path(run_dir).resolve())
+        save_session(session)
+
+    def _update_training(self, now: float) -> None:
+        from viz.widgets.training_monitor import refresh
+
+        was = self.client.run_dir
+        events = refresh(self.monitor, self.client, now)
+        if self.client.run_dir != was and self.client.run_dir is not None:
+            self._attach(str(self.client.run_dir))  # a run we started made its directory
+            self.control.message = f"training in {self.client.run_dir}"
+        if self.client.error:
+            self.control.error, self.client.error = self.client.error, None
+        aug = self.augment
+        if aug.sent_seq is not None and aug.sent_kimg is None:
+            aug.sent_kimg = self.client.applied_at(aug.sent_seq, events)
+
+    def _perform(self, act: Any) -> None:
+        """Do what the Training control panel asked for; errors go to the panel, not stderr."""
+        c, ctl = self.client, self.control
+        try:
+            if act.start:
+                c.start(ctl.start)
+                ctl.error, ctl.message = None, f"starting train_headless.py (pid {c.proc.pid}) ..."
+            if act.attach:
+                self._attach(act.attach)
+            if act.detach:
+                c.detach()
+                self.monitor.clear()
+                ctl.message = "detached; the run goes on"
+            for flag, verb, fn in (
+                (act.pause, "pause", c.pause),
+                (act.resume, "resume", c.resume),
+                (act.stop, "stop", c.stop),
+                (act.snapshot, "snapshot", c.snapshot_now),
+            ):
+                if flag:
+                    seq = fn()
+                    ctl.error, ctl.message = None, f"asked the trainer to {verb} (request {seq})"
+        except (OSError, ValueError) as exc:
+            ctl.error = str(exc)
+
+    def _send_augment(self) -> None:
+        aug = self.augment
+        aug.send_request = False
+        try:
+            aug.sent_seq = self.client.send_augment(aug.multipliers, aug.aug_mode, aug.target, aug.p)
+            aug.sent_kimg = None
+            self.message(f"sent augmentation settings as request {aug.sent_seq}")
+        except (OSError, ValueError) as exc:
+            aug.error = str(exc)
+
+    # ----------------------------------------------------------------- per frame
     def update(self) -> None:
         """Per-frame bookkeeping before drawing: collect worker results, send new requests."""
+        now = time.monotonic()
+        self._follow_run(now)
         self._poll_renderer()
         self._submit_if_changed()
+        self._update_training(now)
+        if self.view == "augment":
+            self.aug_engine.request(self.augment.spec())
+        self.aug_engine.poll(self.augment)
         if self.opts.offscreen:
             # Offscreen frames are for tests and documentation: show finished work, not progress.
+            self.aug_engine.wait_idle(60.0)
+            self.aug_engine.poll(self.augment)
             for _ in range(4):
                 self.renderer.wait_idle(timeout=60.0)
                 if not self._poll_renderer():
@@ -394,6 +520,25 @@ class App:
             draw_trunc_noise(self.trunc, ctx, num_ws)
         if self._panel("stylemix", "Style mixing"):
             draw_stylemix(self.stylemix, ctx, num_ws)
+        if self._panel("augment", "Augmentation"):
+            from viz.widgets.augment_preview import draw_augment_panel
+
+            draw_augment_panel(self.augment, ctx, self.client.reader is not None)
+            if self.augment.send_request:
+                self._send_augment()
+        if self._panel("monitor", "Training monitor"):
+            from viz.widgets.training_monitor import draw_monitor_panel
+
+            draw_monitor_panel(self.monitor, ctx, self.client.run_dir)
+        if self._panel("control", "Training control"):
+            from viz.widgets.training_control import draw_training_control
+
+            st = self.monitor.status
+            run = str(self.client.run_dir) if self.client.run_dir else None
+            act = draw_training_control(
+                self.control, ctx, run, st.state if st else "unknown", self.client.starting
+            )
+            self._perform(act)
         if self._panel("performance", "Performance"):
             draw_performance(self.perf, ctx)
         if self._panel("capture", "Capture"):
@@ -413,6 +558,10 @@ class App:
                 f"-grid{req.grid_w}x{req.grid_h}" if req.grid_w * req.grid_h > 1 else ""
             )
             return self.gen_result.image, label
+        if self.view == "augment" and self.augment.preview is not None:
+            return self.augment.preview.composite, f"augment-seed{self.augment.seed}"
+        if self.view == "training" and self.monitor.fakes is not None:
+            return self.monitor.fakes, f"fakes-{self.monitor.kimg:.0f}kimg"
         return None, "image"
 
     def _draw_views(self, ctx: Any) -> None:
@@ -424,8 +573,11 @@ class App:
                 ("augment", "Augmentation"),
                 ("training", "Training"),
             ):
-                flags = imgui.TabItemFlags_.set_selected if self._frame == 0 and name == self.opts.view else 0
+                # Select the requested view until it shows (tab bars apply a selection one frame late).
+                flags = imgui.TabItemFlags_.set_selected if name == self._view_request else 0
                 selected, _ = imgui.begin_tab_item(title, None, flags)
+                if selected and name == self._view_request:
+                    self._view_request = None
                 lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
                 ctx.rects[f"tab_{name}"] = (lo.x, lo.y, hi.x, hi.y)
                 if selected:
@@ -437,6 +589,14 @@ class App:
     def _draw_view(self, name: str, ctx: Any) -> None:
         if name == "generator":
             self._draw_generator_view(ctx)
+        elif name == "augment":
+            from viz.widgets.augment_preview import draw_augment_view
+
+            draw_augment_view(self.augment, ctx, self.textures)
+        elif name == "training":
+            from viz.widgets.training_monitor import draw_monitor_view
+
+            draw_monitor_view(self.monitor, ctx, self.textures, self.client.run_dir)
 
     def _draw_generator_view(self, ctx: Any) -> None:
         from imgui_bundle import imgui
@@ -457,10 +617,18 @@ class App:
         imgui.set_cursor_screen_pos(pos)
         imgui.invisible_button("##gen_image", size)
         ctx.rects["gen_image"] = (pos.x, pos.y, pos.x + size.x, pos.y + size.y)
-        if imgui.is_item_active() and imgui.is_mouse_dragging(imgui.MouseButton_.left, 0.0):
-            delta = imgui.get_io().mouse_delta
+        mouse = imgui.get_io().mouse_pos
+        if imgui.is_item_activated():
+            self.seeds.drag_origin = (self.seeds.x, self.seeds.y)
+            self._drag_press = (mouse.x, mouse.y)
+        if self.seeds.drag_origin is not None and (imgui.is_item_active() or imgui.is_item_deactivated()):
+            # Measured from where the press happened, not frame to frame (a pointer that jumps onto
+            # the image and presses within one frame must not move the lattice), and applied on the
+            # release frame too (at a low frame rate the last motion arrives with the release).
             cell = size.x / max(result.request.grid_w, 1)
-            drag_lattice(self.seeds, delta.x, delta.y, cell)
+            drag_lattice(self.seeds, mouse.x - self._drag_press[0], mouse.y - self._drag_press[1], cell)
+        if not imgui.is_item_active():
+            self.seeds.drag_origin = None
         if imgui.is_item_hovered() and not imgui.is_item_active():
             imgui.set_tooltip("drag to browse the seed lattice")
         dl = imgui.get_window_draw_list()
@@ -479,6 +647,10 @@ class App:
         right = f"{self.perf.fps:5.1f} fps"
         if self.model is not None:
             right = f"seed {self.seeds.seed}   |   " + right
+        st = self.monitor.status
+        if self.client.run_dir is not None:
+            run = f"run {self.client.run_dir.name}: {st.state if st else '...'} {self.monitor.kimg:.1f} kimg"
+            right = run + "   |   " + right
         w = imgui.calc_text_size(right).x
         imgui.same_line(imgui.get_window_width() - w - ctx.px(12))
         imgui.text_disabled(right)
@@ -506,7 +678,7 @@ class App:
             if self._latency_pending is not None:
                 self.perf.latency_ms.append((now - self._latency_pending) * 1e3)
                 self._latency_pending = None
-            self.perf.add_frame((now - t0) * 1e3, (t0 - last) * 1e3 if self._frame else 0.0)
+            self.perf.add_frame((now - t0) * 1e3, (t0 - last) * 1e3 if self._frame else None)
             last = t0
             self._frame += 1
             if not opts.offscreen:
@@ -545,6 +717,9 @@ class App:
             "rects": self._rects,
             "status": self._messages[-1] if self._messages else "",
         }
+        state["augment"] = _augment_summary(self.augment)
+        state["monitor"] = _monitor_summary(self.monitor, self.client)
+        state["control"] = {"message": self.control.message, "error": self.control.error}
         if self.model is not None:
             m = self.model
             state["model"] = {
@@ -558,11 +733,65 @@ class App:
     def close(self) -> None:
         from imgui_bundle import imgui, implot
 
+        self._say_goodbye()
         self.renderer.close()
+        self.aug_engine.close()
         self.textures.clear()
         self.host.close()
         implot.destroy_context(self._implot_ctx)
         imgui.destroy_context(self._imgui_ctx)
+
+    def _say_goodbye(self) -> None:
+        """Closing the GUI never stops a training: say where it goes on and how to come back."""
+        st = self.client.status()
+        alive = self.client.trainer_running() or (
+            st is not None and st.state in ("running", "paused") and not st.stale
+        )
+        if self.client.run_dir is not None and alive:
+            pid = f" (pid {self.client.proc.pid})" if self.client.trainer_running() else ""
+            print(
+                f"launch_viz: training continues in the background in {self.client.run_dir}{pid}; "
+                "start launch_viz.py again to re-attach",
+                file=sys.stderr,
+            )
+
+
+def _augment_summary(aug: Any) -> dict[str, Any]:
+    import hashlib
+
+    out: dict[str, Any] = {
+        "p": aug.p,
+        "preset": aug.preset,
+        "seed": aug.seed,
+        "dataset": aug.dataset,
+        "error": aug.error,
+        "hovered": aug.hovered,
+        "sent_seq": aug.sent_seq,
+        "sent_kimg": aug.sent_kimg,
+        "md5": None,
+    }
+    if aug.preview is not None:
+        pv = aug.preview
+        out["md5"] = hashlib.md5(pv.augmented.tobytes()).hexdigest()
+        out["reals_md5"] = hashlib.md5(pv.reals.tobytes()).hexdigest()
+        out["fired"] = [sorted(e) for e in pv.explain]
+        out["preview_p"] = pv.spec.p
+    return out
+
+
+def _monitor_summary(mon: Any, client: Any) -> dict[str, Any]:
+    return {
+        "run_dir": str(client.run_dir) if client.run_dir else None,
+        "events": mon.events,
+        "points": {k: len(s.kimg) for k, s in mon.series.items()},
+        "target_points": len(mon.target.kimg),
+        "kimg": mon.kimg,
+        "status": mon.status.state if mon.status else None,
+        "controls": [c.get("seq") for c in mon.controls],
+        "fakes": str(mon.fakes_path) if mon.fakes_path else None,
+        "reals_augmented": str(mon.reals_aug_path) if mon.reals_aug_path else None,
+        "log_lines": len(mon.log_tail),
+    }
 
 
 def _setup_style(scale: float) -> None:

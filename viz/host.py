@@ -101,11 +101,11 @@ class GlfwHost:
         from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
 
         class _Renderer(GlfwRenderer):
-            # The stock backend drops the cursor position while the window lacks focus; windows
-            # without a window manager (Xvfb, tiling setups) may never get focus, and hovering
-            # should work on unfocused windows anyway.
-            def mouse_callback(self, *args: Any, **kwargs: Any) -> None:
-                x, y = glfw.get_cursor_pos(self.window)
+            # The stock backend asks for the pointer's current position (on X11 a live query)
+            # and drops it while the window lacks focus. Use the position the event carries, so
+            # a press followed by motion within one frame keeps its order and place, and hover
+            # also works in unfocused windows (Xvfb and some tiling setups never focus them).
+            def mouse_callback(self, window: Any, x: float, y: float) -> None:
                 self.io.add_mouse_pos_event(x, y)
 
         self._renderer = _Renderer(self.window)

@@ -155,7 +155,61 @@ def load_model(path: str) -> LoadedModel:
     return model_from_generator(G, path, meta=meta)
 
 
-def model_from_generator(G: torch.nn.Module, path: str, meta: dict[str, Any] | None = None) -> LoadedModel:
+def newest_run_weights(run_dir: Path) -> tuple[str, str, Callable[[], LoadedModel]] | None:
+    """The newest generator weights of a run: (identity, path, loader), or None if it has none yet.
+
+    live/ (refreshed every few seconds by the trainer) wins over the latest snapshot when it is at
+    least as new; the identity changes whenever either is rewritten, so callers reload on change.
+    """
+    from core.training.rundir import RunReader
+
+    reader = RunReader(run_dir)
+    live_id = reader.live_version()
+    snap = reader.latest_snapshot()
+    snap_kimg = _snapshot_kimg(snap)
+    live_json = run_dir / "live" / "G_ema.json"
+    live_kimg = _json_kimg(live_json) if live_id else None
+    if live_id and (snap is None or live_kimg is None or snap_kimg is None or live_kimg >= snap_kimg):
+        return f"live:{live_id}", str(live_json.with_suffix(".safetensors")), lambda: _load_live(reader)
+    if snap is not None:
+        stamp = snap.stat().st_mtime_ns if snap.exists() else 0
+        return f"snapshot:{snap}@{stamp}", str(snap), lambda: load_model(str(snap))
+    return None
+
+
+def _snapshot_kimg(path: Path | None) -> float | None:
+    if path is None:
+        return None
+    digits = "".join(ch for ch in path.stem.rsplit("-", 1)[-1] if ch.isdigit())
+    return float(digits) if digits else None
+
+
+def _json_kimg(path: Path) -> float | None:
+    import json
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("kimg")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _load_live(reader: Any) -> LoadedModel:
+    from core.networks.stylegan2 import Generator
+
+    live = reader.live_weights()
+    if live is None:
+        raise ValueError(f"{reader.run_dir / 'live'}: the live weights vanished; waiting for the next ones")
+    G = Generator(**live.kwargs)
+    G.load_state_dict(live.state_dict)
+    path = reader.run_dir / "live" / "G_ema.safetensors"
+    version = reader.live_version() or "?"
+    return model_from_generator(G, str(path), meta={"kimg": live.kimg}, key=f"{path}@{version}")
+
+
+def model_from_generator(
+    G: torch.nn.Module, path: str, meta: dict[str, Any] | None = None, key: str | None = None
+) -> LoadedModel:
     G = G.eval().requires_grad_(False).to(torch.float32)
     p = Path(path)
     stamp = p.stat().st_mtime_ns if p.exists() else 0
@@ -167,7 +221,7 @@ def model_from_generator(G: torch.nn.Module, path: str, meta: dict[str, Any] | N
     return LoadedModel(
         G=G,
         path=str(path),
-        key=f"{p.resolve()}@{stamp}",
+        key=key or f"{p.resolve()}@{stamp}",
         z_dim=G.z_dim,
         c_dim=G.c_dim,
         w_dim=G.w_dim,

@@ -46,34 +46,26 @@ def fixture_pkl() -> Path:
     return fixture_file(".snapshot.pkl")
 
 
-def _free_display() -> int:
-    for n in range(90, 400):
-        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
-            return n
-    raise RuntimeError("no free X display number between :90 and :399")
-
-
 @pytest.fixture(scope="session")
 def xvfb() -> Iterator[str]:
     """A private Xvfb display (":N") for the GUI tests; skipped when Xvfb is not installed."""
     exe = shutil.which("Xvfb")
     if exe is None:
         pytest.skip("Xvfb is not installed (scripts/test.sh installs it with apt-get when run as root)")
-    n = _free_display()
+    # -displayfd: Xvfb picks a free display number itself and writes it once it accepts clients.
+    read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        [exe, f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sock = Path(f"/tmp/.X11-unix/X{n}")
-    deadline = time.monotonic() + 15
-    while not sock.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.skip(f"Xvfb did not start on :{n}")
-        time.sleep(0.05)
+        [exe, "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()  # empty if Xvfb died first
+    if not number:
+        proc.kill()
+        pytest.skip("Xvfb did not start")
     try:
-        yield f":{n}"
+        yield f":{number}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)

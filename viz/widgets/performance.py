@@ -24,9 +24,10 @@ class PerfState:
     fps_cap: float = 60.0
     dropped: int = 0
 
-    def add_frame(self, busy_ms: float, interval_ms: float) -> None:
+    def add_frame(self, busy_ms: float, interval_ms: float | None) -> None:
         self.frame_ms.append(busy_ms)
-        self.interval_ms.append(interval_ms)
+        if interval_ms is not None:
+            self.interval_ms.append(interval_ms)
 
     @property
     def fps(self) -> float:

@@ -24,6 +24,7 @@ class SeedsState:
     grid_h: int = 3
     class_idx: int = 0
     drag_speed: float = 4.0  # lattice steps per image width dragged
+    drag_origin: tuple[float, float] | None = None  # lattice position where the current drag began
 
     @property
     def seed(self) -> int:
@@ -67,8 +68,9 @@ def draw_seeds(state: SeedsState, ctx: FrameContext, c_dim: int) -> None:
 
 
 def drag_lattice(state: SeedsState, dx_px: float, dy_px: float, image_px: float) -> None:
-    """Move the lattice position by a mouse drag of (dx, dy) screen pixels over an image that wide."""
+    """Place the lattice position for a drag of (dx, dy) screen pixels so far, over an image that wide."""
+    x0, y0 = state.drag_origin if state.drag_origin is not None else (state.x, state.y)
     step = state.drag_speed / max(image_px, 1.0)
     # Dragging the picture right shows what lies to its left, like panning a map.
-    state.x = max(0.0, state.x - dx_px * step)
-    state.y = max(0.0, state.y - dy_px * step)
+    state.x = max(0.0, x0 - dx_px * step)
+    state.y = max(0.0, y0 - dy_px * step)

@@ -32,7 +32,7 @@ class SnapshotState:
 
 
 def draw_snapshot(state: SnapshotState, ctx: FrameContext) -> None:
-    imgui.set_next_item_width(-ctx.px(60))
+    imgui.set_next_item_width(-ctx.px(95))
     entered, state.path_input = imgui.input_text(
         "##snapshot_path", state.path_input, imgui.InputTextFlags_.enter_returns_true
     )

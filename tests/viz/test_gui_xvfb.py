@@ -1,0 +1,210 @@
+"""The real app in a real X window (Xvfb), driven with real mouse and keyboard input (xdotool).
+
+One app instance serves the whole module (starting torch and the generator takes seconds); each
+test reads the app's state (--debug-state JSON, with the screen rectangles of the widgets it
+clicks) before and after its input, so the tests do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.viz.conftest import REPO, app_env, launch, read_state, wait_for
+
+RECORDED_RUN = REPO / "tests" / "fixtures" / "recorded_run" / "00000-digits-demo"
+STATE_TIMEOUT = 60.0
+
+
+@dataclass
+class RunningApp:
+    proc: subprocess.Popen[str]
+    display: str
+    state_file: Path
+    shot_file: Path
+    window: str
+    env: dict[str, str]
+
+    def state(self) -> dict[str, Any]:
+        return wait_for(lambda: read_state(self.state_file), STATE_TIMEOUT, "the debug state", self.proc)
+
+    def fresh_state(self) -> dict[str, Any]:
+        """A state written after this call (so it reflects input sent before it)."""
+        frame = self.state()["frame"]
+        return wait_for(
+            lambda: _newer(read_state(self.state_file), frame), STATE_TIMEOUT, "a new frame", self.proc
+        )
+
+    def until(self, predicate: Any, what: str, timeout: float = STATE_TIMEOUT) -> dict[str, Any]:
+        last: list[dict[str, Any]] = []
+
+        def check() -> dict[str, Any] | None:
+            st = read_state(self.state_file)
+            if st is not None:
+                last[:] = [st]
+            return st if st is not None and predicate(st) else None
+
+        try:
+            return wait_for(check, timeout, what, self.proc)
+        except pytest.fail.Exception as exc:
+            st = last[0] if last else {}
+            brief = {
+                k: st.get(k) for k in ("frame", "view", "seed", "lattice", "status", "augment", "control")
+            }
+            raise AssertionError(f"{exc}; last state: {brief}") from None
+
+    def xdotool(self, *args: str) -> None:
+        subprocess.run(["xdotool", *args], env=self.env, check=True, timeout=20)
+
+    def click(self, rect: list[float], fx: float = 0.5, fy: float = 0.5) -> None:
+        x, y = _point(rect, fx, fy)
+        self.xdotool("mousemove", "--window", self.window, str(x), str(y))
+        time.sleep(0.1)  # let the app see the hover before the press, like a hand would
+        self.xdotool("click", "1")
+
+    def screenshot(self) -> np.ndarray:
+        before = self.state()["frame"]
+        self.until(lambda st: st["frame"] > before and self.shot_file.exists(), "a screenshot")
+        return np.asarray(Image.open(self.shot_file).convert("RGB"))
+
+
+def _newer(st: dict[str, Any] | None, frame: int) -> dict[str, Any] | None:
+    return st if st is not None and st["frame"] > frame else None
+
+
+def _point(rect: list[float], fx: float, fy: float) -> tuple[int, int]:
+    x0, y0, x1, y1 = rect
+    return int(x0 + (x1 - x0) * fx), int(y0 + (y1 - y0) * fy)
+
+
+def _crop(img: np.ndarray, rect: list[float]) -> np.ndarray:
+    x0, y0, x1, y1 = (int(round(v)) for v in rect)
+    return img[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def app(xvfb: str, fixture_pkl: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed (scripts/test.sh installs it with apt-get when run as root)")
+    tmp = tmp_path_factory.mktemp("gui")
+    env = app_env(tmp, xvfb)
+    state_file, shot_file = tmp / "state.json", tmp / "shot.png"
+    run_copy = tmp / "run"
+    shutil.copytree(RECORDED_RUN, run_copy)  # the send button writes control.json: keep the fixture clean
+    args = [str(fixture_pkl), "--run", str(run_copy), "--size", "1280x800", "--fps-cap", "30",
+            "--panels", "snapshot,seeds,trunc_noise,augment", "--debug-state", str(state_file),
+            "--debug-every", "3", "--debug-screenshot", str(shot_file)]  # fmt: skip
+    proc = launch(args, env)
+    try:
+        out = wait_for(
+            lambda: subprocess.run(["xdotool", "search", "--name", "ADA Studio"], env=env, capture_output=True,
+                                   text=True).stdout.split(),
+            STATE_TIMEOUT, "the app window", proc,
+        )  # fmt: skip
+        running = RunningApp(proc, xvfb, state_file, shot_file, out[0], env)
+        # Widget rectangles of the very first frames are not laid out yet (ImGui measures then).
+        running.until(lambda st: st["frame"] >= 6, "the first frames")
+        yield running
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _generator_ready(app: RunningApp) -> dict[str, Any]:
+    app.click(app.state()["rects"]["tab_generator"])
+    return app.until(
+        lambda st: st["view"] == "generator" and st["generator_image"] is not None, "a generator image"
+    )
+
+
+def test_starts_on_the_fixture_snapshot_and_shows_a_non_blank_image(app: RunningApp) -> None:
+    st = _generator_ready(app)
+    assert st["model"]["resolution"] == 32 and st["snapshot"]["error"] is None
+    shot = app.screenshot()
+    shown = _crop(shot, app.state()["rects"]["gen_image"])
+    assert shown.std() > 20, "the generator image area on screen is blank"
+
+
+def test_typing_a_seed_changes_the_image(app: RunningApp) -> None:
+    st = _generator_ready(app)
+    before_md5, before_pixels = (
+        st["generator_image"]["md5"],
+        _crop(app.screenshot(), st["rects"]["gen_image"]),
+    )
+    new_seed = 7 if st["seed"] != 7 else 8
+    app.click(st["rects"]["seed_input"], fx=0.2)
+    app.xdotool("key", "--clearmodifiers", "ctrl+a")
+    app.xdotool("type", "--delay", "30", str(new_seed))
+    app.xdotool("key", "Return")
+    st = app.until(lambda s: s["generator_image"]["seeds"] == [new_seed], f"the image of seed {new_seed}")
+    assert st["generator_image"]["md5"] != before_md5
+    after_pixels = _crop(app.screenshot(), st["rects"]["gen_image"])
+    assert np.abs(after_pixels - before_pixels).mean() > 5, "the image on screen did not change"
+
+
+def test_dragging_on_the_image_browses_the_seed_lattice(app: RunningApp) -> None:
+    st = _generator_ready(app)
+    x0, y0 = st["lattice"]
+    before_md5 = st["generator_image"]["md5"]
+    px, py = _point(st["rects"]["gen_image"], 0.5, 0.5)
+    app.xdotool("mousemove", "--window", app.window, str(px), str(py))
+    app.xdotool("mousedown", "1")
+    time.sleep(0.1)
+    for step in range(1, 9):  # a drag is a path, not a jump
+        app.xdotool("mousemove", "--window", app.window, str(px - 20 * step), str(py))
+        time.sleep(0.05)
+    app.xdotool("mouseup", "1")
+    # 160 px to the left over the image: the lattice moves right by drag_speed * 160 / width.
+    expected = x0 + 4.0 * 160 / (st["rects"]["gen_image"][2] - st["rects"]["gen_image"][0])
+    st = app.until(lambda s: s["lattice"][0] > x0 + 0.05, "the lattice position to move")
+    st = app.until(
+        lambda s: abs(s["lattice"][0] - expected) < 1e-6, f"the lattice to reach x = {expected:.3f}"
+    )
+    assert st["lattice"][1] == pytest.approx(y0)
+    st = app.until(lambda s: s["generator_image"]["md5"] != before_md5, "a new image after the drag")
+
+
+def test_moving_an_augmentation_slider_changes_the_preview(app: RunningApp) -> None:
+    app.click(app.state()["rects"]["tab_augment"])
+    st = app.until(lambda s: s["view"] == "augment" and s["augment"]["md5"], "the augmentation preview")
+    before = st["augment"]
+    target_fx = 0.8 if before["p"] < 0.6 else 0.1  # the rectangle includes the label on the right
+    app.click(st["rects"]["aug_p_slider"], fx=target_fx)
+    st = app.until(lambda s: abs(s["augment"]["p"] - before["p"]) > 0.2, "p to follow the slider")
+    st = app.until(lambda s: s["augment"]["preview_p"] == s["augment"]["p"], "the preview for the new p")
+    assert st["augment"]["md5"] != before["md5"]
+    assert st["augment"]["reals_md5"] == before["reals_md5"]  # same real images, new augmentation
+
+
+def test_hovering_an_augmented_image_reports_it(app: RunningApp) -> None:
+    app.click(app.state()["rects"]["tab_augment"])
+    st = app.until(lambda s: s["view"] == "augment" and s["augment"]["md5"], "the augmentation preview")
+    x, y = _point(st["rects"]["aug_image"], 0.18, 0.1)  # the first pair's augmented half
+    app.xdotool("mousemove", "--window", app.window, str(x), str(y))
+    st = app.until(lambda s: s["augment"]["hovered"] is not None, "a hovered image")
+    assert st["augment"]["hovered"] == 0
+
+
+def test_the_monitor_plots_the_recorded_events(app: RunningApp) -> None:
+    app.click(app.state()["rects"]["tab_training"])
+    st = app.until(lambda s: s["view"] == "training" and s["monitor"]["status"] == "finished", "the monitor")
+    mon = st["monitor"]
+    stats = [ln for ln in (RECORDED_RUN / "events.jsonl").read_text().splitlines() if '"kind":"stats"' in ln]
+    assert set(mon["points"].values()) == {len(stats)}
+    assert mon["target_points"] >= 1 and mon["controls"] == [1, 2]
+    assert mon["fakes"].endswith("fakes-000040.png") and mon["reals_augmented"].endswith("-000040.png")
+    shot = app.screenshot()
+    plots = _crop(shot, st["rects"]["monitor_plots"])
+    assert plots.std() > 10, "the plot area is blank"

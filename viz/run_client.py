@@ -1,0 +1,199 @@
+"""Start, attach to and steer a training run, through its run directory only.
+
+A run the GUI starts is a separate ``train_headless.py`` process in its own session (process
+group), so closing or killing the GUI leaves it training; the GUI (this one or the next) reads and
+writes the same files as for a run started on a cluster: events and previews through
+``core.training.rundir.RunReader``, requests through ``core.training.control.write_control``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.training.control import ControlRequest, write_control
+from core.training.rundir import RunReader, RunStatus, list_run_dirs
+
+log = logging.getLogger(__name__)
+
+__all__ = ["REPO_ROOT", "RunClient", "StartOptions", "trainer_command"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRAINER = REPO_ROOT / "train_headless.py"
+START_TIMEOUT_S = 120.0  # the trainer makes its run directory after imports and dataset checks
+
+
+@dataclass
+class StartOptions:
+    """What the Training panel asks for; everything else takes the trainer's defaults."""
+
+    outdir: str = "runs"
+    data: str = "builtin:digits"
+    cfg: str = "cpu32"
+    aug: str = "ada"
+    augpipe: str = "bgc"
+    target: float = 0.6
+    kimg: float = 20.0
+    extra_args: str = ""
+
+
+def trainer_command(opts: StartOptions, python: str = sys.executable) -> list[str]:
+    cmd = [
+        python,
+        str(TRAINER),
+        "--outdir",
+        opts.outdir,
+        "--data",
+        opts.data,
+        "--cfg",
+        opts.cfg,
+        "--aug",
+        opts.aug,
+        "--kimg",
+        f"{opts.kimg:g}",
+    ]
+    if opts.aug in ("ada", "apa"):
+        cmd += ["--target", f"{opts.target:g}"]
+    if opts.aug != "noaug":
+        cmd += ["--augpipe", opts.augpipe]
+    return cmd + shlex.split(opts.extra_args)
+
+
+@dataclass
+class _Launch:
+    proc: subprocess.Popen[bytes]
+    outdir: Path
+    known: set[Path]
+    log_path: Path
+    started: float
+
+
+class RunClient:
+    """The one run the GUI watches (if any), and the trainer process it started (if any)."""
+
+    def __init__(self) -> None:
+        self.reader: RunReader | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._launch: _Launch | None = None
+        self.error: str | None = None
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.reader.run_dir if self.reader else None
+
+    @property
+    def starting(self) -> bool:
+        return self._launch is not None
+
+    def attach(self, run_dir: str | Path) -> None:
+        path = Path(run_dir).expanduser()
+        if not (path / "run.json").is_file() and not (path / "events.jsonl").is_file():
+            raise ValueError(
+                f"{path}: not a run directory (no run.json or events.jsonl); pick <outdir>/<NNNNN>-<desc>"
+            )
+        self.reader, self.error = RunReader(path), None
+
+    def detach(self) -> None:
+        self.reader = None
+
+    def start(self, opts: StartOptions) -> None:
+        """Launch a trainer in the background; the run directory it makes is attached once it appears."""
+        outdir = Path(opts.outdir).expanduser()
+        outdir.mkdir(parents=True, exist_ok=True)
+        log_path = outdir / f"launch-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        known = set(list_run_dirs(outdir))
+        with open(log_path, "wb") as out:
+            # Own session: the trainer survives the GUI closing, Ctrl+C in its terminal included.
+            proc = subprocess.Popen(
+                trainer_command(opts),
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.proc, self.error = proc, None
+        self._launch = _Launch(proc, outdir, known, log_path, time.monotonic())
+        log.info("started trainer pid %d, output in %s", proc.pid, log_path)
+
+    def poll(self) -> list[dict[str, Any]]:
+        """New events of the attached run (oldest first); also notices a just-started run's directory."""
+        if self._launch is not None:
+            self._check_launch(self._launch)
+        return self.reader.poll_events() if self.reader else []
+
+    def _check_launch(self, launch: _Launch) -> None:
+        new = [
+            d for d in list_run_dirs(launch.outdir) if d not in launch.known and (d / "run.json").is_file()
+        ]
+        if new:
+            self._launch = None
+            self.reader = RunReader(new[-1])
+            return
+        code = launch.proc.poll()
+        if code is not None:
+            self._launch = None
+            tail = _tail(launch.log_path, 3)
+            self.error = f"the trainer exited ({code}) before making its run directory: {tail or 'no output'}"
+        elif time.monotonic() - launch.started > START_TIMEOUT_S:
+            self._launch = None
+            self.error = (
+                f"no run directory appeared in {launch.outdir} within {START_TIMEOUT_S:.0f} s; "
+                f"see {launch.log_path}"
+            )
+
+    def status(self) -> RunStatus | None:
+        return self.reader.status() if self.reader else None
+
+    def trainer_running(self) -> bool:
+        """Whether the trainer this GUI started is still alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def request(self, req: ControlRequest) -> int:
+        """Write a control request to the attached run; returns its seq."""
+        if self.reader is None:
+            raise ValueError("no run attached; start a run or attach to a run directory first")
+        merged = write_control(self.reader.run_dir, req, min_seq=self.reader.control_last_applied() + 1)
+        return merged.seq
+
+    def pause(self) -> int:
+        return self.request(ControlRequest(pause=True))
+
+    def resume(self) -> int:
+        return self.request(ControlRequest(pause=False))
+
+    def stop(self) -> int:
+        return self.request(ControlRequest(stop=True))
+
+    def snapshot_now(self) -> int:
+        return self.request(ControlRequest(snapshot_now=True))
+
+    def send_augment(self, multipliers: dict[str, float], mode: str, target: float, p: float) -> int:
+        req = ControlRequest(
+            aug_multipliers=dict(multipliers),
+            aug_mode=mode,  # type: ignore[arg-type]
+            target=target if mode == "ada" else None,
+            fixed_p=p if mode == "fixed" else None,
+        )
+        return self.request(req)
+
+    def applied_at(self, seq: int, events: list[dict[str, Any]]) -> float | None:
+        """kimg of the control event that applied ``seq`` (or a later request) among ``events``."""
+        for ev in events:
+            if ev.get("kind") == "control" and isinstance(ev.get("seq"), int) and ev["seq"] >= seq:
+                return float(ev.get("kimg", 0.0))
+        return None
+
+
+def _tail(path: Path, n: int) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])

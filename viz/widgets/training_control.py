@@ -1,0 +1,128 @@
+"""Training control: start a run in the background, attach to a run directory, pause/resume/stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from imgui_bundle import imgui
+
+from core.augment import PRESETS
+from viz.run_client import StartOptions
+from viz.ui import FrameContext, help_marker, record_item, text_colored
+
+__all__ = ["CONFIGS", "ControlAction", "TrainingControlState", "draw_training_control"]
+
+CONFIGS = ("cpu32", "auto", "stylegan2", "cifar", "paper256", "paper512", "paper1024")
+TRAIN_AUG_MODES = ("ada", "apa", "fixed", "noaug")
+
+
+@dataclass
+class ControlAction:
+    """What the user clicked this frame; the app performs it with its RunClient."""
+
+    start: bool = False
+    attach: str | None = None
+    detach: bool = False
+    pause: bool = False
+    resume: bool = False
+    stop: bool = False
+    snapshot: bool = False
+
+
+@dataclass
+class TrainingControlState:
+    start: StartOptions = field(default_factory=StartOptions)
+    attach_input: str = ""
+    confirm_stop: bool = False
+    message: str | None = None
+    error: str | None = None
+
+
+def draw_training_control(
+    state: TrainingControlState, ctx: FrameContext, attached: str | None, state_name: str, starting: bool
+) -> ControlAction:
+    act = ControlAction()
+    if imgui.tree_node_ex("New run", imgui.TreeNodeFlags_.default_open if attached is None else 0):
+        _draw_start_form(state, ctx, act, starting)
+        imgui.tree_pop()
+    imgui.set_next_item_width(-ctx.px(95))
+    entered, state.attach_input = imgui.input_text(
+        "##attach", state.attach_input, imgui.InputTextFlags_.enter_returns_true
+    )
+    imgui.same_line()
+    if (imgui.button("Attach") or entered) and state.attach_input.strip():
+        act.attach = state.attach_input.strip()
+    help_marker("A run directory <outdir>/<NNNNN>-<desc>, also one written by a trainer on another machine.")
+    if attached:
+        _draw_run_buttons(state, ctx, act, state_name)
+    if state.error:
+        text_colored("error", state.error)
+    elif state.message:
+        text_colored("info", state.message)
+    return act
+
+
+def _draw_start_form(
+    state: TrainingControlState, ctx: FrameContext, act: ControlAction, starting: bool
+) -> None:
+    s = state.start
+    w = ctx.px(190)
+    imgui.set_next_item_width(w)
+    _, s.data = imgui.input_text("Dataset##train", s.data)
+    imgui.set_next_item_width(w)
+    _, s.outdir = imgui.input_text("Output folder##train", s.outdir)
+    imgui.set_next_item_width(w)
+    _, idx = imgui.combo("Config##train", CONFIGS.index(s.cfg) if s.cfg in CONFIGS else 0, list(CONFIGS))
+    s.cfg = CONFIGS[idx]
+    imgui.set_next_item_width(w)
+    _, idx = imgui.combo("Augment##train", TRAIN_AUG_MODES.index(s.aug), list(TRAIN_AUG_MODES))
+    s.aug = TRAIN_AUG_MODES[idx]
+    presets = list(PRESETS)
+    imgui.set_next_item_width(w)
+    _, idx = imgui.combo(
+        "Pipe preset##train", presets.index(s.augpipe) if s.augpipe in presets else 0, presets
+    )
+    s.augpipe = presets[idx]
+    imgui.set_next_item_width(w)
+    _, s.target = imgui.slider_float("Target r_t##train", s.target, 0.0, 1.0, "%.2f")
+    imgui.set_next_item_width(w)
+    _, s.kimg = imgui.input_float("Length (kimg)##train", s.kimg, 1.0, 10.0, "%.1f")
+    s.kimg = max(s.kimg, 0.1)
+    imgui.set_next_item_width(w)
+    _, s.extra_args = imgui.input_text("More options##train", s.extra_args)
+    help_marker("Extra train_headless.py options, e.g. --batch 8 --snap 5")
+    imgui.begin_disabled(starting)
+    if imgui.button("Start training"):
+        act.start = True
+    record_item(ctx, "train_start")
+    imgui.end_disabled()
+    if starting:
+        imgui.same_line()
+        imgui.text_disabled("starting ...")
+
+
+def _draw_run_buttons(
+    state: TrainingControlState, ctx: FrameContext, act: ControlAction, state_name: str
+) -> None:
+    live = state_name in ("running", "paused", "unknown")
+    imgui.begin_disabled(not live)
+    if state_name == "paused":
+        act.resume = imgui.button("Resume")
+    else:
+        act.pause = imgui.button("Pause")
+    record_item(ctx, "train_pause")
+    imgui.same_line()
+    act.snapshot = imgui.button("Snapshot now")
+    imgui.same_line()
+    if not state.confirm_stop:
+        state.confirm_stop = imgui.button("Stop...")
+    else:
+        act.stop = imgui.button("Really stop")
+        imgui.same_line()
+        if imgui.button("Cancel"):
+            state.confirm_stop = False
+        if act.stop:
+            state.confirm_stop = False
+    imgui.end_disabled()
+    imgui.same_line()
+    act.detach = imgui.button("Detach")
