@@ -75,8 +75,8 @@ def reflect_pad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor
 def blit(images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
     """Exact pixel blit for matrices made only of flips, quarter turns and whole-pixel shifts.
 
-    Square images only (a quarter turn must map the pixel grid onto itself). Source pixels that
-    fall outside are mirrored, which is what reflect padding plus resampling would give.
+    Odd quarter turns need square images (the turn must map the pixel grid onto itself). Source
+    pixels that fall outside are mirrored, which is what reflect padding plus resampling would give.
     """
     n, c, h, w = images.shape
     ys, xs = torch.meshgrid(

@@ -177,7 +177,7 @@ class _Draws:
 class _Plan:
     n: int
     g_inv: torch.Tensor | None = None  # [N, 3, 3] float64
-    general_geom: torch.Tensor | None = None  # [N] bool: a non-blit geometric op fired
+    exact_blit: torch.Tensor | None = None  # [N] bool: only pixel-grid-preserving blits fired
     color: torch.Tensor | None = None  # [N, 4, 4] float64
     band_gains: torch.Tensor | None = None  # [N, 4] float64
     noise_sigma: torch.Tensor | None = None  # [N]
@@ -214,7 +214,7 @@ def _plan_geometry(plan: _Plan, draws: _Draws, m: Mapping[str, float], s: Augmen
                    h: int, w: int) -> None:  # fmt: skip
     n = plan.n
     g = torch.eye(3, dtype=torch.float64).expand(n, 3, 3)
-    general = torch.zeros(n, dtype=torch.bool)
+    resampled = torch.zeros(n, dtype=torch.bool)  # images that a blit cannot do exactly
     stream = {op: OP_NAMES.index(op) for op in GEOM_OPS}
     if m["xflip"] > 0:
         draws.select(stream["xflip"])
@@ -229,6 +229,8 @@ def _plan_geometry(plan: _Plan, draws: _Draws, m: Mapping[str, float], s: Augmen
         fired = draws.fires(n, p * m["rotate90"])
         i = _where(fired, i, 0).double()
         g = g @ geo.rotate90_2d(i)  # G_inv @ rotate_inv(-i*90deg): content turns by i*90deg
+        if h != w:  # an odd quarter turn does not map a non-square pixel grid onto itself
+            resampled |= i.long() % 2 == 1
         plan.record["rotate90"] = (fired, {"i": i.long()})
     if m["xint"] > 0:
         draws.select(stream["xint"])
@@ -244,7 +246,7 @@ def _plan_geometry(plan: _Plan, draws: _Draws, m: Mapping[str, float], s: Augmen
         fired = draws.fires(n, p * m["scale"])
         sc = _where(fired, sc, 1).double()
         g = g @ geo.scale2d(1 / sc, 1 / sc)
-        general |= fired
+        resampled |= fired
         plan.record["scale"] = (fired, {"s": sc})
     # Two rotations (around the anisotropic scaling), each with p_rot so that P(any) = p * rotate.
     p_rot = 1 - math.sqrt(min(max(1 - m["rotate"] * p, 0.0), 1.0))
@@ -260,11 +262,11 @@ def _plan_geometry(plan: _Plan, draws: _Draws, m: Mapping[str, float], s: Augmen
         fired = draws.fires(n, p * m["aniso"])
         sc = _where(fired, sc, 1).double()
         g = g @ geo.scale2d(1 / sc, sc)
-        general |= fired
+        resampled |= fired
         plan.record["aniso"] = (fired, {"s": sc})
     if pre is not None and post is not None:
         g = g @ geo.rotate2d(_where(post[1], post[0], 0).double())
-        general |= pre[1] | post[1]
+        resampled |= pre[1] | post[1]
         nan = torch.full((n,), math.nan)
         pre_deg = torch.where(pre[1], pre[0] * geo.DEG_PER_RAD, nan)
         post_deg = torch.where(post[1], post[0] * geo.DEG_PER_RAD, nan)
@@ -277,10 +279,10 @@ def _plan_geometry(plan: _Plan, draws: _Draws, m: Mapping[str, float], s: Augmen
         fired = draws.fires(n, p * m["xfrac"])
         t = _where(fired, t, 0).double()
         g = g @ geo.translate2d(-t[:, 0] * w, -t[:, 1] * h)
-        general |= fired
+        resampled |= fired
         plan.record["xfrac"] = (fired, {"tx_px": t[:, 0] * w, "ty_px": t[:, 1] * h})
     if any(m[op] > 0 for op in GEOM_OPS):
-        plan.g_inv, plan.general_geom = g, general
+        plan.g_inv, plan.exact_blit = g, ~resampled
 
 
 _LUMA = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64) / math.sqrt(3)
@@ -649,11 +651,10 @@ class AugmentPipe(torch.nn.Module):
         return x if x.dtype == images.dtype else x.to(images.dtype)
 
     def _geometry(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
-        if plan.g_inv is None or plan.general_geom is None:
+        if plan.g_inv is None or plan.exact_blit is None:
             return x
         moved = ~geo.is_identity(plan.g_inv)
-        square = x.shape[2] == x.shape[3]
-        blit_only = moved & ~plan.general_geom & square
+        blit_only = moved & plan.exact_blit
         needs_resample = moved & ~blit_only
         g_inv = plan.g_inv
         if bool(blit_only.any()):

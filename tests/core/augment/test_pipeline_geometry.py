@@ -106,10 +106,14 @@ def test_blits_are_exact_and_bypass_resampling():
         assert torch.equal(out[i], y), f"image {i}: {e}"
 
 
-def test_non_square_quarter_turns_are_resampled_consistently():
-    x = smooth_image(8, 1, 16)[:, :, :, :12].contiguous()  # 16 x 12
-    out = AugmentPipe(rotate90=1, p=1)(x, generator=gen(1))
+def test_non_square_images_half_turns_exact_quarter_turns_resampled():
+    x = smooth_image(40, 1, 16)[:, :, :, :12].contiguous()  # 16 x 12
+    out, ex = AugmentPipe(rotate90=1, p=1)(x, generator=gen(1), explain=True)
     assert out.shape == x.shape and torch.isfinite(out).all()
+    turns = torch.tensor([e["rotate90"]["i"] for e in ex])
+    for k in (0, 2):
+        assert torch.equal(out[turns == k], torch.rot90(x[turns == k], k, dims=(-2, -1)))
+    assert (turns % 2 == 1).any()
 
 
 def test_a_rotation_is_undone_by_its_inverse_away_from_the_borders():
