@@ -262,7 +262,7 @@ class Trainer:
         now = time.monotonic()
         self._tick_start_time = self._stats_time = self._last_poll = now
         self._stats_nimg = self.cur_nimg
-        done = self.cur_nimg >= spec.total_kimg * 1000
+        done = self.cur_nimg >= _nimg(spec.total_kimg)
         self._poll_control(force=True)  # requests written before the start (e.g. start paused)
         if self.paused:
             self._pause()
@@ -270,8 +270,8 @@ class Trainer:
             self._train_minibatch()
             self._after_minibatch()
             self._maintenance()
-            done = self.cur_nimg >= spec.total_kimg * 1000
-            tick_due = self.cur_tick == 0 or self.cur_nimg >= self.tick_start_nimg + spec.kimg_per_tick * 1000
+            done = self.cur_nimg >= _nimg(spec.total_kimg)
+            tick_due = self.cur_tick == 0 or self.cur_nimg >= self.tick_start_nimg + _nimg(spec.kimg_per_tick)
             if done or tick_due or self.stop_requested:
                 self._end_tick(final=done or self.stop_requested)
                 if self.stop_requested:
@@ -642,6 +642,11 @@ class Trainer:
     def close(self) -> None:
         self.loader.close()
         self.writer.close()
+
+
+def _nimg(kimg: float) -> int:
+    """Images in ``kimg`` thousand, robust to decimal fractions (0.072 * 1000 = 72.00000000000001)."""
+    return math.ceil(kimg * 1000 - 1e-6)
 
 
 def _flat(values: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,189 @@
+"""Exact resume (stop at half way, continue = one straight run) and crash safety under kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from core.networks.checkpoint import load_checkpoint, load_resume_state
+from core.training.rundir import RunReader
+from tests.core.training.test_loop import MINIBATCH_KIMG, REPO, events, make_dataset, make_trainer, run_trainer
+
+TICK = 3 * MINIBATCH_KIMG
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "blobs")
+
+
+def _state(trainer: Any) -> dict[str, Any]:
+    return {
+        "nets": {name: {k: v.clone() for k, v in getattr(trainer, name).state_dict().items()}
+                 for name in ("G", "D", "G_ema")},
+        "opt": [p.opt.state_dict() for p in (trainer.phases[0], trainer.phases[-1])],
+        "p": trainer.aug.p, "r_t": trainer.aug.r_t, "history": list(trainer.aug.controller.history),
+        "kimg": trainer.kimg, "tick": trainer.cur_tick, "pl_mean": float(trainer.loss.pl_mean),
+        "loader": trainer.loader.state_dict(),
+    }
+
+
+def _assert_same(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a["kimg"] == b["kimg"] and a["tick"] == b["tick"]
+    assert a["p"] == pytest.approx(b["p"], abs=1e-12) and a["history"] == b["history"]
+    assert a["r_t"] == b["r_t"] and a["pl_mean"] == pytest.approx(b["pl_mean"], rel=1e-6)
+    assert a["loader"] == b["loader"]
+    for name in ("G", "D", "G_ema"):
+        for k, v in a["nets"][name].items():
+            torch.testing.assert_close(v, b["nets"][name][k], rtol=1e-5, atol=1e-6, msg=f"{name}.{k}")
+    for opt_a, opt_b in zip(a["opt"], b["opt"], strict=True):
+        for idx, st in opt_a["state"].items():
+            assert st["step"] == opt_b["state"][idx]["step"]
+            torch.testing.assert_close(st["exp_avg_sq"], opt_b["state"][idx]["exp_avg_sq"], rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("aug", ["ada", "apa"])
+def test_stop_and_resume_matches_a_straight_run(tiny_data: Path, tmp_path: Path, aug: str) -> None:
+    # 14 minibatches straight, or 7 (not a multiple of the p interval 4: the controller has pending
+    # statistics at the stop) and then 7 more from the run directory. p moves fast (ada_kimg).
+    common = dict(tick=TICK, aug=aug, ada_kimg=0.1, seed=3, **({"with_dataaug": True} if aug == "apa" else {}))
+    straight = make_trainer(tiny_data, tmp_path / "straight", kimg=14 * MINIBATCH_KIMG, **common)
+    run_trainer(straight)
+    first = make_trainer(tiny_data, tmp_path / "first", kimg=7 * MINIBATCH_KIMG, **common)
+    run_trainer(first)
+    assert first.aug.controller.state_dict()["acc"][1] > 0  # pending signs carried over
+    resumed = make_trainer(tiny_data, tmp_path / "second", resume=str(tmp_path / "first"),
+                           kimg=14 * MINIBATCH_KIMG, **common)
+    assert resumed.kimg == pytest.approx(7 * MINIBATCH_KIMG) and resumed.cur_tick == 3
+    run_trainer(resumed)
+    assert straight.aug.p > 0  # the comparison covers a moving p and an active pipe
+    _assert_same(_state(straight), _state(resumed))
+    ticks = [e["tick"] for e in events(tmp_path / "second") if e["kind"] == "tick"]
+    assert ticks == [3, 4, 5]  # the tick count continues too
+
+
+def test_resume_from_a_snapshot_file_and_weights_only(tiny_data: Path, tmp_path: Path) -> None:
+    first = make_trainer(tiny_data, tmp_path / "first", kimg=2 * MINIBATCH_KIMG, tick=100, aug="fixed", p=0.25)
+    run_trainer(first)
+    snapshot = tmp_path / "first" / "snapshots" / "network-snapshot-000000.json"
+    again = make_trainer(tiny_data, tmp_path / "again", resume=str(snapshot), kimg=1, tick=100,
+                         aug="fixed", p=0.25)
+    assert again.kimg == pytest.approx(2 * MINIBATCH_KIMG)
+    # Without the resume state only the weights come back (kimg restarts, as in the public tool).
+    for suffix in (".resume.json", ".resume.safetensors"):
+        (tmp_path / "first" / "snapshots" / f"network-snapshot-000000{suffix}").unlink()
+    weights_only = make_trainer(tiny_data, tmp_path / "w", resume=str(snapshot), kimg=1, tick=100)
+    assert weights_only.kimg == 0 and weights_only.aug.p == pytest.approx(0.25)
+    torch.testing.assert_close(weights_only.G_ema.state_dict(), first.G_ema.state_dict())
+    again.close()
+    weights_only.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# kill -9
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, str(REPO / "train_headless.py"), *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def _tick_kimgs(run_dir: Path) -> list[float]:
+    return [e["kimg"] for e in RunReader(run_dir).poll_events() if e["kind"] == "tick"]
+
+
+def _check_every_file_loads(run_dir: Path) -> None:
+    """Whatever a kill left behind: each snapshot that is there loads, latest.json names a good one."""
+    snapshots = run_dir / "snapshots"
+    latest = json.loads((snapshots / "latest.json").read_text())
+    load_checkpoint(snapshots / latest["snapshot"])
+    load_resume_state(snapshots / latest["snapshot"])
+    for meta in snapshots.glob("*.json"):
+        if meta.name == "latest.json" or meta.name.endswith(".resume.json"):
+            continue
+        load_checkpoint(meta)
+    for resume in snapshots.glob("*.resume.json"):
+        load_resume_state(resume)
+    assert RunReader(run_dir).live_weights() is not None
+    for preview in (run_dir / "previews").glob("*.png"):
+        from PIL import Image
+
+        Image.open(preview).load()
+    json.loads((run_dir / "run.json").read_text())
+
+
+def _start(outdir: Path, resume: Path | None) -> subprocess.Popen[bytes]:
+    args = ["--outdir", str(outdir), "--kimg", "1000", "--tick", str(2 * MINIBATCH_KIMG), "--snap", "3",
+            "--live-interval", "0", "--preview-ticks", "1"]
+    if resume is not None:
+        args += ["--resume", str(resume)]  # the run's own options come from its run.json
+    else:
+        args += ["--data", str(_data_dir()), "--cfg", "cpu32", "--cbase", "256", "--cmax", "32", "--batch", "4",
+                 "--workers", "0", "--device", "cpu", "--metrics", "none", "--aug", "ada", "--ada-kimg", "0.1"]
+    return subprocess.Popen(_cli(*args), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+_DATA: list[Path] = []
+
+
+def _data_dir() -> Path:
+    return _DATA[0]
+
+
+def _newest_run(outdir: Path) -> Path:
+    return max(outdir.iterdir(), key=lambda p: p.name)
+
+
+def _kill_at_random_moment(proc: subprocess.Popen[bytes], run_dir_of: Any, rng: random.Random) -> Path:
+    """Wait for the run's second tick, then SIGKILL it after a random delay (0 to ~2 ticks)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run_dir = run_dir_of()
+        if run_dir is not None and len(_tick_kimgs(run_dir)) >= 2:
+            break
+        assert proc.poll() is None, "the trainer exited before it could be killed"
+        time.sleep(0.05)
+    else:
+        pytest.fail("the trainer did not reach its second tick in time")
+    time.sleep(rng.uniform(0.0, 1.5))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return run_dir
+
+
+def test_kill_minus_9_never_leaves_a_broken_file_and_resume_loses_at_most_a_tick(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    _DATA[:] = [tiny_data]
+    rng = random.Random(int(os.environ.get("KILL_TEST_SEED", time.time_ns() % 2**32)))
+    source: Path | None = None
+    for attempt in range(2):
+        outdir = tmp_path / f"out{attempt}"
+        outdir.mkdir()
+        proc = _start(outdir, source)
+        run_dir = _kill_at_random_moment(proc, lambda o=outdir: _newest_run(o) if any(o.iterdir()) else None, rng)
+        _check_every_file_loads(run_dir)
+        last_tick = max(_tick_kimgs(run_dir))
+        if source is not None:
+            started = next(e for e in RunReader(run_dir).poll_events() if e["kind"] == "status")
+            assert started["state"] == "started"
+        # Resuming from this directory continues from the newest checkpoint: at most one tick lost.
+        probe = make_trainer(tiny_data, tmp_path / f"probe{attempt}", resume=str(run_dir))
+        assert probe.kimg >= last_tick - 2 * MINIBATCH_KIMG - 1e-9
+        assert probe.kimg <= last_tick + 1e-9
+        probe.close()
+        source = run_dir
