@@ -158,40 +158,28 @@ def load_model(path: str) -> LoadedModel:
 def newest_run_weights(run_dir: Path) -> tuple[str, str, Callable[[], LoadedModel]] | None:
     """The newest generator weights of a run: (identity, path, loader), or None if it has none yet.
 
-    live/ (refreshed every few seconds by the trainer) wins over the latest snapshot when it is at
-    least as new; the identity changes whenever either is rewritten, so callers reload on change.
+    live/ (refreshed every few seconds by the trainer) wins over the latest snapshot unless the
+    snapshot file is newer; the identity changes whenever either is rewritten, so callers reload
+    on change.
     """
     from core.training.rundir import RunReader
 
     reader = RunReader(run_dir)
     live_id = reader.live_version()
+    live_path = run_dir / "live" / "G_ema.safetensors"
     snap = reader.latest_snapshot()
-    snap_kimg = _snapshot_kimg(snap)
-    live_json = run_dir / "live" / "G_ema.json"
-    live_kimg = _json_kimg(live_json) if live_id else None
-    if live_id and (snap is None or live_kimg is None or snap_kimg is None or live_kimg >= snap_kimg):
-        return f"live:{live_id}", str(live_json.with_suffix(".safetensors")), lambda: _load_live(reader)
+    if live_id and (snap is None or _mtime(live_path) >= _mtime(snap)):
+        return f"live:{live_id}", str(live_path), lambda: _load_live(reader)
     if snap is not None:
-        stamp = snap.stat().st_mtime_ns if snap.exists() else 0
-        return f"snapshot:{snap}@{stamp}", str(snap), lambda: load_model(str(snap))
+        return f"snapshot:{snap}@{_mtime(snap)}", str(snap), lambda: load_model(str(snap))
     return None
 
 
-def _snapshot_kimg(path: Path | None) -> float | None:
-    if path is None:
-        return None
-    digits = "".join(ch for ch in path.stem.rsplit("-", 1)[-1] if ch.isdigit())
-    return float(digits) if digits else None
-
-
-def _json_kimg(path: Path) -> float | None:
-    import json
-
+def _mtime(path: Path) -> int:
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("kimg")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, int | float) else None
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def _load_live(reader: Any) -> LoadedModel:

@@ -100,16 +100,33 @@ def app(xvfb: str, fixture_pkl: Path, tmp_path_factory: pytest.TempPathFactory) 
     state_file, shot_file = tmp / "state.json", tmp / "shot.png"
     run_copy = tmp / "run"
     shutil.copytree(RECORDED_RUN, run_copy)  # the send button writes control.json: keep the fixture clean
-    args = [str(fixture_pkl), "--run", str(run_copy), "--size", "1280x800", "--fps-cap", "30",
-            "--panels", "snapshot,seeds,trunc_noise,augment", "--debug-state", str(state_file),
-            "--debug-every", "3", "--debug-screenshot", str(shot_file)]  # fmt: skip
+    args = [
+        str(fixture_pkl),
+        "--run",
+        str(run_copy),
+        "--size",
+        "1280x800",
+        "--fps-cap",
+        "30",
+        "--panels",
+        "snapshot,seeds,trunc_noise,augment",
+        "--debug-state",
+        str(state_file),
+        "--debug-every",
+        "3",
+        "--debug-screenshot",
+        str(shot_file),
+    ]
     proc = launch(args, env)
     try:
         out = wait_for(
-            lambda: subprocess.run(["xdotool", "search", "--name", "ADA Studio"], env=env, capture_output=True,
-                                   text=True).stdout.split(),
-            STATE_TIMEOUT, "the app window", proc,
-        )  # fmt: skip
+            lambda: subprocess.run(
+                ["xdotool", "search", "--name", "ADA Studio"], env=env, capture_output=True, text=True
+            ).stdout.split(),
+            STATE_TIMEOUT,
+            "the app window",
+            proc,
+        )
         running = RunningApp(proc, xvfb, state_file, shot_file, out[0], env)
         # Widget rectangles of the very first frames are not laid out yet (ImGui measures then).
         running.until(lambda st: st["frame"] >= 6, "the first frames")

@@ -1,0 +1,152 @@
+"""Panel logic without a window: monitor series, augmentation previews, seeds, settings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.augment import BAND_NAMES, PRESETS
+from core.data.dataset import ImageDataset
+from tests.viz.conftest import REPO
+from viz.widgets.augment_preview import (
+    AugmentPreviewState,
+    compute_preview,
+    describe_ops,
+    hit_test,
+)
+from viz.widgets.seeds import SeedsState, drag_lattice
+from viz.widgets.training_monitor import STAT_KEYS, MonitorState, ingest
+
+RECORDED_RUN = REPO / "tests" / "fixtures" / "recorded_run" / "00000-digits-demo"
+
+
+def _events(run: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (run / "events.jsonl").read_text().splitlines() if ln.strip()]
+
+
+def test_ingest_plots_every_stats_event_and_the_target() -> None:
+    events = _events(RECORDED_RUN)
+    options = json.loads((RECORDED_RUN / "run.json").read_text())["options"]
+    state = MonitorState()
+    ingest(state, events[:50], options)
+    ingest(state, events[50:], options)  # incremental, as RunReader.poll_events delivers them
+    stats = [e for e in events if e["kind"] == "stats"]
+    for key in STAT_KEYS:
+        assert state.series[key].kimg == [e["kimg"] for e in stats]
+        assert state.series[key].values == [e[key] for e in stats]
+    assert state.target.values == [0.6]
+    assert [c["seq"] for c in state.controls] == [1, 2]
+    assert state.kimg == 40.0 and state.events == len(events)
+
+
+def test_ingest_uses_ticks_only_without_stats_and_follows_target_changes() -> None:
+    state = MonitorState()
+    ticks = [{"kind": "tick", "kimg": k, "Progress/augment": 0.1 * k} for k in (4.0, 8.0)]
+    ingest(state, ticks, {"target": 0.6})
+    assert state.series["Progress/augment"].kimg == [4.0, 8.0]
+    ingest(state, [{"kind": "control", "kimg": 9.0, "seq": 3, "applied": {"target": 0.7}}], {"target": 0.6})
+    assert list(zip(state.target.kimg, state.target.values, strict=True)) == [(0.0, 0.6), (9.0, 0.7)]
+    bad = [{"kind": "stats", "kimg": 10.0, "Progress/augment": float("nan")}, {"kind": "stats"}]
+    ingest(state, bad, None)
+    assert state.series["Progress/augment"].kimg == [4.0, 8.0]  # NaN and kimg-less events skipped
+
+
+@pytest.fixture(scope="module")
+def digits() -> ImageDataset:
+    return ImageDataset("builtin:digits")
+
+
+def test_augment_preview_is_reproducible_and_responds_to_settings(digits: ImageDataset) -> None:
+    state = AugmentPreviewState(count=8, p=0.8)
+    a = compute_preview(state.spec(), digits)
+    b = compute_preview(state.spec(), digits)
+    np.testing.assert_array_equal(a.composite, b.composite)
+    assert a.explain == b.explain
+    state.multipliers["rotate90"] = 0.0
+    c = compute_preview(state.spec(), digits)
+    np.testing.assert_array_equal(c.reals, a.reals)  # same images ...
+    assert not np.array_equal(c.augmented, a.augmented)  # ... augmented differently
+    assert all("rotate90" not in fired for fired in c.explain)
+    state.seed += 1
+    d = compute_preview(state.spec(), digits)
+    assert d.explain != c.explain
+
+
+def test_augment_preview_with_p_zero_is_the_identity(digits: ImageDataset) -> None:
+    state = AugmentPreviewState(count=6, p=0.0)
+    pv = compute_preview(state.spec(), digits)
+    np.testing.assert_array_equal(pv.augmented, pv.reals)
+    assert all(fired == {} for fired in pv.explain)
+
+
+def test_presets_and_bands_cover_all_multipliers() -> None:
+    state = AugmentPreviewState()
+    state.apply_preset("bgcfnc")
+    assert {k for k, v in state.multipliers.items() if v > 0} == set(PRESETS["bgcfnc"]) | set(BAND_NAMES)
+    state.apply_preset("blit")
+    assert {k for k, v in state.multipliers.items() if v > 0} == {"xflip", "rotate90", "xint"} | set(
+        BAND_NAMES
+    )
+
+
+def test_hit_test_and_tooltip_text(digits: ImageDataset) -> None:
+    pv = compute_preview(AugmentPreviewState(count=5, p=1.0).spec(), digits)
+    res = pv.resolution
+    assert hit_test(pv, 1, 1) == (0, False)
+    assert hit_test(pv, res + 2 + 1, 1) == (0, True)
+    assert hit_test(pv, res + 0.5, 1) is None  # the gap between a real and its copy
+    x_second = 2 * res + 2 + 6
+    assert hit_test(pv, x_second + 1, 1) == (1, False)
+    lines = describe_ops(pv.explain[0])
+    assert len(lines) == len(pv.explain[0]) and all(":" in ln or ln in pv.explain[0] for ln in lines)
+    assert describe_ops({}) == ["no op fired on this image"]
+
+
+def test_drag_is_measured_from_the_press() -> None:
+    s = SeedsState()
+    s.set_seed(3005)
+    assert (s.x, s.y, s.seed) == (5.0, 3.0, 3005)
+    s.drag_origin = (s.x, s.y)
+    drag_lattice(s, -100, 0, 400)  # a quarter image width to the left
+    drag_lattice(s, -200, 50, 400)  # later in the same drag: still relative to the press
+    assert (s.x, s.y) == pytest.approx((5.0 + 2.0, 3.0 - 0.5))
+    s.drag_origin = None
+    s.snap()
+    assert s.seed == 2007
+
+
+def test_recent_list_and_session_roundtrip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from viz import settings
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert settings.load_recent() == []
+    for i in range(settings.RECENT_MAX + 3):
+        settings.push_recent(f"/snap/{i}")
+    recent = settings.push_recent("/snap/2")
+    assert recent[0] == "/snap/2" and len(recent) == settings.RECENT_MAX and recent.count("/snap/2") == 1
+    assert settings.load_recent() == recent
+    (tmp_path / "ada-studio" / "session.json").write_text("{not json")
+    assert settings.load_session().last_run_dir is None  # unreadable: ignored, not fatal
+    settings.save_session(settings.Session(last_run_dir="/runs/00001-x"))
+    assert settings.load_session().last_run_dir == "/runs/00001-x"
+
+
+def test_newest_run_weights_prefers_the_newer_of_live_and_snapshot(tmp_path: Path) -> None:
+    import os
+
+    from viz.renderer import newest_run_weights
+
+    run = tmp_path / "run"
+    shutil.copytree(RECORDED_RUN, run)
+    ident, path, load = newest_run_weights(run)
+    assert ident.startswith("live:") and path.endswith("G_ema.safetensors")
+    model = load()
+    assert model.img_resolution == 32 and model.meta["kimg"] == 40.0
+    shutil.rmtree(run / "live")
+    assert newest_run_weights(run) is None  # no snapshot in the recording either
+    os.makedirs(run / "live")
+    assert newest_run_weights(run) is None

@@ -1,0 +1,162 @@
+"""Starting, steering and re-attaching to a real background trainer (tiny run on builtin:digits)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.viz.conftest import REPO, app_env, read_state
+from viz.run_client import RunClient, StartOptions, trainer_command
+
+TIMEOUT = 180.0
+
+
+def _until(fn, what: str, timeout: float = TIMEOUT):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunClient]:
+    outdir = tmp_path_factory.mktemp("runs")
+    c = RunClient()
+    c.start(StartOptions(outdir=str(outdir), kimg=2, extra_args="--batch 8 --tick 0.016 --metrics none"))
+    try:
+        _until(lambda: c.poll() is not None and (c.reader is not None or c.error), "the run directory")
+        assert c.error is None, c.error
+        yield c
+    finally:
+        if c.trainer_running():
+            c.stop()
+            try:
+                c.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(c.proc.pid, signal.SIGKILL)  # our own trainer's session only
+
+
+def test_the_trainer_runs_in_its_own_session(client: RunClient) -> None:
+    assert client.trainer_running()
+    assert os.getsid(client.proc.pid) == client.proc.pid != os.getsid(0)
+
+
+def test_pause_and_resume_reach_the_trainer(client: RunClient) -> None:
+    seq = client.pause()
+    _until(lambda: client.reader.control_applied(seq) and client.status().state == "paused", "paused")
+    seq = client.resume()
+    _until(lambda: client.reader.control_applied(seq) and client.status().state == "running", "running again")
+
+
+def test_augmentation_settings_are_applied_with_their_seq(client: RunClient) -> None:
+    seen: list[dict] = []
+    seq = client.send_augment({"rotate90": 0.0, "xflip": 0.5}, "ada", 0.7, 0.5)
+
+    def applied() -> float | None:
+        seen.extend(client.poll())
+        return client.applied_at(seq, seen)
+
+    _until(lambda: applied() is not None, f"control event {seq}")
+    ev = next(e for e in seen if e.get("kind") == "control" and e.get("seq", -1) >= seq)
+    assert ev["applied"]["aug_multipliers"] == {"rotate90": 0.0, "xflip": 0.5}
+    assert ev["applied"]["target"] == 0.7
+
+
+def test_closing_the_gui_leaves_the_run_going_and_reopening_attaches(
+    client: RunClient, tmp_path: Path
+) -> None:
+    env = app_env(tmp_path, None)
+    run_dir = str(client.run_dir)
+    first = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "launch_viz.py"),
+            "--run",
+            run_dir,
+            "--offscreen",
+            "1",
+            "--out",
+            str(tmp_path / "a"),
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "training continues in the background" in first.stderr and run_dir in first.stderr
+    assert client.trainer_running()
+    state_file = tmp_path / "state.json"
+    second = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "launch_viz.py"),
+            "--offscreen",
+            "2",
+            "--out",
+            str(tmp_path / "b"),
+            "--debug-state",
+            str(state_file),
+            "--debug-every",
+            "1",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 0, second.stderr
+    state = read_state(state_file)
+    assert state["monitor"]["run_dir"] == str(Path(run_dir).resolve())
+    assert state["monitor"]["events"] > 0
+
+
+def test_stop_ends_the_run(client: RunClient) -> None:
+    client.stop()
+    client.proc.wait(timeout=TIMEOUT)
+    assert client.proc.returncode == 0
+    assert _until(lambda: client.status().state in ("stopped", "finished"), "the final status")
+
+
+def test_attach_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a run directory"):
+        RunClient().attach(tmp_path)
+    with pytest.raises(ValueError, match="no run attached"):
+        RunClient().pause()
+
+
+def test_trainer_command_carries_the_form() -> None:
+    cmd = trainer_command(
+        StartOptions(outdir="o", data="d", cfg="cpu32", aug="fixed", kimg=3, extra_args="--p 0.3")
+    )
+    assert cmd[1].endswith("train_headless.py")
+    assert cmd[2:] == [
+        "--outdir",
+        "o",
+        "--data",
+        "d",
+        "--cfg",
+        "cpu32",
+        "--aug",
+        "fixed",
+        "--kimg",
+        "3",
+        "--augpipe",
+        "bgc",
+        "--p",
+        "0.3",
+    ]
+    assert "--target" in trainer_command(StartOptions(aug="ada"))
+    assert "--augpipe" not in trainer_command(StartOptions(aug="noaug"))
