@@ -139,7 +139,9 @@ class BandedMatrix:
 
     Row blocks only multiply the column range they touch, so a 12-tap filter at 1024 samples costs
     ~100 MACs per output, not 1024; BLAS runs these small GEMMs far faster than CPU depthwise
-    convolution runs the equivalent filter (measured: bench/bench_augment.py).
+    convolution runs the equivalent filter (measured: bench/bench_augment.py). The backward pass
+    applies the transposed matrix the same way (autograd through the block slices would allocate
+    a full-size gradient per block), and is itself differentiable, to any order.
     """
 
     _ROWS_PER_BLOCK = 64
@@ -150,15 +152,23 @@ class BandedMatrix:
         self._dense = matrix
         self._blocks: list[tuple[int, int, int, int]] = []  # (row0, row1, col0, col1)
         self._tensors: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-        nonzero = matrix != 0
+        self._transposed: BandedMatrix | None = None
         if matrix.shape[1] <= self._DENSE_UP_TO:
             self._blocks = [(0, matrix.shape[0], 0, matrix.shape[1])]
             return
+        nonzero = matrix != 0
         for r0 in range(0, matrix.shape[0], self._ROWS_PER_BLOCK):
             r1 = min(r0 + self._ROWS_PER_BLOCK, matrix.shape[0])
             cols = np.flatnonzero(nonzero[r0:r1].any(axis=0))
             c0, c1 = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 1)
             self._blocks.append((r0, r1, c0, c1))
+
+    @property
+    def T(self) -> BandedMatrix:  # noqa: N802 (the usual name for a transpose)
+        if self._transposed is None:
+            self._transposed = BandedMatrix(np.ascontiguousarray(self._dense.T))
+            self._transposed._transposed = self
+        return self._transposed
 
     def _blocks_for(self, like: torch.Tensor) -> list[torch.Tensor]:
         key = (like.device, like.dtype)
@@ -169,15 +179,35 @@ class BandedMatrix:
             ]
         return self._tensors[key]
 
+    def apply_raw(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        """The product along ``axis`` (-1: [..., K] -> [..., M]; -2: [..., K, W] -> [..., M, W])."""
+        blocks = zip(self._blocks, self._blocks_for(x), strict=True)
+        if axis == -1:
+            parts = [x[..., c0:c1] @ b.T for (_, _, c0, c1), b in blocks]
+        else:
+            parts = [b @ x[..., c0:c1, :] for (_, _, c0, c1), b in blocks]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=axis)
+
     def along_x(self, x: torch.Tensor) -> torch.Tensor:
         """[..., K] -> [..., M]."""
-        parts = [x[..., c0:c1] @ b.T for (_, _, c0, c1), b in zip(self._blocks, self._blocks_for(x), strict=True)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        return _BandedProduct.apply(x, self, -1)
 
     def along_y(self, x: torch.Tensor) -> torch.Tensor:
         """[..., K, W] -> [..., M, W]."""
-        parts = [b @ x[..., c0:c1, :] for (_, _, c0, c1), b in zip(self._blocks, self._blocks_for(x), strict=True)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
+        return _BandedProduct.apply(x, self, -2)
+
+
+class _BandedProduct(torch.autograd.Function):
+    """x -> M x along an axis; linear, so the gradient is M^T g along the same axis."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, matrix: BandedMatrix, axis: int) -> torch.Tensor:  # noqa: D102
+        ctx.matrix, ctx.axis = matrix, axis
+        return matrix.apply_raw(x, axis)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        return _BandedProduct.apply(grad, ctx.matrix.T, ctx.axis), None, None
 
 
 class Resampler:

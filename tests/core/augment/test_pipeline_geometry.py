@@ -156,3 +156,19 @@ def test_float64_input_stays_float64():
     x = smooth_image(2, 3, 16, dtype=torch.float64)
     out = AugmentPipe.from_preset("bgcfnc", p=1)(x, generator=gen(0))
     assert out.dtype == torch.float64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_cuda_matches_cpu_for_the_same_seed(dtype):
+    x = smooth_image(4, 3, 32)
+    pipe = AugmentPipe.from_preset("bgcf", cutout=1, p=0.8)  # no noise: its pixels use the device RNG
+    ref, ex_ref = pipe(x, generator=gen(9), explain=True)
+    pipe = pipe.cuda()
+    xc = x.cuda().to(dtype).requires_grad_(True)
+    out, ex = pipe(xc, generator=gen(9), explain=True)
+    assert ex == ex_ref and out.dtype == dtype and out.device.type == "cuda"
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.float().cpu(), ref, atol=tol, rtol=tol)
+    (grad,) = torch.autograd.grad(out.float().square().sum(), xc)
+    assert torch.isfinite(grad).all()
