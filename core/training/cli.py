@@ -142,9 +142,6 @@ def _open_dataset(o: TrainingOptions) -> Any:
         dataset = ImageDataset(o.data, mirror=o.mirror, subset=o.subset, seed=o.seed, use_labels=o.cond)
     except DatasetError as e:
         raise OptionError(f"--data: {e}" + ("; drop --cond for unlabeled data" if o.cond else "")) from None
-    if o.subset is not None and o.subset > dataset.num_raw_images:
-        raise OptionError(f"--subset {o.subset} is more than the {dataset.num_raw_images} images in {o.data}; "
-                          "lower it or drop --subset")
     return dataset
 
 
@@ -215,19 +212,22 @@ def _relaunch_under_torchrun(opts: TrainingOptions, argv: list[str]) -> int:
     return EXIT_OK
 
 
+class _TqdmHandler(logging.Handler):
+    """Console log lines that do not tear the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
 def _setup_console_logging(rank: int) -> None:
-    from tqdm import tqdm
-
-    class TqdmHandler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            try:
-                tqdm.write(self.format(record), file=sys.stderr)
-            except Exception:
-                self.handleError(record)
-
     root = logging.getLogger()
-    if not any(isinstance(h, TqdmHandler) for h in root.handlers):
-        handler = TqdmHandler(logging.INFO if rank == 0 else logging.WARNING)
+    if not any(isinstance(h, _TqdmHandler) for h in root.handlers):
+        handler = _TqdmHandler(logging.INFO if rank == 0 else logging.WARNING)
         handler.setFormatter(logging.Formatter("%(message)s" if rank == 0 else f"[rank {rank}] %(message)s"))
         root.addHandler(handler)
     root.setLevel(logging.INFO)
@@ -270,13 +270,13 @@ def main(argv: list[str] | None = None) -> int:
                                   "or make them agree")
             opts.gpus = world
             check_options(opts)
-        elif opts.gpus > 1 and not dry_run:
-            return _relaunch_under_torchrun(opts, argv)
         _check_paths(opts)
         dataset = _open_dataset(opts)
     except OptionError as e:
         print(f"train_headless.py: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if opts.gpus > 1 and not dry_run and not dist_util.launched_by_torchrun():
+        return _relaunch_under_torchrun(opts, argv)
     return _run(opts, dataset, dry_run, given)
 
 

@@ -1,0 +1,161 @@
+"""train_headless.py: one-line errors with exit 2, dry run, replay, a real run, --gpus, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.training.cli import main, parse_options
+from core.training.config import TrainingOptions
+from core.training.rundir import RunReader
+from tests.core.training.test_loop import MINIBATCH_KIMG, REPO, make_dataset
+
+TINY_CLI = ["--cfg", "cpu32", "--cbase", "256", "--cmax", "32", "--batch", "4", "--workers", "0",
+            "--device", "cpu", "--metrics", "none"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "blobs")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+BAD = [
+    ([], "--outdir is required"),
+    (["--outdir", "{out}"], "--data is required"),
+    (["--outdir", "{out}", "--data", "{out}/nothing-here"], "--data"),
+    (["--p", "0.3"], "--p only applies to --aug fixed"),
+    (["--aug", "fixed"], "--aug fixed needs --p"),
+    (["--aug", "fixed", "--p", "2"], "--p must be in [0, --p-max"),
+    (["--batch", "6", "--batch-gpu", "4"], "not divisible by --gpus x --batch-gpu"),
+    (["--cond", "1"], "drop --cond for unlabeled data"),
+    (["--with-dataaug"], "--with-dataaug only applies to --aug apa"),
+    (["--aug", "noaug", "--augpipe", "bgc"], "--augpipe has no effect with --aug noaug"),
+    (["--aug", "apa", "--augpipe", "bgc"], "unless --with-dataaug is on"),
+    (["--aug", "noaug", "--target", "0.7"], "--target only applies to --aug ada or apa"),
+    (["--target", "1.5"], "--target must be in [0, 1]"),
+    (["--kimg", "-1"], "--kimg must be a positive number"),
+    (["--tick", "0"], "--tick must be a positive number"),
+    (["--gamma", "-0.1"], "--gamma must be >= 0"),
+    (["--cfg", "huge"], "--cfg 'huge' is unknown"),
+    (["--resume", "{out}/missing.pkl"], "--resume"),
+    (["--metrics", "fid50k_full"], "--metrics: fid50k_full needs the Inception-v3 weights"),
+    (["--metrics", "fid1k"], "--metrics: unknown metric"),
+    (["--mbstd-group", "3"], "is not a multiple of --mbstd-group 3"),
+    (["--replay", "{out}/nope/run.json"], "--replay/--resume"),
+    (["--aug", "bogus"], "argument --aug: invalid choice"),
+    (["--kimg", "ten"], "argument --kimg: invalid"),
+    (["--mirror", "maybe"], "argument --mirror"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD, ids=[m for _, m in BAD])
+def test_bad_options_exit_2_with_one_line(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    extra: list[str], message: str,
+) -> None:
+    monkeypatch.delenv("ADA_INCEPTION_WEIGHTS", raising=False)
+    base = [] if message.startswith("--outdir is") or message == "--data is required" else \
+        ["--outdir", str(tmp_path / "out"), "--data", str(tiny_data), *TINY_CLI]
+    argv = [a.replace("{out}", str(tmp_path)) for a in base + extra]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and message in err[0] and "error" in err[0], err
+    assert not (tmp_path / "out").exists()  # nothing was created
+
+
+def test_device_cuda_without_cuda_is_an_option_error(tiny_data: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code = main(["--outdir", str(tmp_path), "--data", str(tiny_data), *TINY_CLI, "--device", "cuda"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--device cuda" in err[0]
+
+
+def test_dry_run_prints_the_resolved_spec(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--outdir", str(tmp_path / "out"), "--data", str(tiny_data), "--cfg", "cpu32", "-n"]) == 0
+    spec = json.loads(capsys.readouterr().out)
+    assert spec["batch"] == 16 and spec["G_kwargs"]["img_resolution"] == 16
+    assert spec["augment"] == {"mode": "ada", "pipe": "bgc", "p": 0.0, "target": 0.6, "interval": 4,
+                               "kimg": 500.0, "p_max": 1.0}
+    assert spec["metrics"] == []  # none by default on CPU
+    assert spec["loss"]["r1_gamma"] == pytest.approx(0.0002 * 32**2 / 16)  # cpu32's own gamma
+    assert not (tmp_path / "out").exists()
+
+
+def test_options_round_trip_and_replay(tmp_path: Path) -> None:
+    opts, _, _ = parse_options(["--outdir", "o", "--data", "d", "--aug", "apa", "--with-dataaug", "--kimg", "2.5",
+                                "--mirror=1", "--metrics", "fd_offline,kid_offline", "--p-max", "0.8"])
+    assert opts.with_dataaug and opts.mirror and opts.kimg == 2.5 and opts.metrics == ["fd_offline", "kid_offline"]
+    assert TrainingOptions.from_dict(json.loads(json.dumps(opts.to_dict()))) == opts
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"options": {**opts.to_dict(), "resolved": {}, "world_size": 1}}))
+    replayed, _, _ = parse_options(["--replay", str(run / "run.json"), "--kimg", "5"])
+    assert replayed == TrainingOptions.from_dict({**opts.to_dict(), "kimg": 5})
+
+
+def test_a_real_run_writes_the_run_directory(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "train_headless.py"), "--outdir", str(out), "--data",
+                           str(tiny_data), *TINY_CLI, "--kimg", str(3 * MINIBATCH_KIMG), "--tick",
+                           str(MINIBATCH_KIMG), "--aug", "apa", "--desc", "smoke"],
+                          env=_env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = out.iterdir()
+    assert run_dir.name == "00000-blobs-cpu32-batch4-apa-kimg0.012-smoke"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["options"]["aug"] == "apa" and info["options"]["resolved"]["augment"]["pipe"] is None
+    assert "tick 2" in proc.stderr and "finished at kimg 0.012" in proc.stderr
+    log_txt = (run_dir / "log.txt").read_text()
+    assert "finished at kimg 0.012" in log_txt and "run directory" in log_txt
+    evs = RunReader(run_dir).poll_events()
+    assert [e["state"] for e in evs if e["kind"] == "status"] == ["started", "finished"]
+    assert {"stats", "tick", "snapshot", "preview", "status"} <= {e["kind"] for e in evs}
+
+
+def test_ctrl_c_exits_130_with_status_stopped(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(REPO / "train_headless.py"), "--outdir", str(out), "--data",
+                             str(tiny_data), *TINY_CLI, "--kimg", "1000", "--tick", str(MINIBATCH_KIMG)],
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob("*/events.jsonl")):
+        time.sleep(0.1)
+    (events_file,) = out.glob("*/events.jsonl")
+    while time.monotonic() < deadline and '"kind":"tick"' not in events_file.read_text():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    states = [e for e in RunReader(events_file.parent).poll_events() if e["kind"] == "status"]
+    assert states[-1]["state"] == "stopped" and states[-1]["message"] == "interrupted"
+
+
+def test_gpus_2_without_torchrun_relaunches_itself(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "train_headless.py"), "--outdir", str(out), "--data",
+                           str(tiny_data), *TINY_CLI, "--gpus", "2", "--kimg", str(2 * MINIBATCH_KIMG)],
+                          env=_env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = out.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["options"]["world_size"] == 2
+    assert [e["state"] for e in RunReader(run_dir).poll_events() if e["kind"] == "status"] == ["started", "finished"]
