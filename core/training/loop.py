@@ -459,6 +459,8 @@ class Trainer:
         final = final or self.stop_requested
         self.timer.flush()
         now = time.monotonic()
+        if self.env.is_main:
+            self._emit_stats(now)  # the stats stream gets the tick's last values too
         tick_s = now - self._tick_start_time
         tick_kimg = (self.cur_nimg - self.tick_start_nimg) / 1000
         stats = self.tick_reader.read()
