@@ -60,6 +60,7 @@ class AppOptions:
     fps_cap: float = 60.0
     torch_threads: int = 0
     attach_last: bool = True
+    benchmark: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -110,6 +111,11 @@ def parse_args(argv: list[str] | None) -> AppOptions:
         default=0,
         help="torch CPU threads for rendering (default: cores - 1, so the GUI keeps one)",
     )
+    p.add_argument(
+        "--benchmark",
+        action="store_true",
+        help="step the seed as soon as each new image is on screen; print timing medians as JSON at exit",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     a = p.parse_args(argv)
     logging.basicConfig(
@@ -145,6 +151,7 @@ def parse_args(argv: list[str] | None) -> AppOptions:
         fps_cap=a.fps_cap,
         torch_threads=a.torch_threads,
         attach_last=a.attach_last,
+        benchmark=a.benchmark,
     )
 
 
@@ -363,6 +370,13 @@ class App:
             self._submitted = req
             self.renderer.submit(req)
 
+    def _bench_step(self) -> None:
+        """--benchmark: a new seed once the previous one's image has been presented (like a user
+        typing seeds as fast as they appear); latency = seed change to the frame that shows it."""
+        shown = self.gen_result is not None and self.gen_result.request == self._submitted
+        if self.model is not None and shown and self._latency_pending is None:
+            self.seeds.set_seed(self.seeds.seed + 1)
+
     # ----------------------------------------------------------------- training run
     def _attach_at_start(self) -> None:
         from viz.settings import load_session
@@ -446,6 +460,8 @@ class App:
         now = time.monotonic()
         self._follow_run(now)
         self._poll_renderer()
+        if self.opts.benchmark:
+            self._bench_step()
         self._submit_if_changed()
         self._update_training(now)
         if self.view == "augment":
@@ -476,6 +492,7 @@ class App:
             | imgui.WindowFlags_.no_move
             | imgui.WindowFlags_.no_saved_settings
             | imgui.WindowFlags_.no_bring_to_front_on_focus
+            | imgui.WindowFlags_.no_background  # the host clears to the same colour: no full-window blend
         )
         imgui.push_style_var(imgui.StyleVar_.window_rounding, 0.0)
         imgui.begin("##root", None, flags)
@@ -644,7 +661,7 @@ class App:
         imgui.separator()
         text = self._messages[-1] if self._messages else "ready"
         imgui.text(text)
-        right = f"{self.perf.fps:5.1f} fps"
+        right = "offscreen" if self.opts.offscreen else f"{self.perf.fps:5.1f} fps"
         if self.model is not None:
             right = f"seed {self.seeds.seed}   |   " + right
         st = self.monitor.status
@@ -683,6 +700,14 @@ class App:
             self._frame += 1
             if not opts.offscreen:
                 frame_loop_sleep(t0, self.perf.fps_cap)
+        if opts.benchmark:
+            import json
+
+            print(
+                json.dumps(
+                    {**self.perf.summary(), "frames": self._frame, "images": len(self.perf.latency_ms)}
+                )
+            )
         return 0
 
     def _after_render(self) -> None:

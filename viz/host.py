@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 __all__ = ["EglHost", "GlfwHost", "Host", "HostError", "select_gl_platform"]
 
 EGL_PLATFORM_SURFACELESS_MESA = 0x31DD
+CLEAR_COLOR = (0.18, 0.18, 0.18, 1.0)  # ImGui's dark WindowBg: the root window draws no background
 
 
 class HostError(RuntimeError):
@@ -136,7 +137,7 @@ class GlfwHost:
 
         fbw, fbh = self._glfw.get_framebuffer_size(self.window)
         gl.glViewport(0, 0, fbw, fbh)
-        gl.glClearColor(0.08, 0.08, 0.09, 1.0)
+        gl.glClearColor(*CLEAR_COLOR)
         gl.glClear(gl.GL_COLOR_BUFFER_BIT)
         self._renderer.render(draw_data)
 
@@ -202,7 +203,7 @@ class EglHost:
 
         self._fb.bind()
         gl.glViewport(0, 0, self.width, self.height)
-        gl.glClearColor(0.08, 0.08, 0.09, 1.0)
+        gl.glClearColor(*CLEAR_COLOR)
         gl.glClear(gl.GL_COLOR_BUFFER_BIT)
         self._renderer.render(draw_data)
 
