@@ -132,7 +132,9 @@ class StyleGAN2Loss:
         self.stats.report("Loss/pl_penalty", pl_penalty)
         loss = pl_penalty * self.spec.pl_weight
         self.stats.report("Loss/G/reg", loss)
-        loss.mean().mul(gain).backward()
+        # "* 0" ties every synthesis parameter into the graph (zero gradients rather than none), so
+        # Adam decays their moments on this step too, as in the public code.
+        (gen_img[:, 0, 0, 0] * 0 + loss).mean().mul(gain).backward()
 
     def _D_fake(self, gen_z: torch.Tensor, gen_c: torch.Tensor, gain: float) -> torch.Tensor:
         with torch.no_grad():
@@ -166,7 +168,7 @@ class StyleGAN2Loss:
         self.stats.report("Loss/signs/real", signs)
         if self.real_signs_hook is not None:
             self.real_signs_hook(signs)
-        loss = torch.zeros_like(real_logits)
+        loss = real_logits * 0  # zero gradients, not none, for parameters R1 does not reach (see _G_pl)
         if do_Dmain:
             loss_Dreal = F.softplus(-real_logits)
             self.stats.report("Loss/D/loss", loss_Dreal + (loss_Dgen if loss_Dgen is not None else 0))
