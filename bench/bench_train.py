@@ -92,23 +92,38 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.cycles} x {CYCLE} minibatches per repeat")
     with tempfile.TemporaryDirectory() as tmp:
         for config in configs:
-            for aug in augs:
-                trainer = make_trainer(config, aug, Path(tmp))
+            # Interleaved repeats: load drifting on a shared machine hits every setting alike.
+            trainers = {aug: make_trainer(config, aug, Path(tmp)) for aug in augs}
+            for trainer in trainers.values():
                 measure(trainer, 1)  # warm-up: allocator, first-call costs
-                runs = [measure(trainer, args.cycles) for _ in range(args.repeats)]
-                spk = statistics.median(r[0] for r in runs)
-                phases = {k: statistics.median(r[1].get(k, 0.0) for r in runs) for k in PHASE_NAMES}
+            runs: dict[str, list[tuple[float, dict[str, float]]]] = {aug: [] for aug in augs}
+            for _ in range(args.repeats):
+                for aug, trainer in trainers.items():
+                    runs[aug].append(measure(trainer, args.cycles))
+            for aug, trainer in trainers.items():
+                spk = statistics.median(r[0] for r in runs[aug])
+                phases = {k: statistics.median(r[1].get(k, 0.0) for r in runs[aug]) for k in PHASE_NAMES}
                 detail = "  ".join(f"{k} {v:.0f}" for k, v in phases.items())
                 print(f"{config:6s} {aug:6s} batch {trainer.spec.batch:3d}: {spk:8.2f} s/kimg   "
                       f"ms per minibatch: {detail}", flush=True)
-                if args.profile:
-                    from torch.profiler import ProfilerActivity, profile
+            if "noaug" in runs:
+                base = statistics.median(r[0] for r in runs["noaug"])
+                for aug in augs:
+                    if aug != "noaug":
+                        # Paired ratios (same repeat, adjacent in time) are steadier than ratios of medians.
+                        ratios = [a[0] / b[0] for a, b in zip(runs[aug], runs["noaug"], strict=True)]
+                        print(f"{config:6s} {aug} / noaug: median paired ratio {statistics.median(ratios):.3f}"
+                              f" (ratio of medians {statistics.median(r[0] for r in runs[aug]) / base:.3f})")
+            if args.profile:
+                from torch.profiler import ProfilerActivity, profile
 
+                for aug, trainer in trainers.items():
                     with profile(activities=[ProfilerActivity.CPU]) as prof:
                         measure(trainer, 1)
-                    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+                    print(f"--- {config} {aug}")
+                    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+            for trainer in trainers.values():
                 trainer.close()
-
 
 if __name__ == "__main__":
     main()

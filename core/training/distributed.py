@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import inspect
 import logging
 import os
 import signal
@@ -75,8 +76,8 @@ def init(requested_device: str, timeout_s: float = 1800.0) -> DistEnv:
             torch.cuda.set_device(device)
         backend = "nccl" if device.type == "cuda" else "gloo"
         kwargs: dict[str, Any] = {}
-        if device.type == "cuda":
-            kwargs["device_id"] = device  # binds NCCL to this GPU: no guessing in barrier()
+        if device.type == "cuda" and "device_id" in inspect.signature(dist.init_process_group).parameters:
+            kwargs["device_id"] = device  # binds NCCL to this GPU: no guessing in barrier() (torch >= 2.3)
         dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
         log.debug("rank %d/%d joined the %s process group on %s", rank, world_size, backend, device)
