@@ -225,3 +225,18 @@ def test_the_monitor_plots_the_recorded_events(app: RunningApp) -> None:
     shot = app.screenshot()
     plots = _crop(shot, st["rects"]["monitor_plots"])
     assert plots.std() > 10, "the plot area is blank"
+
+
+def test_send_to_training_writes_the_settings_to_control_json(app: RunningApp) -> None:
+    import json
+
+    app.click(app.state()["rects"]["tab_augment"])
+    st = app.until(lambda s: s["view"] == "augment" and "aug_send" in s["rects"], "the send button")
+    app.click(st["rects"]["aug_send"])
+    st = app.until(lambda s: s["augment"]["sent_seq"] is not None, "the request to be written")
+    run_dir = Path(st["monitor"]["run_dir"])
+    control = json.loads((run_dir / "control.json").read_text())
+    assert control["seq"] == st["augment"]["sent_seq"] > 2  # above the 2 the recorded trainer applied
+    assert control["aug_mode"] == "ada" and control["target"] == pytest.approx(0.6)
+    assert set(control["aug_multipliers"]) >= {"xflip", "rotate90", "cutout", "imgfilter_band0"}
+    assert st["augment"]["sent_kimg"] is None  # the recorded run has finished: nobody applies it

@@ -150,3 +150,47 @@ def test_newest_run_weights_prefers_the_newer_of_live_and_snapshot(tmp_path: Pat
     assert newest_run_weights(run) is None  # no snapshot in the recording either
     os.makedirs(run / "live")
     assert newest_run_weights(run) is None
+
+
+def test_capture_saves_unique_pngs_and_reports_unwritable_folders(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from viz.widgets.capture import CaptureState, save_png
+
+    img = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    state = CaptureState(folder=str(tmp_path / "caps"), prefix="t", save_request=True)
+    save_png(state, img, "seed7")
+    first = Path(state.last_saved)
+    save_png(state, img, "seed7")
+    second = Path(state.last_saved)
+    assert first != second and first.parent == second.parent == tmp_path / "caps"
+    np.testing.assert_array_equal(np.asarray(Image.open(second)), img)
+    assert not state.save_request and state.error is None
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    state.folder = str(blocker / "sub")
+    save_png(state, img, "seed7")
+    assert state.error is not None and "could not save" in state.error
+
+
+def test_class_selects_the_label_of_a_conditional_generator() -> None:
+    import torch
+
+    from core.networks.stylegan2 import Generator
+    from viz.renderer import RenderRequest, model_from_generator, render_images
+
+    torch.manual_seed(0)
+    G = Generator(
+        z_dim=8,
+        c_dim=3,
+        w_dim=8,
+        img_resolution=8,
+        img_channels=3,
+        mapping_kwargs={"num_layers": 1},
+        synthesis_kwargs={"channel_base": 64, "channel_max": 8},
+    )
+    model = model_from_generator(G, "cond")
+    with torch.inference_mode():
+        images = [render_images(model, RenderRequest(model.key, x=3, class_idx=k)) for k in (0, 1, 1)]
+    assert not np.array_equal(images[0], images[1])
+    np.testing.assert_array_equal(images[1], images[2])
