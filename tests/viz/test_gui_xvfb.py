@@ -66,10 +66,14 @@ class RunningApp:
         subprocess.run(["xdotool", *args], env=self.env, check=True, timeout=20)
 
     def click(self, rect: list[float], fx: float = 0.5, fy: float = 0.5) -> None:
+        """Move, press, release, each seen by at least one frame, as a hand would (the app may be
+        running at a few frames per second on a loaded machine)."""
         x, y = _point(rect, fx, fy)
         self.xdotool("mousemove", "--window", self.window, str(x), str(y))
-        time.sleep(0.1)  # let the app see the hover before the press, like a hand would
-        self.xdotool("click", "1")
+        self.fresh_state()
+        self.xdotool("mousedown", "1")
+        self.fresh_state()
+        self.xdotool("mouseup", "1")
 
     def screenshot(self) -> np.ndarray:
         before = self.state()["frame"]

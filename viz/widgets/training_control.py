@@ -126,3 +126,5 @@ def _draw_run_buttons(
     imgui.end_disabled()
     imgui.same_line()
     act.detach = imgui.button("Detach")
+    if live:
+        imgui.text_disabled("Closing this window leaves the training running.")
