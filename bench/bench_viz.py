@@ -97,7 +97,8 @@ def main() -> int:
         rows.append((name, cmd, run_app(args, env, tmp)))
         r = rows[-1][2]
         print(
-            f"{name:38s} fps {r['fps']:6.1f}  frame {r['frame_ms']:6.1f} ms  render {r['render_ms']:6.1f} ms  "
+            f"{name:38s} fps {r['fps']:6.1f}  frame {r['frame_ms']:6.1f} ms  "
+            f"render {r['render_ms']:6.1f} ms  "
             f"latency {r['latency_ms']:6.1f} ms",
             flush=True,
         )
@@ -138,7 +139,8 @@ def main() -> int:
     print("\nmedians (command: .venv/bin/python bench/bench_viz.py):")
     for name, cmd, r in rows:
         print(
-            f"  {name}: fps {r['fps']:.1f}, frame {r['frame_ms']:.1f} ms, latency {r['latency_ms']:.1f} ms   [{cmd}]"
+            f"  {name}: fps {r['fps']:.1f}, frame {r['frame_ms']:.1f} ms, "
+            f"latency {r['latency_ms']:.1f} ms   [{cmd}]"
         )
     return 0
 
