@@ -76,6 +76,21 @@ def measure(trainer: Trainer, cycles: int) -> tuple[float, dict[str, float]]:
     return elapsed / (n * trainer.spec.batch / 1000), per_phase
 
 
+def apa_step_ms(trainer: Trainer, calls: int = 200) -> float:
+    """What APA adds to a minibatch, timed alone: one swap per real pass (Dmain always, R1 1 in 16)."""
+    from core.augment import apa_replace
+
+    spec = trainer.spec
+    shape = [spec.batch_gpu, spec.data.channels, spec.data.resolution, spec.data.resolution]
+    reals, fakes = torch.rand(shape) * 2 - 1, torch.rand(shape) * 2 - 1
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        apa_replace(reals, fakes, 0.5)
+    per_call = (time.perf_counter() - t0) / calls
+    rounds = spec.batch // spec.batch_gpu
+    return per_call * rounds * (1 + 1 / 16) * 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
@@ -114,6 +129,8 @@ def main() -> None:
                         ratios = [a[0] / b[0] for a, b in zip(runs[aug], runs["noaug"], strict=True)]
                         print(f"{config:6s} {aug} / noaug: median paired ratio {statistics.median(ratios):.3f}"
                               f" (ratio of medians {statistics.median(r[0] for r in runs[aug]) / base:.3f})")
+            if "apa" in trainers and "noaug" in runs:
+                print(f"{config:6s} apa step alone: {apa_step_ms(trainers['apa']):.3f} ms per minibatch")
             if args.profile:
                 from torch.profiler import ProfilerActivity, profile
 

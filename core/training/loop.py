@@ -18,6 +18,7 @@ import copy
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -239,10 +240,10 @@ class Trainer:
         self.snapshot_requested = False
         self._rolling: str | None = None  # the current rolling checkpoint's stem
         self._kept_nimg = -1  # cur_nimg of the last kept snapshot
+        self._stats_lock = threading.Lock()
         now = time.monotonic()
         self._tick_start_time = self._stats_time = self._last_poll = now
         self._stats_nimg = 0
-        self._paused_s = 0.0
         self._grid_z, self._grid_c, self._grid_reals = self._preview_inputs()
         if resume:
             self._resume(resume)
@@ -262,6 +263,20 @@ class Trainer:
         now = time.monotonic()
         self._tick_start_time = self._stats_time = self._last_poll = now
         self._stats_nimg = self.cur_nimg
+        stop_heartbeat = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(stop_heartbeat,), name="stats-heartbeat",
+                                     daemon=True)
+        if self.env.is_main and spec.stats_interval > 0:
+            heartbeat.start()
+        try:
+            return self._run_loop()
+        finally:
+            stop_heartbeat.set()
+            if heartbeat.is_alive():
+                heartbeat.join()
+
+    def _run_loop(self) -> str:
+        spec = self.spec
         done = self.cur_nimg >= _nimg(spec.total_kimg)
         self._poll_control(force=True)  # requests written before the start (e.g. start paused)
         if self.paused:
@@ -311,7 +326,7 @@ class Trainer:
                     self.loss.accumulate_gradients(
                         phase.name, real_img[k::R], real_c[k::R], all_z[phase.index][m::M],
                         all_c[phase.index][m::M], gain=phase.interval / R, round_idx=k)
-                    self._live_updates()  # a slow CPU minibatch must not starve the 2 s stats stream
+                    self._live_weights()  # a slow CPU minibatch must not starve the GUI
                 phase.module.requires_grad_(False)
                 self.loss.finish_phase(phase.name, env)
                 dist_util.average_gradients_(list(phase.module.parameters()), env)
@@ -347,24 +362,35 @@ class Trainer:
 
     # -- between ticks: live stats, live weights, control ------------------------------------------
 
-    def _live_updates(self) -> None:
-        """Rank 0's frequent outputs (no collectives, so callable between any two rounds)."""
-        if not self.env.is_main:
-            return
-        now = time.monotonic()
-        if now - self._stats_time >= self.spec.stats_interval:
-            self._emit_stats(now)
-        self.writer.write_live(self.G_ema, self.kimg)
+    def _live_weights(self) -> None:
+        """Refresh live/ when due (rank 0; rate-limited by the writer; callable between any two rounds)."""
+        if self.env.is_main:
+            self.writer.write_live(self.G_ema, self.kimg)
 
     def _maintenance(self) -> None:
-        self._live_updates()
+        self._live_weights()
         self._poll_control(force=False)
         if self.paused:
             self._pause()
         if self.progress_fn is not None and self.env.is_main:
             self.progress_fn(self._progress())
 
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Rank 0's stats stream, in its own thread: a "stats" event every ``stats_interval``
+        seconds, however long a minibatch, a snapshot or a metric evaluation takes."""
+        interval = self.spec.stats_interval
+        while not stop.wait(min(max(interval / 10, 0.005), 0.1)):
+            if time.monotonic() - self._stats_time >= 0.95 * interval:
+                try:
+                    self._emit_stats(time.monotonic())
+                except Exception:  # never take training down for a monitoring line
+                    log.exception("stats event failed")
+
     def _emit_stats(self, now: float) -> None:
+        with self._stats_lock:
+            self._emit_stats_locked(now)
+
+    def _emit_stats_locked(self, now: float) -> None:
         stats = self.live_reader.read()
         elapsed = now - self._stats_time
         kimg_done = (self.cur_nimg - self._stats_nimg) / 1000
@@ -446,8 +472,6 @@ class Trainer:
         paused = time.monotonic() - t0
         # Time spent paused is not training time: shift the clocks that measure speed.
         self._tick_start_time += paused
-        self._stats_time += paused
-        self._paused_s += paused
         self.writer.status("resumed", self.kimg, message=f"resumed after {paused:.1f} s")
         log.info("resumed after %.1f s", paused)
 
@@ -607,9 +631,7 @@ class Trainer:
             self.writer.metric(self.kimg, record["metric"], record["results"], snapshot=snapshot.name)
             log.info("metric %s at kimg %.3f: %s", record["metric"], self.kimg, record["results"])
         # Evaluation is not training time: keep it out of sec/kimg.
-        spent = time.monotonic() - t0
-        self._tick_start_time += spent
-        self._stats_time += spent
+        self._tick_start_time += time.monotonic() - t0
 
     # -- previews -------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ returns what was reported since its own previous read, optionally summed over al
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ class StatsBank:
         self.names = tuple(names)
         self._index = {n: i for i, n in enumerate(self.names)}
         self.totals = torch.zeros([len(self.names), 3], dtype=torch.float64, device=device)
+        self.lock = threading.Lock()  # a reader may run in another thread (the stats heartbeat)
 
     def report(self, name: str, values: torch.Tensor | float) -> None:
         row = self._index.get(name)
@@ -57,7 +59,8 @@ class StatsBank:
         finite = torch.isfinite(v)
         v = torch.where(finite, v, torch.zeros_like(v))
         moments = torch.stack([finite.sum().to(torch.float64), v.sum(), v.square().sum()])
-        self.totals[row].add_(moments)
+        with self.lock:
+            self.totals[row].add_(moments)
 
 
 class StatsReader:
@@ -71,7 +74,8 @@ class StatsReader:
         self._prev = self._cumulative()
 
     def _cumulative(self) -> torch.Tensor:
-        t = self.bank.totals[self.rows].clone()
+        with self.bank.lock:
+            t = self.bank.totals[self.rows].clone()
         if self.env is not None:
             all_reduce_sum_(t, self.env)
         return t

@@ -1,0 +1,106 @@
+"""Limited-data behaviour of ADA and APA: p and r_t against kimg, from training runs' events.jsonl.
+
+Start the runs (long: on a 2-core CPU ~2-3 min per kimg each), for example:
+
+    OMP_NUM_THREADS=1 python train_headless.py --outdir runs/ld-ada --data builtin:digits --subset 500 \\
+        --cfg cpu32 --aug ada --ada-kimg 20 --kimg 200 --tick 1 --snap 10 --device cpu --workers 0 --seed 1
+    (the same with --aug apa)
+
+then plot and summarise them (stop them any time; the plot uses what is there):
+
+    python bench/bench_train_limited_data.py RUN_DIR [RUN_DIR ...] --out docs/limited-data.png
+
+Per run it prints the final p and, over the last --window kimg, the mean of r_t (the tick means of
+sign(D(real))) and the share of ticks with r_t within +-0.05 of the target. The PNG has one panel per
+run: p (blue), the tick means of r_t (orange) and the target band (grey). Drawn with Pillow only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.training.rundir import RunReader  # noqa: E402
+
+W, H, PAD = 900, 300, 50
+BLUE, ORANGE, GREY, BLACK = (31, 119, 180), (255, 127, 14), (215, 215, 215), (0, 0, 0)
+
+
+@dataclass
+class Series:
+    name: str
+    target: float
+    kimg: list[float]
+    p: list[float]
+    r_t: list[float]  # tick means of sign(D(real))
+
+
+def load(run_dir: Path) -> Series:
+    info = RunReader(run_dir).run_info() or {}
+    options = info.get("options", {})
+    target = (options.get("resolved") or {}).get("augment", {}).get("target") or 0.6
+    ticks = [e for e in RunReader(run_dir).poll_events() if e["kind"] == "tick" and e["tick"] > 0]
+    name = f"{options.get('aug', '?')} ({run_dir.name})"
+    return Series(name, target, [e["kimg"] for e in ticks], [e["Progress/augment"] for e in ticks],
+                  [e["stats"]["Loss/signs/real"]["mean"] for e in ticks])
+
+
+def summarise(s: Series, window: float) -> str:
+    if not s.kimg:
+        return f"{s.name}: no ticks yet"
+    last = [r for k, r in zip(s.kimg, s.r_t, strict=True) if k >= s.kimg[-1] - window]
+    inside = sum(abs(r - s.target) <= 0.05 for r in last) / len(last)
+    return (f"{s.name}: {s.kimg[-1]:.1f} kimg, final p {s.p[-1]:.3f}, max p {max(s.p):.3f}; last {window:g} kimg: "
+            f"mean r_t {statistics.fmean(last):.3f} (target {s.target}), {inside:.0%} of ticks within +-0.05")
+
+
+def draw(series: list[Series], out: Path) -> None:
+    img = Image.new("RGB", (W, H * len(series)), "white")
+    d = ImageDraw.Draw(img)
+    for i, s in enumerate(series):
+        top = i * H
+        x0, x1, y0, y1 = PAD, W - PAD // 2, top + H - PAD, top + PAD // 2
+        kmax = max(s.kimg[-1] if s.kimg else 1.0, 1e-9)
+
+        def xy(k: float, v: float, x0: float = x0, x1: float = x1, y0: float = y0, y1: float = y1,
+               kmax: float = kmax) -> tuple[float, float]:
+            return x0 + (x1 - x0) * k / kmax, y0 + (y1 - y0) * min(max(v, 0.0), 1.0)
+
+        d.rectangle([xy(0, s.target + 0.05), xy(kmax, s.target - 0.05)], fill=GREY)
+        d.rectangle([x0, y1, x1, y0], outline=BLACK)
+        for v in (0.0, 0.25, 0.5, 0.75, 1.0):
+            d.text((x0 - 34, xy(0, v)[1] - 6), f"{v:.2f}", fill=BLACK)
+        for k in range(0, int(kmax) + 1, max(int(kmax) // 8, 1)):
+            d.text((xy(k, 0)[0] - 6, y0 + 6), f"{k}", fill=BLACK)
+        d.text((x1 - 40, y0 + 20), "kimg", fill=BLACK)
+        if len(s.kimg) > 1:
+            d.line([xy(k, v) for k, v in zip(s.kimg, s.r_t, strict=True)], fill=ORANGE, width=2)
+            d.line([xy(k, v) for k, v in zip(s.kimg, s.p, strict=True)], fill=BLUE, width=3)
+        d.text((x0 + 8, y1 + 4), f"{s.name}:  p (blue),  r_t tick mean (orange),  target {s.target} +-0.05 (grey)",
+               fill=BLACK)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path, help="run directories")
+    ap.add_argument("--out", type=Path, default=Path("docs/limited-data.png"))
+    ap.add_argument("--window", type=float, default=5.0, help="kimg at the end over which r_t is summarised")
+    args = ap.parse_args()
+    series = [load(r) for r in args.runs]
+    for s in series:
+        print(summarise(s, args.window))
+    draw(series, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
