@@ -194,7 +194,12 @@ class SynthesisBlock(nn.Module):
         dtype = _block_dtype(self.use_fp16, force_fp32, ws.device)
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
         if fused_modconv is None:
-            fused_modconv = (not self.training) and (dtype == torch.float32 or int(ws.shape[0]) == 1)
+            # Fused (one grouped conv with per-sample weights) is the public inference default; on
+            # the CPU oneDNN's grouped convolution is ~1.5x slower than scaling activations around one
+            # shared convolution (bench/bench_networks.py), so batches there take the split path.
+            batch = int(ws.shape[0])
+            fused_modconv = (not self.training) and (dtype == torch.float32 or batch == 1)
+            fused_modconv = fused_modconv and (ws.device.type != "cpu" or batch == 1)
 
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype, memory_format=memory_format)

@@ -68,8 +68,8 @@ def test_mapping(fixture: dict) -> None:
 @pytest.mark.parametrize("key,ws_key,noise_mode", [
     ("img_const", "ws", "const"), ("img_psi07_const", "ws_psi07", "const"), ("img_none", "ws", "none"),
 ])
-@pytest.mark.parametrize("fused", [True, False])
-def test_synthesis(fixture: dict, key: str, ws_key: str, noise_mode: str, fused: bool) -> None:
+@pytest.mark.parametrize("fused", [True, False, None])  # None: the device-dependent default
+def test_synthesis(fixture: dict, key: str, ws_key: str, noise_mode: str, fused: bool | None) -> None:
     G, t = fixture["G"], fixture["t"]
     if key not in t:
         pytest.skip(f"{fixture['name']} has no {key}")
