@@ -50,9 +50,10 @@ def make_trainer(data: Path, run_dir: Path | None, resume: str | None = None, **
     opts = TrainingOptions(outdir=str(run_dir.parent if run_dir else "."), data=str(data),
                            **{**TINY, **overrides})
     check_options(opts)
-    dataset = ImageDataset(opts.data, mirror=opts.mirror, subset=opts.subset, seed=opts.seed)
-    spec = resolve_spec(opts, DataSpec(path=opts.data, resolution=dataset.resolution,
-                                       channels=dataset.num_channels, num_images=len(dataset)), 1, "cpu")
+    dataset = ImageDataset(opts.data, mirror=opts.mirror, subset=opts.subset, seed=opts.seed, use_labels=opts.cond)
+    spec = resolve_spec(opts, DataSpec(path=opts.data, use_labels=opts.cond, resolution=dataset.resolution,
+                                       channels=dataset.num_channels, label_dim=dataset.label_dim,
+                                       num_images=len(dataset)), 1, "cpu")
     return Trainer(spec, run_dir, DistEnv(), dataset, resume=resume)
 
 
@@ -278,3 +279,15 @@ def test_metrics_run_at_kept_snapshots(tiny_data: Path, tmp_path: Path, monkeypa
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["kimg"] for r in records] == [e["kimg"] for e in metric_events]
     assert records[0]["num_gen"] == 64
+
+
+def test_conditional_training_uses_dataset_labels(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "labelled", n=16)
+    labels = [[f"img{i:03d}.png", i % 3] for i in range(16)]
+    (data / "dataset.json").write_text(json.dumps({"labels": labels}))
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(data, run_dir, kimg=2 * MINIBATCH_KIMG, tick=100, cond=True)
+    assert trainer.G.c_dim == trainer.D.c_dim == 3
+    all_z, all_c = trainer._draw_latents()
+    assert all_c.shape == (4, 4, 3) and torch.all(all_c.sum(dim=2) == 1)  # one-hot labels for every phase
+    assert run_trainer(trainer) == "finished"
