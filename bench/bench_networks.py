@@ -75,13 +75,14 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of the 32 px step")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=["inference", "train"], help="run one half of the benchmark")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads")
-    for res, batch in [(32, 16), (64, 8), (256, 2)]:
+    for res, batch in [(32, 16), (64, 8), (256, 2)] if args.only != "train" else []:
         ips = bench_inference(res, batch, args.repeats)
         print(f"G inference  auto {res:4d}px batch {batch:2d}: {ips:8.1f} img/s (median of {args.repeats})")
-    for cfg in ("auto", "cpu32"):
+    for cfg in ("auto", "cpu32") if args.only != "inference" else []:
         sec = bench_train_step(cfg, 32, 16, args.repeats)
         print(f"G+D fwd+bwd with R1 {cfg:5s} 32px batch 16: {sec * 1000:8.1f} ms/step (median of {args.repeats})")
     if args.profile:
