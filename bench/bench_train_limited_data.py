@@ -6,13 +6,15 @@ Start the runs (long: on a 2-core CPU ~2-3 min per kimg each), for example:
         --cfg cpu32 --aug ada --ada-kimg 20 --kimg 200 --tick 1 --snap 10 --device cpu --workers 0 --seed 1
     (the same with --aug apa)
 
-then plot and summarise them (stop them any time; the plot uses what is there):
+then plot and summarise them (stop them any time; the plot uses what is there; a run continued with
+--resume is given as ``FIRST_RUN,CONTINUATION``):
 
     python bench/bench_train_limited_data.py RUN_DIR [RUN_DIR ...] --out docs/limited-data.png
 
 Per run it prints the final p and, over the last --window kimg, the mean of r_t (the tick means of
-sign(D(real))) and the share of ticks with r_t within +-0.05 of the target. The PNG has one panel per
-run: p (blue), the tick means of r_t (orange) and the target band (grey). Drawn with Pillow only.
+sign(D(real))) and how often its 5-tick moving average was within +-0.05 of the target. The PNG has one panel per
+run: p (blue), the tick means of r_t (light orange) with their 5-tick moving average (red), and the target
+band (grey). Drawn with Pillow only.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.training.rundir import RunReader  # noqa: E402
 
 W, H, PAD = 900, 300, 50
-BLUE, ORANGE, GREY, BLACK = (31, 119, 180), (255, 127, 14), (215, 215, 215), (0, 0, 0)
+BLUE, ORANGE, RED, GREY, BLACK = (31, 119, 180), (255, 187, 120), (214, 39, 40), (215, 215, 215), (0, 0, 0)
+SMOOTH = 5  # ticks in the moving average of r_t
 
 
 @dataclass
@@ -40,6 +43,17 @@ class Series:
     kimg: list[float]
     p: list[float]
     r_t: list[float]  # tick means of sign(D(real))
+
+
+def load_joined(spec: str) -> Series:
+    """``RUN[,CONTINUATION...]``: a run and the runs that resumed it, as one series."""
+    parts = [load(Path(p)) for p in spec.split(",")]
+    first = parts[0]
+    for part in parts[1:]:
+        first.kimg += part.kimg
+        first.p += part.p
+        first.r_t += part.r_t
+    return first
 
 
 def load(run_dir: Path) -> Series:
@@ -52,13 +66,20 @@ def load(run_dir: Path) -> Series:
                   [e["stats"]["Loss/signs/real"]["mean"] for e in ticks])
 
 
+def moving_average(values: list[float], n: int = SMOOTH) -> list[float]:
+    return [statistics.fmean(values[max(0, i - n + 1):i + 1]) for i in range(len(values))]
+
+
 def summarise(s: Series, window: float) -> str:
     if not s.kimg:
         return f"{s.name}: no ticks yet"
-    last = [r for k, r in zip(s.kimg, s.r_t, strict=True) if k >= s.kimg[-1] - window]
-    inside = sum(abs(r - s.target) <= 0.05 for r in last) / len(last)
+    recent = [i for i, k in enumerate(s.kimg) if k >= s.kimg[-1] - window]
+    last = [s.r_t[i] for i in recent]
+    smooth = moving_average(s.r_t)
+    inside = sum(abs(smooth[i] - s.target) <= 0.05 for i in recent) / len(recent)
     return (f"{s.name}: {s.kimg[-1]:.1f} kimg, final p {s.p[-1]:.3f}, max p {max(s.p):.3f}; last {window:g} kimg: "
-            f"mean r_t {statistics.fmean(last):.3f} (target {s.target}), {inside:.0%} of ticks within +-0.05")
+            f"mean r_t {statistics.fmean(last):.3f} (target {s.target}), tick means {min(last):.2f}..{max(last):.2f},"
+            f" {SMOOTH}-tick moving average within +-0.05 of the target at {inside:.0%} of ticks")
 
 
 def draw(series: list[Series], out: Path) -> None:
@@ -81,21 +102,22 @@ def draw(series: list[Series], out: Path) -> None:
             d.text((xy(k, 0)[0] - 6, y0 + 6), f"{k}", fill=BLACK)
         d.text((x1 - 40, y0 + 20), "kimg", fill=BLACK)
         if len(s.kimg) > 1:
-            d.line([xy(k, v) for k, v in zip(s.kimg, s.r_t, strict=True)], fill=ORANGE, width=2)
+            d.line([xy(k, v) for k, v in zip(s.kimg, s.r_t, strict=True)], fill=ORANGE, width=1)
+            d.line([xy(k, v) for k, v in zip(s.kimg, moving_average(s.r_t), strict=True)], fill=RED, width=2)
             d.line([xy(k, v) for k, v in zip(s.kimg, s.p, strict=True)], fill=BLUE, width=3)
-        d.text((x0 + 8, y1 + 4), f"{s.name}:  p (blue),  r_t tick mean (orange),  target {s.target} +-0.05 (grey)",
-               fill=BLACK)
+        d.text((x0 + 8, y1 + 4), f"{s.name}:  p (blue),  r_t per tick (orange) and its {SMOOTH}-tick average (red),"
+               f"  target {s.target} +-0.05 (grey)", fill=BLACK)
     out.parent.mkdir(parents=True, exist_ok=True)
     img.save(out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", type=Path, help="run directories")
+    ap.add_argument("runs", nargs="+", help="run directories; RUN,RESUMED_RUN joins a run and its continuation")
     ap.add_argument("--out", type=Path, default=Path("docs/limited-data.png"))
     ap.add_argument("--window", type=float, default=5.0, help="kimg at the end over which r_t is summarised")
     args = ap.parse_args()
-    series = [load(r) for r in args.runs]
+    series = [load_joined(r) for r in args.runs]
     for s in series:
         print(summarise(s, args.window))
     draw(series, args.out)

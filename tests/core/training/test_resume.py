@@ -187,3 +187,19 @@ def test_kill_minus_9_never_leaves_a_broken_file_and_resume_loses_at_most_a_tick
         assert probe.kimg <= last_tick + 1e-9
         probe.close()
         source = run_dir
+
+
+def test_resume_from_a_public_pickle_loads_weights_and_p(tmp_path: Path, shared_fixtures: Path) -> None:
+    pkl = shared_fixtures / "sg2_res32_skip_resnet.snapshot.pkl"
+    # The fixture is a 32 px cpu32-sized model; the digits are 32 px RGB.
+    trainer = make_trainer("builtin:digits", tmp_path / "run", resume=str(pkl), subset=64, cbase=2048, cmax=64,
+                           kimg=1, tick=100, aug="ada")
+    from core.networks.checkpoint import load_any
+
+    public = load_any(pkl)
+    torch.testing.assert_close(trainer.G_ema.state_dict(), public.G_ema.state_dict())
+    torch.testing.assert_close(trainer.D.state_dict(), public.D.state_dict())
+    assert trainer.kimg == 0 and trainer.aug.p == pytest.approx(0.37)
+    assert trainer.aug.controller.kimg == 100  # weights-only resume: p adapts faster, as in the public tool
+    assert trainer.spec.ema_rampup is None
+    trainer.close()
