@@ -92,7 +92,9 @@ def test_new_run_dir_concurrent_creators_get_distinct_ids(tmp_path: Path) -> Non
     for t in threads:
         t.join()
     ids = [int(p.name[:5]) for p in made]
-    assert sorted(ids) == list(range(24))
+    # Distinct ids is the promise. Contiguity is not: when two creators collide and both back
+    # off, a third may already have taken the next id, leaving a gap (seen under load in CI).
+    assert len(made) == 24 and len(set(ids)) == 24
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in made)
 
 
