@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The demo generator shipped with the package (see docs/demo.md for how it was trained).
+DEMO_SNAPSHOT = Path(__file__).resolve().parent / "demo" / "digits32-demo"
+
 log = logging.getLogger(__name__)
 
 __all__ = ["AppOptions", "main", "parse_args"]
@@ -265,6 +268,9 @@ class App:
         self._drag_press = (0.0, 0.0)
         if opts.target:
             self.open_source(opts.target)
+        elif DEMO_SNAPSHOT.with_suffix(".json").is_file():
+            # No argument: open on the bundled demo generator (trained by our trainer on builtin:digits).
+            self.open_source(str(DEMO_SNAPSHOT.with_suffix(".json")))
         self._attach_at_start()
 
     # ----------------------------------------------------------------- messages
