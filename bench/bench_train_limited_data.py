@@ -61,6 +61,11 @@ def load(run_dir: Path) -> Series:
     options = info.get("options", {})
     target = (options.get("resolved") or {}).get("augment", {}).get("target") or 0.6
     ticks = [e for e in RunReader(run_dir).poll_events() if e["kind"] == "tick" and e["tick"] > 0]
+    # Leave out short ticks (a run's last one, a stop): their r_t is a mean over a few minibatches.
+    sizes = [e["stats"]["Loss/signs/real"]["num"] for e in ticks]
+    if sizes:
+        typical = statistics.median(sizes)
+        ticks = [e for e, n in zip(ticks, sizes, strict=True) if n >= typical / 2]
     name = f"{options.get('aug', '?')} ({run_dir.name})"
     return Series(name, target, [e["kimg"] for e in ticks], [e["Progress/augment"] for e in ticks],
                   [e["stats"]["Loss/signs/real"]["mean"] for e in ticks])
