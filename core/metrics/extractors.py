@@ -74,21 +74,28 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def find_detector(kind: str, path: str | os.PathLike[str] | None, metric: str) -> Path:
-    """The local detector file from ``path`` or the environment; a one-line error naming both if absent."""
+def find_detector(
+    kind: str, path: str | os.PathLike[str] | None, metric: str, has_option: bool = True
+) -> Path:
+    """The local detector file from ``path`` or the environment; a one-line error naming both if absent.
+
+    ``has_option`` False is for callers without a path option (the trainer): the error then names
+    only the environment variable, never an option the user cannot pass there.
+    """
     source = DETECTORS[kind]
     given = path or os.environ.get(source.env)
+    ways = f"pass {source.option} PATH or set {source.env}=PATH" if has_option else f"set {source.env}=PATH"
     if not given:
         raise MetricsError(
-            f"{metric} needs the {source.label} weights {source.file_name}: pass {source.option} PATH or set "
-            f"{source.env}=PATH (get the file once from {source.url}); the offline metrics "
+            f"{metric} needs the {source.label} weights {source.file_name}: {ways} "
+            f"(get the file once from {source.url}); the offline metrics "
             f"fd_offline/kid_offline/pr_offline need no file"
         )
     file = Path(given).expanduser()
     if not file.is_file():
+        where = f"{source.option} or {source.env}" if has_option else source.env
         raise MetricsError(
-            f"{source.label} weights {file} (from {source.option} or {source.env}) do not exist; "
-            f"get {source.file_name} from {source.url}"
+            f"{source.label} weights {file} (from {where}) do not exist; get {source.file_name} from {source.url}"
         )
     return file
 

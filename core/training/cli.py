@@ -186,7 +186,7 @@ def _checked_metrics(o: TrainingOptions, metrics: list[str]) -> list[str]:
         names = parse_metric_names(metrics)
         for name in names:
             if METRICS[name].extractor != "offline":
-                find_detector(METRICS[name].extractor, None, name)
+                find_detector(METRICS[name].extractor, None, name, has_option=False)
     except MetricsError as e:
         if o.metrics is None:
             log.warning("metrics: the default %s is off (%s)", ",".join(metrics), e)

@@ -159,3 +159,13 @@ def test_gpus_2_without_torchrun_relaunches_itself(tiny_data: Path, tmp_path: Pa
     (run_dir,) = out.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["options"]["world_size"] == 2
     assert [e["state"] for e in RunReader(run_dir).poll_events() if e["kind"] == "status"] == ["started", "finished"]
+
+
+def test_missing_inception_names_only_what_the_trainer_accepts(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ADA_INCEPTION_WEIGHTS", raising=False)
+    code = main(["--outdir", str(tmp_path / "out"), "--data", str(tiny_data), *TINY_CLI, "--metrics", "fid50k_full"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "set ADA_INCEPTION_WEIGHTS=PATH" in err and "--inception" not in err
