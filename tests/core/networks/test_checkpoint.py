@@ -176,6 +176,7 @@ def test_killed_writer_never_yields_a_torn_snapshot(tmp_path: Path) -> None:
     stem = tmp_path / "live"
     script = textwrap.dedent(
         f"""
+        import time
         import torch
         from core.networks import Generator
         from core.networks.checkpoint import save_checkpoint
@@ -189,6 +190,9 @@ def test_killed_writer_never_yields_a_torn_snapshot(tmp_path: Path) -> None:
             i += 1
             if i == 2:
                 print("ready", flush=True)
+            # A short gap between writes, so the reader also meets complete snapshots (without it a
+            # fast writer can keep every read landing mid-write and the test proves nothing).
+            time.sleep(0.02)
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=REPO)
