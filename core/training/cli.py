@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --aug apa: also run the ADA pipe on what D sees")
     a.add_argument("--p-max", type=float, metavar="FLOAT", help="cap on p (default 1)")
     a.add_argument("--ada-kimg", type=float, metavar="KIMG", help="p can move by 1 in this many kimg (default 500)")
+    a.add_argument("--ada-interval", type=int, metavar="BATCHES",
+                   help="minibatches between p updates, i.e. r_t is measured over BATCHES x --batch reals (default 4)")
     r = p.add_argument_group("resume and outputs")
     r.add_argument("--resume", metavar="PATH", help="a run directory, one of our snapshots, or a public .pkl")
     r.add_argument("--checkpoint-ticks", type=int, metavar="TICKS", help="resume checkpoint interval (default 1)")

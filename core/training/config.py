@@ -58,6 +58,7 @@ class TrainingOptions:
     dlr: float | None = None
     p_max: float = 1.0
     ada_kimg: float | None = None
+    ada_interval: int | None = None
     device: str = "auto"
     desc: str | None = None
     workers: int = 3
@@ -221,7 +222,8 @@ def _check_numbers(o: TrainingOptions) -> None:
     positive = {"--gpus": o.gpus, "--batch": o.batch, "--batch-gpu": o.batch_gpu, "--kimg": o.kimg,
                 "--tick": o.tick, "--cbase": o.cbase, "--cmax": o.cmax, "--map-depth": o.map_depth,
                 "--mbstd-group": o.mbstd_group, "--glr": o.glr, "--dlr": o.dlr, "--p-max": o.p_max,
-                "--subset": o.subset, "--ada-kimg": o.ada_kimg, "--checkpoint-ticks": o.checkpoint_ticks,
+                "--subset": o.subset, "--ada-kimg": o.ada_kimg, "--ada-interval": o.ada_interval,
+                "--checkpoint-ticks": o.checkpoint_ticks,
                 "--preview-ticks": o.preview_ticks}
     for name, value in positive.items():
         if value is not None and not (value > 0 and math.isfinite(value)):
@@ -249,8 +251,11 @@ def _check_augment(o: TrainingOptions) -> None:
     if o.augpipe is not None and (o.aug == "noaug" or (o.aug == "apa" and not o.with_dataaug)):
         raise OptionError(f"--augpipe has no effect with --aug {o.aug}"
                           + (" unless --with-dataaug is on" if o.aug == "apa" else "") + "; drop --augpipe")
-    if o.ada_kimg is not None and o.aug not in ("ada", "apa"):
-        raise OptionError(f"--ada-kimg only applies to --aug ada or apa (got --aug {o.aug}); drop it")
+    for name, value in (("--ada-kimg", o.ada_kimg), ("--ada-interval", o.ada_interval)):
+        if value is not None and o.aug not in ("ada", "apa"):
+            raise OptionError(f"{name} only applies to --aug ada or apa (got --aug {o.aug}); drop it")
+    if o.ada_interval is not None and int(o.ada_interval) != o.ada_interval:
+        raise OptionError(f"--ada-interval must be a whole number of minibatches, got {o.ada_interval}")
 
 
 def _check_batch(o: TrainingOptions) -> None:
@@ -312,7 +317,7 @@ def _augment_spec(o: TrainingOptions) -> AugmentSpec:
     return AugmentSpec(
         mode=o.aug, pipe=pipe, p=o.p if o.p is not None else 0.0,
         target=(o.target if o.target is not None else 0.6) if adaptive else None,
-        kimg=o.ada_kimg or 500.0, p_max=o.p_max,
+        interval=int(o.ada_interval or 4), kimg=o.ada_kimg or 500.0, p_max=o.p_max,
     )
 
 

@@ -44,6 +44,8 @@ BAD = [
     (["--aug", "apa", "--augpipe", "bgc"], "unless --with-dataaug is on"),
     (["--aug", "noaug", "--target", "0.7"], "--target only applies to --aug ada or apa"),
     (["--target", "1.5"], "--target must be in [0, 1]"),
+    (["--ada-interval", "0"], "--ada-interval must be a positive number"),
+    (["--aug", "noaug", "--ada-interval", "8"], "--ada-interval only applies to --aug ada or apa"),
     (["--kimg", "-1"], "--kimg must be a positive number"),
     (["--tick", "0"], "--tick must be a positive number"),
     (["--gamma", "-0.1"], "--gamma must be >= 0"),

@@ -99,13 +99,15 @@ def test_training_changes_G_and_G_ema_lags(tiny_data: Path, tmp_path: Path) -> N
     assert (ema[key] - before[key]).norm() < (after[key] - before[key]).norm()
 
 
-def test_ada_p_moves_in_fixed_steps_and_respects_p_max(tiny_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("interval", [None, 8])
+def test_ada_p_moves_in_fixed_steps_and_respects_p_max(tiny_data: Path, tmp_path: Path, interval: int | None) -> None:
     trainer = make_trainer(tiny_data, tmp_path / "run", kimg=24 * MINIBATCH_KIMG, tick=100, aug="ada",
-                           ada_kimg=0.2, p_max=0.2)
+                           ada_kimg=0.2, p_max=0.2, ada_interval=interval)
     run_trainer(trainer)
     history = trainer.aug.controller.history
-    assert len(history) == 6  # one update every 4 minibatches
-    step = 4 * 4 / (0.2 * 1000)  # batch * interval / (ada_kimg * 1000)
+    every = interval or 4  # the public default: every 4 minibatches
+    assert len(history) == 24 // every
+    step = 4 * every / (0.2 * 1000)  # batch * interval / (ada_kimg * 1000)
     ps = [0.0] + [p for _, p, _ in history]
     for (prev, cur), (_, _, r_t) in zip(zip(ps, ps[1:], strict=False), history, strict=True):
         expected = min(max(prev + np.sign(r_t - 0.6) * step, 0.0), 0.2)
