@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	touch $@
 
 viz: setup
-	$(BIN)/python launch_viz.py $(ARGS)
+	bash scripts/viz.sh $(BIN)/python $(ARGS)
 
 test: setup
 	bash scripts/test.sh $(BIN)/python
