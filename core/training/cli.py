@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minibatches between p updates, i.e. r_t is measured over BATCHES x --batch reals (default 4)")
     r = p.add_argument_group("resume and outputs")
     r.add_argument("--resume", metavar="PATH", help="a run directory, one of our snapshots, or a public .pkl")
+    r.add_argument("--freezed", type=int, metavar="INT",
+                   help="Freeze-D: keep D's first INT layers fixed (transfer learning; default 0)")
     r.add_argument("--checkpoint-ticks", type=int, metavar="TICKS", help="resume checkpoint interval (default 1)")
     r.add_argument("--preview-ticks", type=int, metavar="TICKS", help="preview interval (default --snap)")
     r.add_argument("--stats-interval", type=float, metavar="SEC", help="seconds between live stats events")
@@ -171,7 +173,7 @@ def _desc(o: TrainingOptions, dataset: Any, spec: TrainingSpec, explicit: dict[s
     return run_desc(o.data, cond=o.cond, subset=o.subset, dataset_size=dataset.num_raw_images, mirror=o.mirror,
                     cfg=o.cfg, gpus=spec.num_gpus, gamma=o.gamma, kimg=kimg, batch=o.batch,
                     aug=o.aug if "aug" in explicit else None, p=o.p, target=o.target, augpipe=o.augpipe,
-                    resume=o.resume, extra=extra)
+                    resume=o.resume, freezed=o.freezed, extra=extra)
 
 
 def _checked_metrics(o: TrainingOptions, metrics: list[str]) -> list[str]:

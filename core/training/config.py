@@ -53,6 +53,7 @@ class TrainingOptions:
     cbase: int | None = None
     cmax: int | None = None
     map_depth: int | None = None
+    freezed: int | None = None
     mbstd_group: int | None = None
     glr: float | None = None
     dlr: float | None = None
@@ -229,7 +230,7 @@ def _check_numbers(o: TrainingOptions) -> None:
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise OptionError(f"{name} must be a positive number, got {value}")
     non_negative = {"--snap": o.snap, "--workers": o.workers, "--seed": o.seed, "--gamma": o.gamma,
-                    "--stats-interval": o.stats_interval, "--live-interval": o.live_interval}
+                    "--stats-interval": o.stats_interval, "--live-interval": o.live_interval, "--freezed": o.freezed}
     for name, value in non_negative.items():
         if value is not None and not (value >= 0 and math.isfinite(value)):
             raise OptionError(f"{name} must be >= 0, got {value}")
@@ -293,6 +294,8 @@ def resolve_spec(o: TrainingOptions, data: DataSpec, num_gpus: int, device: str)
         kwargs["channel_base"] = o.cbase or cfg.channel_base
         kwargs["channel_max"] = o.cmax or cfg.channel_max
     D_kwargs["epilogue_kwargs"] = dict(D_kwargs.get("epilogue_kwargs") or {}, mbstd_group_size=mbstd)
+    if o.freezed:  # Freeze-D: D's first N layers (counted from the input) become constants
+        D_kwargs["block_kwargs"] = dict(D_kwargs.get("block_kwargs") or {}, freeze_layers=int(o.freezed))
     return TrainingSpec(
         options=o, data=data, G_kwargs=G_kwargs, D_kwargs=D_kwargs,
         G_lr=o.glr or cfg.lrate, D_lr=o.dlr or cfg.lrate,

@@ -45,6 +45,7 @@ BAD = [
     (["--aug", "noaug", "--target", "0.7"], "--target only applies to --aug ada or apa"),
     (["--target", "1.5"], "--target must be in [0, 1]"),
     (["--ada-interval", "0"], "--ada-interval must be a positive number"),
+    (["--freezed", "-1"], "--freezed must be >= 0"),
     (["--aug", "noaug", "--ada-interval", "8"], "--ada-interval only applies to --aug ada or apa"),
     (["--kimg", "-1"], "--kimg must be a positive number"),
     (["--tick", "0"], "--tick must be a positive number"),

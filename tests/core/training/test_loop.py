@@ -99,6 +99,20 @@ def test_training_changes_G_and_G_ema_lags(tiny_data: Path, tmp_path: Path) -> N
     assert (ema[key] - before[key]).norm() < (after[key] - before[key]).norm()
 
 
+def test_freeze_d_keeps_the_first_layers_fixed_and_trains_the_rest(tiny_data: Path, tmp_path: Path) -> None:
+    trainer = make_trainer(tiny_data, tmp_path / "run", kimg=8 * MINIBATCH_KIMG, tick=100, freezed=2)
+    frozen = ["b16.fromrgb.weight", "b16.fromrgb.bias", "b16.conv0.weight", "b16.conv0.bias"]
+    params = dict(trainer.D.named_parameters())
+    assert not any(name in params for name in frozen)  # constants: no gradient, no optimiser state
+    assert "b16.conv1.weight" in params and "b8.conv0.weight" in params
+    before = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    run_trainer(trainer)
+    after = trainer.D.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not torch.equal(before["b16.conv1.weight"], after["b16.conv1.weight"])
+    assert not torch.equal(before["b8.conv0.weight"], after["b8.conv0.weight"])
+
+
 @pytest.mark.parametrize("interval", [None, 8])
 def test_ada_p_moves_in_fixed_steps_and_respects_p_max(tiny_data: Path, tmp_path: Path, interval: int | None) -> None:
     trainer = make_trainer(tiny_data, tmp_path / "run", kimg=24 * MINIBATCH_KIMG, tick=100, aug="ada",
