@@ -1,11 +1,13 @@
 """Generator rendering off the GUI thread: the newest request wins, stale results are dropped.
 
 The GUI thread calls :meth:`Renderer.submit` / :meth:`Renderer.load` (both return at once) and
-:meth:`Renderer.poll` once per frame. One worker thread owns every torch call. While it renders,
-newer requests replace the pending one (so nothing queues up). A finished result whose request
-was superseded is dropped unless it is an intermediate step of the same view (same model, same
-grid shape): then it is strictly closer to what the user asked for than what is on screen, which
-keeps a drag across the seed lattice moving instead of freezing until the mouse stops.
+:meth:`Renderer.poll` once per frame. One worker thread (a :class:`viz.worker.LatestWorker`) owns
+every torch call; a model load runs before any waiting render and every finished load is
+reported. While it renders, newer requests replace the pending one (so nothing queues up). A
+finished result whose request was superseded is dropped unless it is an intermediate step of the
+same view (same model, same grid shape): then it is strictly closer to what the user asked for
+than what is on screen, which keeps a drag across the seed lattice moving instead of freezing
+until the mouse stops.
 
 Seed lattice: integer lattice point (ix, iy) has seed ``iy * LATTICE_WIDTH + ix`` with ix taken
 modulo LATTICE_WIDTH; its z is ``np.random.RandomState(seed).randn(z_dim)`` (as the public
@@ -16,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from viz.worker import LatestWorker, NoResult
 
 log = logging.getLogger(__name__)
 
@@ -266,117 +268,63 @@ def _class_vector(model: LoadedModel, class_idx: int, n: int) -> torch.Tensor:
 
 
 class Renderer:
-    """One worker thread for loading and rendering; all methods are for the GUI thread."""
+    """Loading and rendering on one worker thread; all methods are for the GUI thread.
+
+    Loads go through the worker's priority lane (a newer load replaces one still waiting, and
+    every finished load is reported); renders go through its latest-wins lane, keeping a
+    superseded result only when it shows the same view as the newest request.
+    """
 
     def __init__(self, loader: Loader | None = None) -> None:
         self._loader = loader
-        self._cond = threading.Condition()
-        self._pending_load: tuple[str, Callable[[], LoadedModel] | None] | None = None
-        self._pending: tuple[RenderRequest, float] | None = None
-        self._newest: RenderRequest | None = None
-        self._busy = False
-        self._stop = False
-        self._model: LoadedModel | None = None
-        self._results: list[RenderResult] = []
-        self._statuses: list[ModelStatus] = []
-        self.dropped = 0  # stale results dropped so far (shown by the performance panel)
-        self._thread = threading.Thread(target=self._run, name="viz-renderer", daemon=True)
-        self._thread.start()
+        self._model: LoadedModel | None = None  # worker thread only
+        self._worker = LatestWorker("viz-renderer", keep=_same_view, priority_backlog=1)
+
+    @property
+    def dropped(self) -> int:
+        """Stale results dropped so far (shown by the performance panel)."""
+        return self._worker.dropped
 
     def load(self, path: str, fn: Callable[[], LoadedModel] | None = None) -> None:
         """Load ``path`` with the renderer's loader (or with ``fn``, e.g. a run's live weights)."""
-        with self._cond:
-            self._pending_load = (path, fn)
-            self._cond.notify()
+        self._worker.submit_priority(path, lambda: self._do_load(path, fn))
 
     def submit(self, request: RenderRequest) -> None:
-        with self._cond:
-            self._pending = (request, time.perf_counter())
-            self._newest = request
-            self._cond.notify()
+        self._worker.submit(request, lambda: self._do_render(request))
 
     def poll(self) -> tuple[list[ModelStatus], RenderResult | None]:
         """Finished loads (oldest first) and the newest finished render not yet seen, if any."""
-        with self._cond:
-            statuses, self._statuses = self._statuses, []
-            results, self._results = self._results, []
-        return statuses, (results[-1] if results else None)
+        loads, render = self._worker.poll_all()
+        statuses = [ModelStatus(str(job.key), job.value, job.error, job.ms) for job in loads]
+        if render is None:
+            return statuses, None
+        result = RenderResult(
+            render.key, render.value, render.ms, render.error, render.submitted_at, render.finished_at
+        )
+        return statuses, result
 
     def idle(self) -> bool:
-        with self._cond:
-            return not self._busy and self._pending is None and self._pending_load is None
+        return self._worker.idle()
 
     def wait_idle(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._busy or self._pending is not None or self._pending_load is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+        return self._worker.wait_idle(timeout)
 
     def close(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        self._thread.join(timeout=5)
+        self._worker.close()
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stop and self._pending is None and self._pending_load is None:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                job_load, self._pending_load = self._pending_load, None
-                job = None if job_load is not None else self._pending
-                if job is not None:
-                    self._pending = None
-                self._busy = True
-            try:
-                if job_load is not None:
-                    self._do_load(*job_load)
-                elif job is not None:
-                    self._do_render(*job)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+    def _do_load(self, path: str, fn: Callable[[], LoadedModel] | None) -> LoadedModel:
+        model = fn() if fn is not None else (self._loader or load_model)(path)
+        self._model = model
+        return model
 
-    def _do_load(self, path: str, fn: Callable[[], LoadedModel] | None) -> None:
-        t0 = time.perf_counter()
-        try:
-            model = fn() if fn is not None else (self._loader or load_model)(path)
-            status = ModelStatus(path, model, None, (time.perf_counter() - t0) * 1e3)
-            self._model = model
-        except Exception as exc:  # shown in the window; the GUI must outlive any bad file
-            log.debug("load failed: %s", path, exc_info=True)
-            status = ModelStatus(path, None, _one_line(exc), (time.perf_counter() - t0) * 1e3)
-        with self._cond:
-            self._statuses.append(status)
-
-    def _do_render(self, req: RenderRequest, submitted_at: float) -> None:
+    def _do_render(self, req: RenderRequest) -> np.ndarray:
         model = self._model
         if model is None or model.key != req.model_key:
-            return  # asked for a model that is not (or no longer) loaded: nothing to show
-        t0 = time.perf_counter()
-        try:
-            with torch.inference_mode():
-                image, error = render_images(model, req), None
-        except Exception as exc:
-            log.debug("render failed", exc_info=True)
-            image, error = None, _one_line(exc)
-        t1 = time.perf_counter()
-        result = RenderResult(req, image, (t1 - t0) * 1e3, error, submitted_at, t1)
-        with self._cond:
-            newest = self._newest
-            if newest is not None and newest != req and newest.shape_key() != req.shape_key():
-                self.dropped += 1
-                return
-            self._results.append(result)
+            raise NoResult  # asked for a model that is not (or no longer) loaded: nothing to show
+        with torch.inference_mode():
+            return render_images(model, req)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+def _same_view(result_req: Any, newest_req: Any) -> bool:
+    """A superseded render of the same model and grid shape is an intermediate step worth showing."""
+    return bool(result_req.shape_key() == newest_req.shape_key())

@@ -1,8 +1,21 @@
-"""A background thread that runs the newest submitted job only (for previews that use torch).
+"""One background thread for GUI work that uses torch: the newest job wins, urgent jobs go first.
 
-The GUI thread submits ``(key, fn)``; a newer submission replaces one still waiting, and a
-finished job whose key is no longer the newest is dropped, so a slider dragged across its range
-costs one job at a time and never shows an old picture after a newer one.
+The GUI thread hands jobs ``(key, fn)`` to :class:`LatestWorker` and polls for results once per
+frame; every ``fn`` runs on the worker thread, so that thread alone owns the torch calls.
+
+Two lanes feed it:
+
+- the latest-wins lane (:meth:`LatestWorker.submit`): a newer submission replaces one still
+  waiting, and a finished job whose key is no longer the newest is dropped (and counted in
+  ``dropped``) unless the optional ``keep(result_key, newest_key)`` predicate says it is still
+  worth showing. A slider dragged across its range so costs one job at a time and never shows
+  an old picture after a newer one.
+- the priority lane (:meth:`LatestWorker.submit_priority`): its jobs run before any waiting
+  latest-wins job, oldest first, and every one of their results is handed out, e.g. model loads
+  whose outcome the GUI must see even when a render or another load follows.
+
+A job that finds it has nothing to hand out (say, its input went away) raises :class:`NoResult`;
+any other exception becomes the result's one-line ``error``, so the GUI outlives bad input.
 """
 
 from __future__ import annotations
@@ -10,13 +23,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JobResult", "LatestWorker"]
+__all__ = ["JobResult", "KeepRule", "LatestWorker", "NoResult"]
+
+KeepRule = Callable[[Hashable, Hashable], bool]
+
+
+class NoResult(Exception):
+    """Raised by a job that has nothing to hand out; the worker then hands out nothing for it."""
 
 
 @dataclass
@@ -24,40 +44,84 @@ class JobResult:
     key: Hashable
     value: Any
     error: str | None
-    ms: float
+    ms: float  # time spent in the job's fn
+    submitted_at: float = 0.0  # perf_counter() of the submit that asked for it
+    finished_at: float = 0.0  # perf_counter() when the fn returned
+
+
+@dataclass
+class _Job:
+    key: Hashable
+    fn: Callable[[], Any]
+    submitted_at: float
+    priority: bool
 
 
 class LatestWorker:
-    def __init__(self, name: str) -> None:
+    """A worker thread with a latest-wins lane and a priority lane; all methods are for the GUI thread.
+
+    ``keep(result_key, newest_key)`` decides whether a superseded latest-wins result is still
+    handed out (default: never); it runs under the worker's lock, so keep it cheap.
+    ``priority_backlog`` caps how many priority jobs may wait (None: no cap); when full, a newer
+    submission pushes out the oldest waiting one, which then never runs.
+    """
+
+    def __init__(self, name: str, keep: KeepRule | None = None, priority_backlog: int | None = None) -> None:
+        if priority_backlog is not None and priority_backlog < 1:
+            raise ValueError(f"LatestWorker priority_backlog={priority_backlog}: give None or at least 1")
+        self._keep = keep
         self._cond = threading.Condition()
-        self._pending: tuple[Hashable, Callable[[], Any]] | None = None
+        self._priority: deque[_Job] = deque(maxlen=priority_backlog)
+        self._pending: _Job | None = None
         self._newest: Hashable | None = None
         self._result: JobResult | None = None
+        self._priority_results: list[JobResult] = []
+        self._dropped = 0
         self._busy = False
         self._stop = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, key: Hashable, fn: Callable[[], Any]) -> None:
+        """Latest-wins lane: replaces the job still waiting there, if any."""
         with self._cond:
-            self._pending = (key, fn)
+            self._pending = _Job(key, fn, time.perf_counter(), priority=False)
             self._newest = key
             self._cond.notify()
 
+    def submit_priority(self, key: Hashable, fn: Callable[[], Any]) -> None:
+        """Priority lane: runs before any waiting latest-wins job; its result is never dropped."""
+        with self._cond:
+            self._priority.append(_Job(key, fn, time.perf_counter(), priority=True))
+            self._cond.notify()
+
     def poll(self) -> JobResult | None:
-        """The newest finished job not handed out yet, if any."""
+        """The newest latest-wins result not handed out yet, if any (see :meth:`poll_all`)."""
         with self._cond:
             result, self._result = self._result, None
         return result
 
+    def poll_all(self) -> tuple[list[JobResult], JobResult | None]:
+        """Priority results not handed out yet (oldest first) and :meth:`poll`'s result, taken at once."""
+        with self._cond:
+            urgent, self._priority_results = self._priority_results, []
+            result, self._result = self._result, None
+        return urgent, result
+
+    @property
+    def dropped(self) -> int:
+        """Finished latest-wins results dropped so far because a newer job superseded them."""
+        with self._cond:
+            return self._dropped
+
     def idle(self) -> bool:
         with self._cond:
-            return not self._busy and self._pending is None
+            return not self._has_work()
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._busy or self._pending is not None:
+            while self._has_work():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -65,30 +129,59 @@ class LatestWorker:
         return True
 
     def close(self) -> None:
+        """Stop after the job now running (waiting jobs never run) and join the thread."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
         self._thread.join(timeout=5)
 
+    def _has_work(self) -> bool:
+        return self._busy or self._pending is not None or bool(self._priority)
+
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stop and self._pending is None:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                (key, fn), self._pending = self._pending, None
-                self._busy = True
-            t0 = time.perf_counter()
+        while (job := self._next_job()) is not None:
+            result = None
             try:
-                value, error = fn(), None
-            except Exception as exc:  # shown in the panel; the GUI outlives a bad dataset
-                log.debug("job %r failed", key, exc_info=True)
-                lines = str(exc).strip().splitlines()
-                value, error = None, f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-            result = JobResult(key, value, error, (time.perf_counter() - t0) * 1e3)
-            with self._cond:
-                if key == self._newest:
-                    self._result = result
-                self._busy = False
-                self._cond.notify_all()
+                result = _execute(job)
+            finally:  # even a BaseException from a job must not leave wait_idle() waiting forever
+                with self._cond:
+                    if result is not None:
+                        self._hand_out(job, result)
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _next_job(self) -> _Job | None:
+        with self._cond:
+            while not self._stop and self._pending is None and not self._priority:
+                self._cond.wait()
+            if self._stop:
+                return None
+            if self._priority:
+                job = self._priority.popleft()
+            else:
+                job, self._pending = self._pending, None
+            self._busy = True
+            return job
+
+    def _hand_out(self, job: _Job, result: JobResult) -> None:
+        """Caller holds the lock."""
+        if job.priority:
+            self._priority_results.append(result)
+        elif job.key == self._newest or (self._keep is not None and self._keep(job.key, self._newest)):
+            self._result = result
+        else:
+            self._dropped += 1
+
+
+def _execute(job: _Job) -> JobResult | None:
+    t0 = time.perf_counter()
+    try:
+        value, error = job.fn(), None
+    except NoResult:
+        return None
+    except Exception as exc:  # shown in the GUI; it must outlive a bad file or dataset
+        log.debug("job %r failed", job.key, exc_info=True)
+        lines = str(exc).strip().splitlines()
+        value, error = None, f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    t1 = time.perf_counter()
+    return JobResult(job.key, value, error, (t1 - t0) * 1e3, job.submitted_at, t1)
