@@ -43,6 +43,21 @@ def test_ingest_plots_every_stats_event_and_the_target() -> None:
     assert state.kimg == 40.0 and state.events == len(events)
 
 
+@pytest.mark.parametrize(
+    ("options", "target"),
+    [
+        ({"target": 0.7, "resolved": {"augment": {"target": 0.7}}}, [0.7]),
+        ({"target": None, "resolved": {"augment": {"target": 0.6}}}, [0.6]),  # --target left at its default
+        ({"target": None, "resolved": {"augment": {"target": None}}}, []),  # fixed p: no target
+        (None, []),
+    ],
+)
+def test_the_target_line_comes_from_the_option_or_the_resolved_default(options: dict | None, target: list) -> None:
+    state = MonitorState()
+    ingest(state, [{"kind": "stats", "kimg": 1.0, "Loss/signs/real": 0.5}], options)
+    assert state.target.values == target
+
+
 def test_ingest_uses_ticks_only_without_stats_and_follows_target_changes() -> None:
     state = MonitorState()
     ticks = [{"kind": "tick", "kimg": k, "Progress/augment": 0.1 * k} for k in (4.0, 8.0)]

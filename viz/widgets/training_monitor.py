@@ -71,8 +71,9 @@ class MonitorState:
 def ingest(state: MonitorState, events: list[dict[str, Any]], options: dict[str, Any] | None) -> None:
     """Add run events to the plot series. "stats" events make the curves; "tick" events carry the
     same numbers at tick ends and are used only for runs that log no "stats"."""
-    if not state.target.kimg and options and isinstance(options.get("target"), int | float):
-        state.target.add(0.0, float(options["target"]))
+    target = _run_target(options)
+    if not state.target.kimg and target is not None:
+        state.target.add(0.0, target)
     for ev in events:
         state.events += 1
         kind, kimg = ev.get("kind"), ev.get("kimg")
@@ -90,6 +91,18 @@ def ingest(state: MonitorState, events: list[dict[str, Any]], options: dict[str,
             applied = ev.get("applied") or {}
             if isinstance(applied.get("target"), int | float):
                 state.target.add(float(kimg), float(applied["target"]))
+
+
+def _run_target(options: dict[str, Any] | None) -> float | None:
+    """The r_t target the run started with: the --target given, else the one the trainer resolved
+    (the 0.6 default of ada/apa); None when p does not adapt."""
+    if not options:
+        return None
+    given = options.get("target")
+    if isinstance(given, int | float):
+        return float(given)
+    resolved = ((options.get("resolved") or {}).get("augment") or {}).get("target")
+    return float(resolved) if isinstance(resolved, int | float) else None
 
 
 def load_preview(
