@@ -20,6 +20,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ from core.training.stats import PhaseTimer, StatsBank, StatsReader
 log = logging.getLogger(__name__)
 
 CONTROL_POLL_S = 1.0  # how often rank 0 looks at control.json between ticks
+# The live s/kimg is measured over this many seconds: a 2 s stats window holds only a few
+# minibatches on a CPU, and whole minibatches per window make a jagged curve.
+SPEED_WINDOW_S = 20.0
 PAUSE_POLL_S = 0.25
 PREVIEW_GRID = (8, 4)  # columns, rows
 ROLLING_PREFIX = "checkpoint"
@@ -243,7 +247,7 @@ class Trainer:
         self._stats_lock = threading.Lock()
         now = time.monotonic()
         self._tick_start_time = self._stats_time = self._last_poll = now
-        self._stats_nimg = 0
+        self._speed_samples: deque[tuple[float, int]] = deque([(now, 0)])
         self._grid_z, self._grid_c, self._grid_reals = self._preview_inputs()
         if resume:
             self._resume(resume)
@@ -262,7 +266,7 @@ class Trainer:
         self.writer.write_live(self.G_ema, self.kimg, force=True)
         now = time.monotonic()
         self._tick_start_time = self._stats_time = self._last_poll = now
-        self._stats_nimg = self.cur_nimg
+        self._speed_samples = deque([(now, self.cur_nimg)])
         stop_heartbeat = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat, args=(stop_heartbeat,), name="stats-heartbeat",
                                      daemon=True)
@@ -392,17 +396,20 @@ class Trainer:
 
     def _emit_stats_locked(self, now: float) -> None:
         stats = self.live_reader.read()
-        elapsed = now - self._stats_time
-        kimg_done = (self.cur_nimg - self._stats_nimg) / 1000
         values: dict[str, float] = {name: s.mean for name, s in stats.items() if name.startswith("Loss/")}
         values["Progress/augment"] = self.aug.p
         values["Progress/tick"] = self.cur_tick
         if self.aug.r_t is not None:
             values["Loss/signs/real"] = self.aug.r_t
-        if kimg_done > 0:
-            values["Timing/sec_per_kimg"] = elapsed / kimg_done
+        speed = self._speed_samples
+        speed.append((now, self.cur_nimg))
+        while len(speed) > 2 and now - speed[1][0] >= SPEED_WINDOW_S:
+            speed.popleft()
+        t_old, nimg_old = speed[0]
+        if self.cur_nimg > nimg_old:
+            values["Timing/sec_per_kimg"] = (now - t_old) / ((self.cur_nimg - nimg_old) / 1000)
         self.writer.stats(self.kimg, values)
-        self._stats_time, self._stats_nimg = now, self.cur_nimg
+        self._stats_time = now
 
     def _progress(self) -> Progress:
         elapsed = time.monotonic() - self._tick_start_time
@@ -472,6 +479,8 @@ class Trainer:
         paused = time.monotonic() - t0
         # Time spent paused is not training time: shift the clocks that measure speed.
         self._tick_start_time += paused
+        with self._stats_lock:
+            self._speed_samples = deque((t + paused, n) for t, n in self._speed_samples)
         self.writer.status("resumed", self.kimg, message=f"resumed after {paused:.1f} s")
         log.info("resumed after %.1f s", paused)
 

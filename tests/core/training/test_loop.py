@@ -130,6 +130,26 @@ def test_ada_p_moves_in_fixed_steps_and_respects_p_max(tiny_data: Path, tmp_path
     assert trainer.aug.pipe is not None and float(trainer.aug.pipe.p) == pytest.approx(trainer.aug.p)
 
 
+def test_live_speed_is_measured_over_a_window_not_per_stats_event(tiny_data: Path, tmp_path: Path) -> None:
+    from collections import deque
+
+    from core.training.loop import SPEED_WINDOW_S
+
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=4 * MINIBATCH_KIMG, tick=100)
+    try:
+        trainer._speed_samples = deque([(100.0, 0)])
+        for now, nimg in ((102.0, 64), (104.0, 128), (100.0 + SPEED_WINDOW_S + 5, 192)):
+            trainer.cur_nimg = nimg
+            trainer._emit_stats(now)
+    finally:
+        trainer.close()
+    speeds = [e["Timing/sec_per_kimg"] for e in events(run_dir) if e["kind"] == "stats"]
+    # 2 s per 64 images from the start; then samples older than the window are dropped, keeping
+    # the newest one at least SPEED_WINDOW_S old: (125 - 104) s for 64 images.
+    assert speeds == pytest.approx([2 / 0.064, 4 / 0.128, (SPEED_WINDOW_S + 1) / 0.064])
+
+
 def test_run_directory_stream(tiny_data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     trainer = make_trainer(tiny_data, run_dir, kimg=12 * MINIBATCH_KIMG, tick=4 * MINIBATCH_KIMG, snap=2,
