@@ -17,11 +17,12 @@ mkdir -p "$out"
 views=("generator --grid 4x3 --panels snapshot,seeds,trunc_noise"
        "augment --panels snapshot,augment"
        "training --panels snapshot,control")
+# Four frames each, the last kept: plots fit their axes to the data a frame after it arrives.
 for spec in "${views[@]}"; do
     read -r view extra <<<"$spec"
     tmp=$(mktemp -d)
     # shellcheck disable=SC2086
-    "$PYBIN" "$here/launch_viz.py" --offscreen 2 --out "$tmp" --view $view $extra "$@" || { rc=$?; rm -rf "$tmp"; exit $rc; }
+    "$PYBIN" "$here/launch_viz.py" --offscreen 4 --out "$tmp" --view $view $extra "$@" || { rc=$?; rm -rf "$tmp"; exit $rc; }
     last=$(ls "$tmp"/frame-*.png | tail -n 1)
     mv "$last" "$out/$view.png"
     rm -rf "$tmp"
