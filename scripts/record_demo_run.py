@@ -1,232 +1,269 @@
-"""Write a small, realistic run directory for GUI tests: tests/fixtures/recorded_run/00000-digits-demo.
+"""Record a real training run for the GUI and run-dir tests: tests/fixtures/recorded_run/00000-digits-demo.
 
-This is a SYNTHETIC recording for tests, not a real training. Nothing is trained: the numbers
-follow the shapes a real ADA run shows over its first 40 kimg (p rising from 0 toward ~0.3, r_t
-rising then hovering near its 0.6 target, noisy losses and penalties, steady sec/kimg), and every
-file is written through core.training.rundir.RunWriter, so the layout, event fields and file
-guarantees are exactly the trainer's. Contents:
+What the recording is: a real ``train_headless.py`` run, started and steered exactly as the GUI
+does it (``viz.run_client.RunClient``: same command builder, same environment, same control.json
+writer). The trainer command (``--outdir`` relative to the repository root, which is its cwd):
 
-- run.json, log.txt, events.jsonl (status started/paused/resumed/finished, ~200 "stats", a
-  "tick" every 4 kimg, two "control" events, previews, one "metric"), control.json;
-- previews/fakes-<KKKKKK>.png: a 4x4 grid from a tiny randomly initialised 32 px Generator on a
-  fixed z grid, its weights nudged between previews so the grids differ;
-- previews/reals-augmented-<KKKKKK>.png: builtin:digits images with x-flips/90-degree turns at
-  probability p (a numpy stand-in for the augment pipe);
-- live/G_ema.*: that tiny generator.
+    <python> <repo>/train_headless.py --outdir tests/fixtures/recorded_run --data builtin:digits --cfg cpu32
+        --aug ada --kimg 5 --target 0.6 --augpipe bgc --subset 16 --cmax 8 --map-depth 1 --tick 0.5
+        --ada-kimg 5 --snap 0 --preview-ticks 5 --metrics fd_offline,kid_offline --device cpu --workers 0
+        --seed 0 --desc demo
 
-Time stamps come from a fixed clock, so regenerating changes only random ids and control.json's t.
-Replace this with a real recording (train_headless.py on builtin:digits) once the trainer runs.
+i.e. the cpu32 preset shrunk to 8 feature maps and a one-layer mapping network (so live/G_ema is
+~75 KB), trained for 5 kimg on 16 digits (a limited-data run: D overfits at once, so r_t sits above
+the target and ADA raises p from 0, by up to 0.2 per kimg), a tick every 0.5 kimg (11 ticks),
+previews at ticks 0, 5 and 10, a "stats" event every 2 s (the default), and the two offline metrics
+(random-conv features, no download, ~15 s) on the final snapshot. While it trains, the script acts
+as the GUI:
 
-    .venv/bin/python scripts/record_demo_run.py [--out tests/fixtures/recorded_run] [--force]
+- at kimg >= 1.5 it presses Pause (control.json seq 1), waits until the trainer reports "paused",
+  holds 3 s, presses Resume (seq 2);
+- at kimg >= 3 it sends the augmentation panel's settings (``AugmentPreviewState``: the bgc
+  multipliers, mode ada) with the ADA target raised to 0.75 (seq 3).
+
+So events.jsonl holds status started/paused/resumed/finished, three "control" events (seq 1-3,
+applied {"pause": true}, {"pause": false}, {"target": 0.75}), stats/tick/preview/snapshot events and
+two "metric" events. Then the script prunes what the tests do not need and what is big: snapshots/
+(the kept final snapshot, the rolling resume checkpoint and latest.json, ~1 MB, removed together,
+so ``RunReader.latest_snapshot()`` is None and a GUI takes the live weights), tb/, and the
+launcher's log beside the run; the "snapshot" events and metrics.jsonl still name the removed
+snapshot (they are the run's history). It renames the run directory (the trainer named it
+``<NNNNN>-digits-subset16-cpu32-kimg5-ada-target0.6-bgc-demo``) to ``00000-digits-demo``; log.txt
+keeps the paths the trainer printed. What stays: run.json, log.txt, events.jsonl, metrics.jsonl,
+control.json, previews/*.png, live/G_ema.{safetensors,json}. The result is checked with RunReader
+and must stay under the 300 KB the fixture test allows.
+
+Not bit-reproducible: the kimg at which the requests land, the stats event times and sec/kimg
+depend on the machine's speed; the procedure, options and seeds are fixed. The checked-in
+recording was made on a shared 2-core CPU with OMP_NUM_THREADS=1:
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/record_demo_run.py --force
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.data.dataset import ImageDataset  # noqa: E402
-from core.networks import Generator  # noqa: E402
-from core.training.control import ControlRequest, write_control  # noqa: E402
-from core.training.rundir import (  # noqa: E402
-    STAT_LOSS_D,
-    STAT_LOSS_G,
-    STAT_P,
-    STAT_PL,
-    STAT_R1,
-    STAT_RT,
-    STAT_SEC_PER_KIMG,
-    RunWriter,
-    image_grid,
-    new_run_dir,
-)
+from core.training.rundir import RunReader, list_run_dirs  # noqa: E402
+from viz.run_client import RunClient, StartOptions, trainer_command  # noqa: E402
+from viz.widgets.augment_preview import AugmentPreviewState  # noqa: E402
 
 log = logging.getLogger("record_demo_run")
 
-DESC = "digits-demo"
-T0 = 1_735_689_600.0  # 2025-01-01 00:00 UTC: a fixed clock keeps the recording reproducible
-TOTAL_KIMG = 40.0
-STATS_EVENTS = 200  # one every 0.2 kimg
-TICK_EVERY = 20  # stats events per tick: a tick every 4 kimg, as in the public trainer
-PREVIEW_EVERY = 100  # previews at 0, 20 and 40 kimg
-PAUSE_AFTER, PAUSE_S = 120, 45.0  # paused by the GUI at 24 kimg for 45 s
-GRID = 4  # 4x4 previews
+NAME = "00000-digits-demo"
+SIZE_CAP = 300 * 1024  # tests/core/training/test_rundir_fixture.py
+TRAIN = StartOptions(data="builtin:digits", cfg="cpu32", aug="ada", augpipe="bgc", target=0.6, kimg=5.0)
+EXTRA_ARGS = (
+    "--subset 16 --cmax 8 --map-depth 1 --tick 0.5 --ada-kimg 5 --snap 0 --preview-ticks 5 "
+    "--metrics fd_offline,kid_offline --device cpu --workers 0 --seed 0 --desc demo"
+)
+PAUSE_AT_KIMG, PAUSE_S = 1.5, 3.0
+TARGET_AT_KIMG, NEW_TARGET = 3.0, 0.75
+PRUNED = ("snapshots", "tb")
+POLL_S = 0.2
 
 
-class FakeClock:
-    """Unix time of the recording: advanced by the simulated seconds per kimg."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+class RecordingError(RuntimeError):
+    """The recording did not go as planned; the message says what happened."""
 
 
-def tiny_generator(seed: int) -> Generator:
-    torch.manual_seed(seed)
-    G = Generator(
-        z_dim=16, c_dim=0, w_dim=16, img_resolution=32, img_channels=3,
-        mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 128, "channel_max": 16},
-    )
-    return G.eval().requires_grad_(False)
+class Follower:
+    """The events of the run the client watches, collected as they arrive, with a bounded wait."""
+
+    def __init__(self, client: RunClient, deadline: float) -> None:
+        self.client = client
+        self.deadline = deadline
+        self.events: list[dict[str, Any]] = []
+
+    @property
+    def kimg(self) -> float:
+        return max((float(e["kimg"]) for e in self.events if e.get("kind") == "stats"), default=0.0)
+
+    def states(self) -> list[str]:
+        return [str(e.get("state")) for e in self.events if e.get("kind") == "status"]
+
+    def wait(self, done: Callable[[], bool], what: str) -> None:
+        while True:
+            self.events += self.client.poll()
+            if done():
+                return
+            if self.client.error:
+                raise RecordingError(self.client.error)
+            ended = {"finished", "stopped", "failed"} & set(self.states())
+            if ended or (self.client.proc is not None and self.client.proc.poll() is not None):
+                raise RecordingError(f"the run ended ({', '.join(ended) or 'process exited'}) before {what}")
+            if time.monotonic() > self.deadline:
+                raise RecordingError(f"timed out waiting for {what}")
+            time.sleep(POLL_S)
+
+    def wait_for_end(self) -> str:
+        """The final status, once the trainer process has exited."""
+        proc = self.client.proc
+        assert proc is not None
+        remaining = max(self.deadline - time.monotonic(), 1.0)
+        try:
+            code = proc.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            raise RecordingError(f"the trainer did not finish within {remaining:.0f} s") from None
+        self.events += self.client.poll()
+        states = self.states()
+        if code != 0 or not states or states[-1] != "finished":
+            raise RecordingError(f"the trainer exited with {code}, last status {states[-1:] or 'none'}")
+        return states[-1]
 
 
-def fakes_grid(G: Generator, z: torch.Tensor) -> np.ndarray:
-    with torch.no_grad():
-        return image_grid(G(z, None, noise_mode="const"), cols=GRID)
+def drive(client: RunClient, follow: Follower) -> None:
+    """Pause, resume and send augmentation settings the way the GUI's buttons do."""
+    follow.wait(lambda: client.reader is not None, "the run directory to appear")
+    follow.wait(lambda: follow.kimg >= PAUSE_AT_KIMG, f"kimg {PAUSE_AT_KIMG}")
+    seq = client.pause()
+    log.info("pause requested (seq %d) at kimg %.3f", seq, follow.kimg)
+    follow.wait(lambda: "paused" in follow.states(), "the trainer to pause")
+    time.sleep(PAUSE_S)
+    seq = client.resume()
+    log.info("resume requested (seq %d)", seq)
+    follow.wait(lambda: "resumed" in follow.states(), "the trainer to resume")
+    follow.wait(lambda: follow.kimg >= TARGET_AT_KIMG, f"kimg {TARGET_AT_KIMG}")
+    panel = AugmentPreviewState(target=NEW_TARGET)  # the augmentation panel's settings, target moved
+    seq = client.send_augment(panel.multipliers, panel.aug_mode, panel.target, panel.p)
+    log.info("augmentation settings sent (seq %d, target %g) at kimg %.3f", seq, NEW_TARGET, follow.kimg)
+    follow.wait(lambda: client.applied_at(seq, follow.events) is not None, f"control request {seq} to apply")
+    follow.wait_for_end()
 
 
-def reals_augmented_grid(reals: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
-    """x-flip and 90-degree turns, each with probability p: what D would see at this p."""
-    out = []
-    for img in reals:  # CHW uint8
-        if rng.random() < p:
-            img = img[:, :, ::-1]
-        if rng.random() < p:
-            img = np.rot90(img, k=int(rng.integers(1, 4)), axes=(1, 2))
-        out.append(img)
-    return image_grid(np.stack(out).astype(np.float32), cols=GRID, drange=(0, 255))
+def prune(run_dir: Path) -> None:
+    for name in PRUNED:
+        shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
-def curves(rng: np.random.Generator) -> list[dict[str, float]]:
-    """Stat values at each stats event: p, r_t, losses, penalties, timing (shapes of a real run)."""
-    rows = []
-    p_noise = 0.0
-    for i in range(1, STATS_EVENTS + 1):
-        kimg = i * TOTAL_KIMG / STATS_EVENTS
-        # r_t climbs as D starts to overfit, then ADA holds it near the target.
-        r_t = 0.6 * (1 - math.exp(-kimg / 3)) + rng.normal(0, 0.005 + 0.03 * min(1.0, kimg / 3))
-        # p: ADA's steps add up to a slow rise toward ~0.3; correlated noise from the sign heuristic.
-        p_noise = 0.9 * p_noise + rng.normal(0, 0.004)
-        p = max(0.0, 0.32 * (1 - math.exp(-kimg / 14)) + p_noise)
-        rows.append({
-            "kimg": kimg,
-            STAT_P: p,
-            STAT_RT: r_t,
-            STAT_LOSS_G: 0.9 + 0.5 * math.exp(-kimg / 10) + rng.normal(0, 0.08),
-            STAT_LOSS_D: 1.15 - 0.2 * math.exp(-kimg / 10) + rng.normal(0, 0.05),
-            "Loss/scores/real": 0.4 + 0.3 * (1 - math.exp(-kimg / 5)) + rng.normal(0, 0.1),
-            "Loss/scores/fake": -0.4 - 0.3 * (1 - math.exp(-kimg / 5)) + rng.normal(0, 0.1),
-            STAT_R1: 0.05 + 0.15 * (1 - math.exp(-kimg / 8)) + abs(rng.normal(0, 0.02)),
-            STAT_PL: 0.3 * math.exp(-kimg / 15) + 0.05 + abs(rng.normal(0, 0.01)),
-            STAT_SEC_PER_KIMG: 9.0 + rng.normal(0, 0.4),
-        })
-    return rows
+def check(run_dir: Path) -> dict[str, Any]:
+    """Read the pruned run back the way the GUI does; raise if anything is off."""
+    from core.networks import Generator
+
+    reader = RunReader(run_dir)
+    events = reader.poll_events()
+    lines = [ln for ln in (run_dir / "events.jsonl").read_text().splitlines() if ln.strip()]
+    problems = []
+    if len(events) != len(lines):
+        problems.append(f"RunReader read {len(events)} of {len(lines)} event lines")
+    if reader.status().state != "finished":
+        problems.append(f"status is {reader.status().state}, not finished")
+    if reader.latest_snapshot() is not None:
+        problems.append("a snapshot is still there")
+    states = [e["state"] for e in events if e["kind"] == "status"]
+    if states != ["started", "paused", "resumed", "finished"]:
+        problems.append(f"status sequence {states}")
+    controls = [(e["seq"], e["applied"]) for e in events if e["kind"] == "control"]
+    if controls != [(1, {"pause": True}), (2, {"pause": False}), (3, {"target": NEW_TARGET})]:
+        problems.append(f"control events {controls}")
+    missing = [e["file"] for e in events if e["kind"] == "preview" and not (run_dir / e["file"]).is_file()]
+    if missing:
+        problems.append(f"preview files missing: {missing}")
+    hidden = [str(p) for p in run_dir.rglob(".*")]
+    if hidden:
+        problems.append(f"temporary files left: {hidden}")
+    live = reader.live_weights()
+    if live is None:
+        problems.append("no live weights")
+    else:
+        Generator(**live.kwargs).load_state_dict(live.state_dict, strict=True)
+    if problems:
+        raise RecordingError(f"{run_dir}: " + "; ".join(problems))
+    kinds: dict[str, int] = {}
+    for e in events:
+        kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    p = [e["Progress/augment"] for e in events if e["kind"] == "stats"]
+    return {"kimg": reader.status().kimg, "events": kinds, "p": (min(p), max(p)), "states": states}
 
 
-def _rounded(values: dict[str, float]) -> dict[str, float]:
-    return {k: round(float(v), 5) for k, v in values.items()}
+def size_of(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def record(out: Path, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    clock = FakeClock(T0)
-    run_dir = new_run_dir(out, DESC)
-    writer = RunWriter(run_dir, clock=clock, background=False)  # events in a reproducible order
-    writer.host = "synthetic-recording"  # no real host: readers never probe this pid for liveness
-    handler = writer.log_handler(fmt="%(levelname)s %(name)s: %(message)s")
-    log.addHandler(handler)
+def record(out: Path, timeout_s: float) -> Path:
+    """Train, drive, prune and check a new run in ``out``; returns its (trainer-named) directory."""
+    rel_out = os.path.relpath(out, REPO) if out.is_relative_to(REPO) else str(out)
+    opts = StartOptions(**{**TRAIN.__dict__, "outdir": rel_out, "extra_args": EXTRA_ARGS})
+    log.info("trainer command: %s", " ".join(trainer_command(opts, python="<python>")))
+    launch_logs = set(out.glob("launch-*.log"))
+    client = RunClient()
+    follow = Follower(client, time.monotonic() + timeout_s)
+    client.start(opts)
     try:
-        _record(writer, clock, rng, seed)
+        drive(client, follow)
+    except BaseException:
+        _end_trainer(client)
+        if client.run_dir is not None:
+            shutil.rmtree(client.run_dir, ignore_errors=True)
+        raise
     finally:
-        log.removeHandler(handler)
-        writer.close()
+        for path in set(out.glob("launch-*.log")) - launch_logs:
+            path.unlink()
+    assert client.run_dir is not None
+    run_dir = client.run_dir
+    prune(run_dir)
     return run_dir
 
 
-def _record(writer: RunWriter, clock: FakeClock, rng: np.random.Generator, seed: int) -> None:
-    run_dir = writer.run_dir
-    assert run_dir is not None
-    G = tiny_generator(seed)
-    z = torch.randn([GRID * GRID, G.z_dim], generator=torch.Generator().manual_seed(seed))
-    dataset = ImageDataset("builtin:digits")
-    reals = dataset.load_batch(rng.choice(len(dataset), GRID * GRID, replace=False))[0]
-    writer.write_run_json({
-        "synthetic_recording": "scripts/record_demo_run.py: not a real training; for GUI tests",
-        "data": "builtin:digits", "outdir": "tests/fixtures/recorded_run", "cfg": "cpu32",
-        "kimg": int(TOTAL_KIMG), "batch": 16, "gamma": 0.05, "aug": "ada", "target": 0.6, "augpipe": "bgc",
-        "seed": seed, "G_kwargs": G.init_kwargs,
-    })
-    writer.status("started", 0.0, f"{TOTAL_KIMG:g} kimg on 1 cpu process (synthetic recording)")
-    log.info("training for %g kimg", TOTAL_KIMG)
-    writer.write_preview("fakes", 0.0, fakes_grid(G, z))
-    writer.write_preview("reals-augmented", 0.0, reals_augmented_grid(reals, 0.0, rng))
-    tick, last = 0, None
-    for i, row in enumerate(curves(rng), start=1):
-        kimg = row.pop("kimg")
-        clock.t += row[STAT_SEC_PER_KIMG] * TOTAL_KIMG / STATS_EVENTS
-        writer.stats(kimg, _rounded({**row, "Progress/tick": tick}))
-        last = row
-        if i == PAUSE_AFTER:
-            _pause_and_resume(writer, clock, kimg)
-        if i % TICK_EVERY == 0:
-            tick += 1
-            sec_per_tick = row[STAT_SEC_PER_KIMG] * TOTAL_KIMG / STATS_EVENTS * TICK_EVERY
-            writer.event("tick", kimg, tick=tick, **_rounded({**row, "Timing/sec_per_tick": sec_per_tick}))
-            log.info("tick %d  kimg %.1f  sec/tick %.1f  sec/kimg %.2f  p %.3f  r_t %.3f",
-                     tick, kimg, sec_per_tick, row[STAT_SEC_PER_KIMG], row[STAT_P], row[STAT_RT])
-        if i % PREVIEW_EVERY == 0:
-            _drift(G, rng)
-            writer.write_preview("fakes", kimg, fakes_grid(G, z))
-            writer.write_preview("reals-augmented", kimg, reals_augmented_grid(reals, row[STAT_P], rng))
-    assert last is not None
-    writer.write_live(G, TOTAL_KIMG, force=True)
-    writer.metric(TOTAL_KIMG, "fid50k_full", {"fid50k_full": 187.3}, snapshot=None)
-    log.info("done: %g kimg, final p %.3f", TOTAL_KIMG, last[STAT_P])
-    writer.status("finished", TOTAL_KIMG, "reached 40 kimg")
-
-
-def _pause_and_resume(writer: RunWriter, clock: FakeClock, kimg: float) -> None:
-    """What a GUI pause looks like: control.json seq 1 (pause), seq 2 (resume), both applied."""
-    assert writer.run_dir is not None
-    write_control(writer.run_dir, ControlRequest(pause=True))
-    writer.control_applied(kimg, 1, {"pause": True})
-    writer.status("paused", kimg, "paused by control.json")
-    log.info("paused by control.json (seq 1)")
-    clock.t += PAUSE_S
-    write_control(writer.run_dir, ControlRequest(pause=False))
-    writer.control_applied(kimg, 2, {"pause": False})
-    writer.status("resumed", kimg, f"resumed after {PAUSE_S:.1f} s")
-    log.info("resumed after %.1f s (seq 2)", PAUSE_S)
-
-
-def _drift(G: Generator, rng: np.random.Generator) -> None:
-    """Nudge the weights so consecutive previews differ, as they do while training."""
-    with torch.no_grad():
-        for param in G.parameters():
-            noise = torch.from_numpy(rng.normal(0, 0.15, param.shape).astype(np.float32))
-            param.add_(noise * (param.abs().mean() + 1e-3))
+def _end_trainer(client: RunClient) -> None:
+    """Stop the trainer this script started (its own session, so its group id is its pid)."""
+    proc = client.proc
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures" / "recorded_run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help=f"replace an existing 00000-{DESC}")
+    parser.add_argument("--force", action="store_true", help=f"replace an existing {NAME}")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds the whole recording may take")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    target = args.out / f"00000-{DESC}"
+    out = args.out.resolve()
+    target = out / NAME
+    if target.exists() and not args.force:
+        print(f"record_demo_run: {target} exists; pass --force to replace it", file=sys.stderr)
+        return 2
+    others = [d.name for d in list_run_dirs(out) if d != target]
+    if others:
+        print(f"record_demo_run: {out} holds other runs ({', '.join(others)}); use an empty --out",
+              file=sys.stderr)
+        return 2
+    os.chdir(REPO)  # RunClient resolves --outdir here and starts the trainer here
+    try:
+        run_dir = record(out, args.timeout)
+        summary = check(run_dir)
+    except RecordingError as exc:
+        print(f"record_demo_run: {exc}", file=sys.stderr)
+        return 1
+    size = size_of(run_dir)
+    if size >= SIZE_CAP:
+        print(f"record_demo_run: {run_dir} is {size / 1024:.0f} KiB, over the {SIZE_CAP // 1024} KiB the "
+              "fixture test allows; left there, the old recording kept", file=sys.stderr)
+        return 1
     if target.exists():
-        if not args.force:
-            print(f"record_demo_run: {target} exists; pass --force to replace it", file=sys.stderr)
-            return 2
         shutil.rmtree(target)
-    run_dir = record(args.out, args.seed)
-    if run_dir != target:
-        print(f"record_demo_run: {args.out} holds other runs, so this one is {run_dir.name}", file=sys.stderr)
-    size = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
-    print(f"wrote {run_dir} ({size / 1024:.0f} KiB)")
+    run_dir.rename(target)
+    print(f"wrote {target} ({size / 1024:.0f} KiB): kimg {summary['kimg']:.3f}, p {summary['p'][0]:.3f} to "
+          f"{summary['p'][1]:.3f}, status {' -> '.join(summary['states'])}, events {summary['events']}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +135,15 @@ def test_a_run_directory_shows_its_live_weights_and_its_monitor(tmp_path: Path) 
     state = read_state(state_file)
     assert state["model"]["path"] == str(run / "live" / "G_ema.safetensors")
     assert state["generator_image"] is not None and state["generator_image"]["std"] > 1
-    assert state["monitor"]["run_dir"] == str(run.resolve()) and state["monitor"]["status"] == "finished"
+    mon = state["monitor"]
+    assert mon["run_dir"] == str(run.resolve()) and mon["status"] == "finished"
+    # The monitor took in the whole recording: every event, the GUI's requests, the last previews.
+    events = [json.loads(ln) for ln in (run / "events.jsonl").read_text().splitlines() if ln.strip()]
+    assert mon["events"] == len(events) and mon["kimg"] == max(e["kimg"] for e in events) > 0
+    assert mon["controls"] == [e["seq"] for e in events if e["kind"] == "control"] != []
+    last = {e["image"]: e["file"] for e in events if e["kind"] == "preview"}
+    assert Path(mon["fakes"]).resolve() == (run / last["fakes"]).resolve()
+    assert Path(mon["reals_augmented"]).resolve() == (run / last["reals-augmented"]).resolve()
 
 
 def test_make_viz_without_a_display_renders_each_view_offscreen(tmp_path: Path) -> None:

@@ -35,12 +35,18 @@ def test_ingest_plots_every_stats_event_and_the_target() -> None:
     ingest(state, events[:50], options)
     ingest(state, events[50:], options)  # incremental, as RunReader.poll_events delivers them
     stats = [e for e in events if e["kind"] == "stats"]
-    for key in STAT_KEYS:
-        assert state.series[key].kimg == [e["kimg"] for e in stats]
-        assert state.series[key].values == [e[key] for e in stats]
-    assert state.target.values == [0.6]
-    assert [c["seq"] for c in state.controls] == [1, 2]
-    assert state.kimg == 40.0 and state.events == len(events)
+    for key in STAT_KEYS:  # a real stats line carries the losses only when their phase ran in its window
+        carrying = [e for e in stats if isinstance(e.get(key), int | float) and np.isfinite(e[key])]
+        assert len(carrying) >= len(stats) // 2
+        assert state.series[key].kimg == [e["kimg"] for e in carrying]
+        assert state.series[key].values == [e[key] for e in carrying]
+    controls = [e for e in events if e["kind"] == "control"]
+    changed = [(c["kimg"], c["applied"]["target"]) for c in controls if "target" in c["applied"]]
+    assert len(changed) == 1  # the recording moved the target once, through control.json
+    plotted_target = list(zip(state.target.kimg, state.target.values, strict=True))
+    assert plotted_target == [(0.0, options["target"]), *changed]
+    assert [c["seq"] for c in state.controls] == [c["seq"] for c in controls] == [1, 2, 3]
+    assert state.kimg == max(e["kimg"] for e in events) > 0 and state.events == len(events)
 
 
 @pytest.mark.parametrize(
@@ -160,7 +166,8 @@ def test_newest_run_weights_prefers_the_newer_of_live_and_snapshot(tmp_path: Pat
     ident, path, load = newest_run_weights(run)
     assert ident.startswith("live:") and path.endswith("G_ema.safetensors")
     model = load()
-    assert model.img_resolution == 32 and model.meta["kimg"] == 40.0
+    final_kimg = [e for e in _events(RECORDED_RUN) if e["kind"] == "status"][-1]["kimg"]
+    assert model.img_resolution == 32 and model.meta["kimg"] == final_kimg > 0
     shutil.rmtree(run / "live")
     assert newest_run_weights(run) is None  # no snapshot in the recording either
     os.makedirs(run / "live")

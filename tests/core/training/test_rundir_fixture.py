@@ -1,8 +1,12 @@
-"""The recorded run GUI tests plot (scripts/record_demo_run.py) reads back whole through RunReader."""
+"""The recorded run the GUI tests use (a real train_headless.py run made by scripts/record_demo_run.py),
+read back whole through RunReader: its events must tell the story a real ADA run tells."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +14,8 @@ import torch
 from PIL import Image
 
 from core.networks import Generator
-from core.training.rundir import STAT_P, STAT_RT, RunReader
+from core.training.loop import PREVIEW_GRID
+from core.training.rundir import STAT_P, STAT_RT, RunReader, kimg_tag
 
 RUN = Path(__file__).resolve().parents[2] / "fixtures" / "recorded_run" / "00000-digits-demo"
 
@@ -21,41 +26,137 @@ def reader() -> RunReader:
     return RunReader(RUN)
 
 
-def test_fixture_is_small_and_has_no_temp_files() -> None:
+@pytest.fixture(scope="module")
+def events(reader: RunReader) -> list[dict[str, Any]]:
+    return reader.poll_events()
+
+
+@pytest.fixture(scope="module")
+def resolved(reader: RunReader) -> dict[str, Any]:
+    options = reader.options()
+    assert options is not None
+    return options["resolved"]
+
+
+def _of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["kind"] == kind]
+
+
+def test_fixture_is_small_pruned_and_has_no_temp_files(reader: RunReader) -> None:
     files = [p for p in RUN.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 300 * 1024
     assert not [p for p in files if p.name.startswith(".")]
+    # Snapshots were pruned with their latest.json: nothing points at a missing file.
+    assert not (RUN / "snapshots").exists() and reader.latest_snapshot() is None
 
 
-def test_fixture_events_tell_a_plausible_run(reader: RunReader) -> None:
-    events = reader.poll_events()
-    stats = [e for e in events if e["kind"] == "stats"]
-    assert len(stats) == 200 and len([e for e in events if e["kind"] == "tick"]) == 10
+def test_every_line_is_an_event_and_the_log_agrees(reader: RunReader, events: list[dict[str, Any]]) -> None:
+    lines = [ln for ln in (RUN / "events.jsonl").read_text().splitlines() if ln.strip()]
+    assert len(events) == len(lines) and {e["kind"] for e in events} >= {"stats", "tick", "status", "control"}
+    t = [e["t"] for e in events]
+    assert t == sorted(t)
+    log_ticks = [ln for ln in reader.log_tail(10_000) if "core.training.loop: tick " in ln]
+    assert len(log_ticks) == len(_of(events, "tick")) > 0
+    assert reader.options()["data"] == "builtin:digits" and reader.options()["aug"] == "ada"
+
+
+def test_ticks_cover_the_run_at_the_tick_interval(
+    events: list[dict[str, Any]], resolved: dict[str, Any]
+) -> None:
+    ticks = _of(events, "tick")
+    total, per_tick, batch_kimg = resolved["total_kimg"], resolved["kimg_per_tick"], resolved["batch"] / 1000
+    assert [e["tick"] for e in ticks] == list(range(len(ticks)))
+    kimg = np.array([e["kimg"] for e in ticks])
+    assert kimg[0] == pytest.approx(batch_kimg)  # tick 0 ends after the first minibatch
+    steps = np.diff(kimg)
+    assert np.all(steps[:-1] >= per_tick - 1e-9) and np.all(steps <= per_tick + batch_kimg + 1e-9)
+    assert total <= kimg[-1] < total + batch_kimg
+    assert len(ticks) >= 10
+
+
+def test_p_rises_from_zero_in_ada_steps(events: list[dict[str, Any]], resolved: dict[str, Any]) -> None:
+    stats = _of(events, "stats")
     kimg = np.array([e["kimg"] for e in stats])
     p = np.array([e[STAT_P] for e in stats])
-    r_t = np.array([e[STAT_RT] for e in stats])
-    assert np.all(np.diff(kimg) > 0) and kimg[-1] == pytest.approx(40.0)
-    assert p[0] < 0.05 and 0.25 < p[-20:].mean() < 0.35 and (p >= 0).all()
-    assert abs(r_t[kimg > 10].mean() - 0.6) < 0.03 and r_t[0] < 0.3
-    states = [e["state"] for e in events if e["kind"] == "status"]
-    assert states == ["started", "paused", "resumed", "finished"]
-    assert reader.control_applied(2) and not reader.control_applied(3)
-    assert reader.status().state == "finished" and not reader.status().stale
-    assert reader.options()["data"] == "builtin:digits"
-    assert [m["metric"] for m in reader.metrics()] == ["fid50k_full"]
-    assert len(reader.log_tail(100)) > 10
+    ada = resolved["augment"]
+    step = resolved["batch"] * ada["interval"] / (ada["kimg"] * 1000)  # p's one ADA move
+    assert np.all(np.diff(kimg) >= 0) and kimg[-1] == pytest.approx(_of(events, "tick")[-1]["kimg"])
+    assert p[0] == 0.0 and p.max() > 0.2 and np.all((p >= 0) & (p <= ada["p_max"]))
+    np.testing.assert_allclose(p / step, np.round(p / step), atol=1e-6)  # whole ADA moves only
+    # p moves at most one step per `interval` minibatches (a stats line may race one update).
+    assert np.all(np.abs(np.diff(p)) <= np.diff(kimg) / ada["kimg"] + 2 * step + 1e-9)
+    assert all(STAT_RT in e for e in stats if e["kimg"] > 0)  # from the first minibatch on
+    r_t = np.array([e[STAT_RT] for e in stats if STAT_RT in e])
+    assert np.all(np.abs(r_t) <= 1)
+    assert r_t.mean() > ada["target"]  # why p rose: D was overfitting (r_t above the target)
 
 
-def test_fixture_previews_and_live_weights_load(reader: RunReader) -> None:
+def test_pause_resume_and_target_change_came_through_control_json(
+    reader: RunReader, events: list[dict[str, Any]]
+) -> None:
+    states = [(e["state"], e["kimg"]) for e in _of(events, "status")]
+    assert [s for s, _ in states] == ["started", "paused", "resumed", "finished"]
+    paused_at = states[1][1]
+    assert states[2][1] == paused_at  # no training while paused
+    i0 = next(i for i, e in enumerate(events) if e.get("state") == "paused")
+    i1 = next(i for i, e in enumerate(events) if e.get("state") == "resumed")
+    assert all(e["kimg"] == paused_at for e in events[i0:i1])
+    controls = _of(events, "control")
+    assert [c["seq"] for c in controls] == [1, 2, 3]
+    assert controls[0]["applied"] == {"pause": True} and controls[1]["applied"] == {"pause": False}
+    assert controls[0]["kimg"] == paused_at
+    control = json.loads((RUN / "control.json").read_text())
+    assert control["seq"] == 3 and controls[2]["applied"] == {"target": control["target"]}
+    assert control["target"] != reader.options()["target"]
+    assert reader.control_applied(3) and not reader.control_applied(4)
+    final = reader.status()
+    assert final.state == "finished" and not final.stale and final.kimg == _of(events, "tick")[-1]["kimg"]
+
+
+def test_metrics_ran_on_the_final_snapshot(reader: RunReader, events: list[dict[str, Any]]) -> None:
+    metrics = reader.metrics()
+    assert [m["metric"] for m in metrics] == reader.options()["metrics"] == ["fd_offline", "kid_offline"]
+    final_kimg = _of(events, "tick")[-1]["kimg"]
+    for m in metrics:
+        value = m["results"][m["metric"]]
+        assert math.isfinite(value) and value >= 0 and m["kimg"] == final_kimg
+        assert m["snapshot"] == f"network-snapshot-{kimg_tag(final_kimg)}"
+    records = [json.loads(ln) for ln in (RUN / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    assert [(r["metric"], r["results"]) for r in records] == [(m["metric"], m["results"]) for m in metrics]
+
+
+def test_previews_at_preview_ticks_load(
+    reader: RunReader, events: list[dict[str, Any]], resolved: dict[str, Any]
+) -> None:
+    ticks = _of(events, "tick")
+    every = resolved["preview_ticks"]
+    expected = sorted({kimg_tag(e["kimg"]) for e in ticks if e["tick"] % every == 0 or e is ticks[-1]})
+    previews = _of(events, "preview")
+    cols = PREVIEW_GRID[0]
+    shown = min(cols * PREVIEW_GRID[1], resolved["data"]["num_images"])
+    size = (cols * 32, -(-shown // cols) * 32)
     for kind in ("fakes", "reals-augmented"):
-        path = reader.latest_preview(kind)
-        assert path is not None and path.name == f"{kind}-000040.png"
-        with Image.open(path) as im:
-            assert im.size == (128, 128)
+        files = [e["file"] for e in previews if e["image"] == kind]
+        assert sorted(Path(f).stem.rsplit("-", 1)[1] for f in files) == expected
+        on_disk = sorted(p.name for p in (RUN / "previews").glob(f"{kind}-*.png"))
+        assert on_disk == sorted(Path(f).name for f in files)
+        latest = reader.latest_preview(kind)
+        assert latest is not None and latest.name == f"{kind}-{expected[-1]}.png"
+        for f in files:
+            with Image.open(RUN / f) as im:
+                assert im.size == size and np.asarray(im.convert("L")).std() > 5
+
+
+def test_live_weights_are_the_final_g_ema_and_render(
+    reader: RunReader, events: list[dict[str, Any]], resolved: dict[str, Any]
+) -> None:
     live = reader.live_weights()
-    assert live is not None and live.kimg == 40.0
-    G = Generator(**live.kwargs)
+    assert live is not None and live.kimg == _of(events, "tick")[-1]["kimg"]
+    assert live.kwargs == resolved["G_kwargs"]
+    G = Generator(**live.kwargs).eval()
     G.load_state_dict(live.state_dict, strict=True)
+    z = torch.from_numpy(np.random.RandomState(0).randn(4, G.z_dim)).float()
     with torch.no_grad():
-        img = G(torch.zeros([1, G.z_dim]), None, noise_mode="const")
-    assert img.shape == (1, 3, 32, 32) and torch.isfinite(img).all()
+        img = G(z, None, noise_mode="const")
+    assert img.shape == (4, 3, 32, 32) and torch.isfinite(img).all()
+    assert img.std(dim=0).mean() > 0.01  # different z, different images: a trained map, not a constant
