@@ -4,16 +4,21 @@
     torchrun --nproc_per_node 8 train_headless.py --outdir runs --data ffhq256.zip --gpus 8
 
 Every bad option, path or combination ends the program with one line saying what to change and
-exit status 2. A training that fails exits 1; one interrupted by Ctrl-C or SIGTERM exits 130.
+exit status 2. A training that fails exits 1. Ctrl-C stops a single-process run at the end of
+the minibatch with a snapshot, like the GUI's Stop; a second Ctrl-C, or SIGTERM, aborts at once.
+Either way the exit status is 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -328,8 +333,13 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str) -> int:
             if bar is not None:
                 bar.bar.reset(total=spec.total_kimg)
                 bar.bar.update(trainer.kimg)
-            trainer.run()
+            with _ctrl_c_stops(trainer, env.world_size == 1):
+                trainer.run()
         code, success = EXIT_OK, True
+        if trainer.interrupted:
+            log.warning("interrupted: stopped at kimg %.3f with a snapshot; resume with --resume %s",
+                        trainer.kimg, run_dir)
+            code = EXIT_INTERRUPTED
     except KeyboardInterrupt as e:
         log.warning("interrupted (%s); the last checkpoint in %s is the place to resume from",
                     type(e).__name__, run_dir)
@@ -348,6 +358,33 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str) -> int:
             logging.getLogger().removeHandler(handler)
         dist_util.shutdown(env, success)
     return code
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(trainer: Any, graceful: bool) -> Iterator[None]:
+    """In a single process, the first Ctrl-C stops the run the way control.json's stop does (at the
+    end of the minibatch, with a snapshot); a second one aborts at once. The handler only sets
+    flags: an exception raised at an arbitrary point could leave a lock held and hang the exit.
+    Under torchrun every rank gets the signal at a different minibatch, so a stop there would need
+    a collective; it keeps Python's default (KeyboardInterrupt) and torchrun tears the job down."""
+    if not graceful:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        trainer.request_interrupt()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (e.g. called from a test's worker): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -241,6 +241,7 @@ class Trainer:
         self.tick_start_nimg = 0
         self.paused = False
         self.stop_requested = False
+        self.interrupted = False  # Ctrl-C asked for the stop (see request_interrupt)
         self.snapshot_requested = False
         self._rolling: str | None = None  # the current rolling checkpoint's stem
         self._kept_nimg = -1  # cur_nimg of the last kept snapshot
@@ -277,7 +278,15 @@ class Trainer:
         finally:
             stop_heartbeat.set()
             if heartbeat.is_alive():
-                heartbeat.join()
+                heartbeat.join(timeout=10)  # a daemon: never let a stuck stats write hold up the exit
+                if heartbeat.is_alive():
+                    log.warning("the stats heartbeat did not stop within 10 s; leaving it")
+
+    def request_interrupt(self) -> None:
+        """Ctrl-C in a single process: stop like control.json's stop (finish the minibatch, write a
+        snapshot, status "stopped"). Only sets flags, so a signal handler may call it."""
+        self.interrupted = True
+        self.stop_requested = True
 
     def _run_loop(self) -> str:
         spec = self.spec
@@ -302,7 +311,8 @@ class Trainer:
             self._snapshot(kept=True)
         if self.env.is_main:
             self.writer.write_live(self.G_ema, self.kimg, force=True)
-        self.writer.status(status, self.kimg, message=f"{status} at kimg {self.kimg:.3f}")
+        message = "interrupted" if self.interrupted and status == "stopped" else f"{status} at kimg {self.kimg:.3f}"
+        self.writer.status(status, self.kimg, message=message)
         log.info("%s at kimg %.3f", status, self.kimg)
         return status
 

@@ -134,23 +134,65 @@ def test_a_real_run_writes_the_run_directory(tiny_data: Path, tmp_path: Path) ->
     assert {"stats", "tick", "snapshot", "preview", "status"} <= {e["kind"] for e in evs}
 
 
-def test_ctrl_c_exits_130_with_status_stopped(tiny_data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
+def _start_and_wait_for_a_tick(data: Path, out: Path) -> tuple[subprocess.Popen[str], Path]:
+    env = {**_env(), "PYTHONFAULTHANDLER": "1"}  # SIGABRT on a hang dumps every thread's stack
     proc = subprocess.Popen([sys.executable, str(REPO / "train_headless.py"), "--outdir", str(out), "--data",
-                             str(tiny_data), *TINY_CLI, "--kimg", "1000", "--tick", str(MINIBATCH_KIMG)],
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             str(data), *TINY_CLI, "--kimg", "1000", "--tick", str(MINIBATCH_KIMG)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(out.glob("*/events.jsonl")):
         time.sleep(0.1)
     (events_file,) = out.glob("*/events.jsonl")
     while time.monotonic() < deadline and '"kind":"tick"' not in events_file.read_text():
         time.sleep(0.1)
+    return proc, events_file.parent
+
+
+def _wait(proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        stacks = proc.communicate(timeout=30)[1]
+        pytest.fail(f"the trainer did not exit within {timeout} s; its threads:\n{stacks[-6000:]}")
+
+
+def test_ctrl_c_stops_at_the_minibatch_with_a_snapshot_and_exits_130(tiny_data: Path, tmp_path: Path) -> None:
+    proc, run_dir = _start_and_wait_for_a_tick(tiny_data, tmp_path / "out")
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err = _wait(proc)
     assert proc.returncode == 130, err[-2000:]
-    assert "interrupted" in err and "Traceback" not in err
-    states = [e for e in RunReader(events_file.parent).poll_events() if e["kind"] == "status"]
+    assert "interrupted: stopped at kimg" in err and "Traceback" not in err
+    reader = RunReader(run_dir)
+    states = [e for e in reader.poll_events() if e["kind"] == "status"]
     assert states[-1]["state"] == "stopped" and states[-1]["message"] == "interrupted"
+    # The stop wrote a checkpoint at the kimg it stopped at: a resume loses nothing.
+    snapshot = reader.latest_snapshot()
+    assert snapshot is not None
+    assert json.loads(snapshot.read_text())["meta"]["kimg"] == pytest.approx(states[-1]["kimg"])
+
+
+def test_the_first_ctrl_c_asks_for_a_stop_and_a_second_aborts() -> None:
+    from core.training.cli import _ctrl_c_stops
+
+    class Flags:
+        interrupted = stop_requested = False
+
+        def request_interrupt(self) -> None:
+            self.interrupted = self.stop_requested = True
+
+    trainer, before = Flags(), signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), _ctrl_c_stops(trainer, graceful=True):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs in this thread at the next bytecode
+        assert trainer.stop_requested and trainer.interrupted
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+        pytest.fail("the second Ctrl-C did not abort")
+    assert signal.getsignal(signal.SIGINT) is before  # restored
+    with pytest.raises(KeyboardInterrupt), _ctrl_c_stops(Flags(), graceful=False):  # torchrun: the default
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
 
 
 def test_gpus_2_without_torchrun_relaunches_itself(tiny_data: Path, tmp_path: Path) -> None:
