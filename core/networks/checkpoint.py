@@ -86,7 +86,7 @@ NETWORK_CLASSES: Mapping[str, type[nn.Module]] = MappingProxyType(
 # recomputed on every save instead of being copied from one file to the next.
 DERIVED_META_KEYS = frozenset({"versions", "ignored", "source", "source_file"})
 SNAPSHOT_GLOB = "network-snapshot-*.json"
-_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+)")
+_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+(?:\.\d{3})?)")
 
 
 class CheckpointError(ValueError):
@@ -144,9 +144,9 @@ def resume_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return p.with_name(p.name + ".resume.safetensors"), p.with_name(p.name + ".resume.json")
 
 
-def _kimg_from_name(path: Path) -> int | None:
+def _kimg_from_name(path: Path) -> float | None:
     match = _SNAPSHOT_KIMG.search(path.name)
-    return int(match.group(1)) if match else None
+    return float(match.group(1)) if match else None
 
 
 # ---------------------------------------------------------------------------------------------

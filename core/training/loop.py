@@ -39,7 +39,7 @@ from core.training.config import TrainingSpec
 from core.training.distributed import DistEnv
 from core.training.ema import ema_beta, update_ema
 from core.training.loss import StyleGAN2Loss
-from core.training.rundir import ControlPoller, ControlRequest, RunWriter, image_grid, snapshot_stem
+from core.training.rundir import ControlPoller, ControlRequest, RunWriter, image_grid
 from core.training.stats import PhaseTimer, StatsBank, StatsReader
 
 log = logging.getLogger(__name__)
@@ -556,7 +556,7 @@ class Trainer:
         self._write_checkpoint(rolling, state)
         previous, self._rolling = self._rolling, rolling
         if kept:
-            stem = snapshot_stem(self.kimg)
+            stem = self.writer.kept_snapshot_stem(self.kimg)
             self._write_checkpoint(stem, state)
         if previous is not None and previous != rolling:
             _remove_snapshot(self.run_dir / "snapshots" / previous)

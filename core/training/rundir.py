@@ -72,6 +72,7 @@ __all__ = [
     "read_control",
     "run_desc",
     "snapshot_stem",
+    "tag_kimg",
     "write_control",
 ]
 
@@ -106,7 +107,8 @@ STAT_PL = "Loss/pl_penalty"
 
 _RUN_DIR_RE = re.compile(r"^(\d+)")
 _KIND_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_TAGGED_RE = re.compile(r"^(?P<kind>.+)-(?P<kimg>\d{6,})\.png$")
+_TAGGED_RE = re.compile(r"^(?P<kind>.+)-(?P<kimg>\d{6,}(?:\.\d{3})?)\.png$")
+_SNAPSHOT_SUFFIXES = (".json", ".safetensors", ".resume.json", ".resume.safetensors")
 _RESUME_NAMES = ("ffhq256", "ffhq512", "ffhq1024", "celebahq256", "lsundog256")
 _FSYNC_INTERVAL_S = 1.0
 
@@ -115,16 +117,25 @@ _FSYNC_INTERVAL_S = 1.0
 # Naming
 
 
-def kimg_tag(kimg: float) -> str:
-    """Whole kimg, zero-padded to six digits, as in the public file names (12.9 -> '000012')."""
+def kimg_tag(kimg: float, fine: bool = False) -> str:
+    """Whole kimg, zero-padded to six digits, as in the public file names (12.9 -> '000012'); with
+    ``fine``, thousandths too (12.9 -> '000012.900'): one image more or less is a different tag."""
     if not math.isfinite(kimg) or kimg < 0:
         raise ValueError(f"kimg must be a finite number >= 0, got {kimg!r}")
+    if fine:
+        nimg = round(kimg * 1000)
+        return f"{nimg // 1000:06d}.{nimg % 1000:03d}"
     return f"{int(kimg):06d}"
 
 
-def snapshot_stem(kimg: float) -> str:
-    """File stem of the network snapshot at ``kimg``: network-snapshot-<KKKKKK>."""
-    return f"network-snapshot-{kimg_tag(kimg)}"
+def snapshot_stem(kimg: float, fine: bool = False) -> str:
+    """File stem of the network snapshot at ``kimg``: network-snapshot-<KKKKKK>[.<ttt>]."""
+    return f"network-snapshot-{kimg_tag(kimg, fine)}"
+
+
+def tag_kimg(tag: str) -> float:
+    """The kimg a tag names: '000012' -> 12.0, '000012.900' -> 12.9."""
+    return float(tag)
 
 
 def dataset_name(data: str | os.PathLike[str]) -> str:
@@ -433,6 +444,7 @@ class RunWriter:
         self._last_live = -math.inf
         self._run_json_written = False
         self._background = _Background() if background else None
+        self._tags: dict[str, int] = {}  # file name -> the nimg this writer gave it (see free_tag)
         if not self.enabled:
             return
         if self.run_dir is None:
@@ -591,6 +603,24 @@ class RunWriter:
 
     # -- files
 
+    def free_tag(self, pattern: str, kimg: float) -> str:
+        """The kimg tag for the file ``pattern.format(tag)`` (relative to the run directory) at
+        ``kimg``: the public whole-kimg tag, unless a file of another kimg already has that name
+        (ticks shorter than 1 kimg), then with thousandths. Nothing kept is overwritten."""
+        assert self.run_dir is not None
+        nimg = round(kimg * 1000)
+        whole = pattern.format(kimg_tag(kimg))
+        owner = self._tags.get(whole)
+        if owner == nimg or (owner is None and not (self.run_dir / whole).exists()):
+            self._tags[whole] = nimg
+            return kimg_tag(kimg)
+        self._tags[pattern.format(kimg_tag(kimg, fine=True))] = nimg
+        return kimg_tag(kimg, fine=True)
+
+    def kept_snapshot_stem(self, kimg: float) -> str:
+        """The stem for a kept snapshot at ``kimg`` (network-snapshot-<KKKKKK>, see free_tag)."""
+        return f"network-snapshot-{self.free_tag(SNAPSHOTS + '/network-snapshot-{}.json', kimg)}"
+
     def write_preview(self, kind: str, kimg: float, grid: np.ndarray) -> Path | None:
         """Write previews/<kind>-<KKKKKK>.png atomically from a uint8 grid; emit a "preview" event."""
         if not self.enabled:
@@ -598,7 +628,7 @@ class RunWriter:
         assert self.run_dir is not None
         if not _KIND_RE.match(kind):
             raise ValueError(f"preview kind {kind!r} must be lower-case letters, digits, '-' or '_'")
-        rel = f"{PREVIEWS}/{kind}-{kimg_tag(kimg)}.png"
+        rel = f"{PREVIEWS}/{kind}-{self.free_tag(PREVIEWS + '/' + kind + '-{}.png', kimg)}.png"
         arr = _checked_grid(grid)
         path = self.run_dir / rel
 
@@ -620,7 +650,8 @@ class RunWriter:
         folder = self.run_dir / SNAPSHOTS
         if not (folder / f"{stem}.json").is_file():  # the checkpoint module writes it last
             raise FileNotFoundError(f"{folder / stem}.json does not exist; write the snapshot first")
-        files = sorted(f"{SNAPSHOTS}/{p.name}" for p in folder.glob(f"{stem}.*"))
+        files = sorted(f"{SNAPSHOTS}/{stem}{suffix}" for suffix in _SNAPSHOT_SUFFIXES
+                       if (folder / f"{stem}{suffix}").is_file())
         atomic_write_json(folder / LATEST, {"snapshot": stem, "kimg": float(kimg), "t": self.clock()})
         self.event("snapshot", kimg, snapshot=stem, files=files)
 
@@ -909,15 +940,15 @@ class RunReader:
         """The newest previews/<kind>-<KKKKKK>.png, or None."""
         if not _KIND_RE.match(kind):
             raise ValueError(f"preview kind {kind!r} must be lower-case letters, digits, '-' or '_'")
-        best: tuple[int, Path] | None = None
+        best: tuple[float, Path] | None = None
         try:
             entries = list(os.scandir(self.run_dir / PREVIEWS))
         except (FileNotFoundError, NotADirectoryError):
             return None
         for entry in entries:
             m = _TAGGED_RE.match(entry.name)
-            if m and m.group("kind") == kind and (best is None or int(m.group("kimg")) > best[0]):
-                best = (int(m.group("kimg")), Path(entry.path))
+            if m and m.group("kind") == kind and (best is None or tag_kimg(m.group("kimg")) > best[0]):
+                best = (tag_kimg(m.group("kimg")), Path(entry.path))
         return best[1] if best else None
 
     def latest_snapshot(self) -> Path | None:

@@ -174,6 +174,14 @@ def test_run_directory_stream(tiny_data: Path, tmp_path: Path) -> None:
     for e in evs:
         if e["kind"] == "preview":
             assert (run_dir / e["file"]).is_file()
+    # Ticks are shorter than 1 kimg: the first file of kimg 0 keeps the public name, the later ones
+    # get thousandths; none overwrites another.
+    fakes = [e["file"] for e in evs if e["kind"] == "preview" and e["image"] == "fakes"]
+    assert fakes == ["previews/fakes-000000.png", "previews/fakes-000000.020.png",
+                     "previews/fakes-000000.036.png", "previews/fakes-000000.048.png"]
+    kept = [e["snapshot"] for e in evs if e["kind"] == "snapshot" and e["snapshot"].startswith("network")]
+    assert kept == ["network-snapshot-000000", "network-snapshot-000000.036", "network-snapshot-000000.048"]
+    assert [load_checkpoint(run_dir / "snapshots" / k).meta["cur_nimg"] for k in kept] == [4, 36, 48]
     # Snapshots: kept ones at ticks 0 and 2 and the end; latest.json names a loadable one.
     latest = json.loads((run_dir / "snapshots" / "latest.json").read_text())
     ckpt = load_checkpoint(run_dir / "snapshots" / latest["snapshot"])

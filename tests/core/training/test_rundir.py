@@ -125,8 +125,25 @@ def test_run_desc_public_examples() -> None:
 
 def test_kimg_tags() -> None:
     assert kimg_tag(12.9) == "000012" and snapshot_stem(1234) == "network-snapshot-001234"
+    assert kimg_tag(12.9, fine=True) == "000012.900" and kimg_tag(0.004, fine=True) == "000000.004"
+    assert snapshot_stem(3.0, fine=True) == "network-snapshot-000003.000"
     with pytest.raises(ValueError):
         kimg_tag(float("nan"))
+
+
+def test_files_of_one_whole_kimg_never_overwrite_each_other(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path, background=False)
+    grid = np.zeros((2, 2, 3), np.uint8)
+    names = [w.write_preview("fakes", k, grid + i).name for i, k in enumerate((0.016, 0.528, 1.04, 1.552, 1.552))]
+    # The same kimg again is the same file; the next kimg in the same whole kimg gets thousandths.
+    assert names == ["fakes-000000.png", "fakes-000000.528.png", "fakes-000001.png", "fakes-000001.552.png",
+                     "fakes-000001.552.png"]
+    r = RunReader(tmp_path)
+    assert r.latest_preview("fakes") == tmp_path / "previews" / "fakes-000001.552.png"
+    # After a restart in the same directory, a name on disk from another writer is not reused.
+    w2 = RunWriter(tmp_path, background=False)
+    assert w2.write_preview("fakes", 1.6, grid).name == "fakes-000001.600.png"
+    assert w2.kept_snapshot_stem(2.0) == "network-snapshot-000002"
 
 
 def test_image_grid_places_cells_row_major() -> None:
