@@ -4,9 +4,9 @@
     torchrun --nproc_per_node 8 train_headless.py --outdir runs --data ffhq256.zip --gpus 8
 
 Every bad option, path or combination ends the program with one line saying what to change and
-exit status 2. A training that fails exits 1. Ctrl-C stops a single-process run at the end of
-the minibatch with a snapshot, like the GUI's Stop; a second Ctrl-C, or SIGTERM, aborts at once.
-Either way the exit status is 130.
+exit status 2. A training that fails exits 1. Ctrl-C stops the run at the end of the minibatch
+with a snapshot, like the GUI's Stop (under torchrun every rank stops after the same minibatch); a
+second Ctrl-C, or SIGTERM, aborts at once. Either way the exit status is 130.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from core.training.config import (
 log = logging.getLogger("core.training")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+CTRL_C_REPEAT_S = 1.0  # a second SIGINT sooner than this is the same Ctrl-C delivered twice (torchrun)
 
 
 def _bool(text: str) -> bool:
@@ -333,12 +335,13 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str) -> int:
             if bar is not None:
                 bar.bar.reset(total=spec.total_kimg)
                 bar.bar.update(trainer.kimg)
-            with _ctrl_c_stops(trainer, env.world_size == 1):
+            with _ctrl_c_stops(trainer):
                 trainer.run()
         code, success = EXIT_OK, True
         if trainer.interrupted:
-            log.warning("interrupted: stopped at kimg %.3f with a snapshot; resume with --resume %s",
-                        trainer.kimg, run_dir)
+            if env.is_main:
+                log.warning("interrupted: stopped at kimg %.3f with a snapshot; resume with --resume %s",
+                            trainer.kimg, run_dir)
             code = EXIT_INTERRUPTED
     except KeyboardInterrupt as e:
         log.warning("interrupted (%s); the last checkpoint in %s is the place to resume from",
@@ -361,20 +364,21 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str) -> int:
 
 
 @contextlib.contextmanager
-def _ctrl_c_stops(trainer: Any, graceful: bool) -> Iterator[None]:
-    """In a single process, the first Ctrl-C stops the run the way control.json's stop does (at the
-    end of the minibatch, with a snapshot); a second one aborts at once. The handler only sets
-    flags: an exception raised at an arbitrary point could leave a lock held and hang the exit.
-    Under torchrun every rank gets the signal at a different minibatch, so a stop there would need
-    a collective; it keeps Python's default (KeyboardInterrupt) and torchrun tears the job down."""
-    if not graceful:
-        yield
-        return
+def _ctrl_c_stops(trainer: Any, repeat_after_s: float = CTRL_C_REPEAT_S) -> Iterator[None]:
+    """The first Ctrl-C stops the run the way control.json's stop does (all ranks after the same
+    minibatch, with a snapshot); another one at least ``repeat_after_s`` later aborts at once. The
+    handler only sets flags: an exception raised at an arbitrary point could leave a lock held and
+    hang the exit. Under torchrun a worker gets one Ctrl-C twice (from the terminal and forwarded by
+    the agent, milliseconds apart): the second copy is not a second press."""
+    first: list[float] = []
 
     def handler(signum: int, frame: Any) -> None:
-        if trainer.interrupted:
+        now = time.monotonic()
+        if not first:
+            first.append(now)
+            trainer.request_interrupt()
+        elif now - first[0] >= repeat_after_s:
             raise KeyboardInterrupt
-        trainer.request_interrupt()
 
     try:
         previous = signal.signal(signal.SIGINT, handler)

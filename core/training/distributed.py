@@ -103,6 +103,12 @@ def all_reduce_sum_(t: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return t
 
 
+def all_reduce_max_(t: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    if env.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
 def broadcast_(t: torch.Tensor, env: DistEnv, src: int = 0) -> torch.Tensor:
     if env.distributed:
         dist.broadcast(t, src=src)
@@ -172,6 +178,7 @@ def sigterm_as_exception() -> Iterator[None]:
 __all__ = [
     "DistEnv",
     "Terminated",
+    "all_reduce_max_",
     "all_reduce_sum_",
     "average_gradients_",
     "broadcast_",

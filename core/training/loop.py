@@ -242,6 +242,7 @@ class Trainer:
         self.paused = False
         self.stop_requested = False
         self.interrupted = False  # Ctrl-C asked for the stop (see request_interrupt)
+        self.interrupt_pending = False  # set by a signal handler, turned into a stop at the next sync
         self.snapshot_requested = False
         self._rolling: str | None = None  # the current rolling checkpoint's stem
         self._kept_nimg = -1  # cur_nimg of the last kept snapshot
@@ -283,10 +284,11 @@ class Trainer:
                     log.warning("the stats heartbeat did not stop within 10 s; leaving it")
 
     def request_interrupt(self) -> None:
-        """Ctrl-C in a single process: stop like control.json's stop (finish the minibatch, write a
-        snapshot, status "stopped"). Only sets flags, so a signal handler may call it."""
-        self.interrupted = True
-        self.stop_requested = True
+        """Ctrl-C: stop like control.json's stop (finish the minibatch, write a snapshot, status
+        "stopped"). Only sets a flag, so a signal handler may call it. The flag becomes a stop at the
+        next control check, where the ranks agree on it: under torchrun every rank gets the signal at
+        a different point, and all of them must stop after the same minibatch."""
+        self.interrupt_pending = True
 
     def _run_loop(self) -> str:
         spec = self.spec
@@ -433,10 +435,18 @@ class Trainer:
         if self.poller is not None and (force or now - self._last_poll >= CONTROL_POLL_S):
             self._last_poll = now
             req = self.poller.poll()
+        interrupt = self.interrupt_pending
         if self.env.distributed:
-            flag = dist_util.broadcast_(torch.tensor([int(req is not None)], device=self.device), self.env)
-            if int(flag.item()):
+            # One small collective per check: whether rank 0 read a request, whether any rank was
+            # interrupted.
+            local = [int(req is not None) if self.env.is_main else 0, int(interrupt)]
+            flags = dist_util.all_reduce_max_(torch.tensor(local, device=self.device), self.env)
+            has_request, interrupt = (bool(v) for v in flags.tolist())
+            if has_request:
                 req = dist_util.broadcast_object(req, self.env)
+        if interrupt and not self.interrupted:
+            self.interrupted = self.stop_requested = True
+            log.info("interrupted: stopping after this minibatch")
         if req is not None:
             self._apply_control(req)
 
