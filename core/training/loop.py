@@ -418,7 +418,7 @@ class Trainer:
         while len(speed) > 2 and now - speed[1][0] >= SPEED_WINDOW_S:
             speed.popleft()
         t_old, nimg_old = speed[0]
-        if self.cur_nimg > nimg_old:
+        if self.cur_nimg > nimg_old and not self.paused:  # paused: the window holds idle time
             values["Timing/sec_per_kimg"] = (now - t_old) / ((self.cur_nimg - nimg_old) / 1000)
         self.writer.stats(self.kimg, values)
         self._stats_time = now

@@ -142,12 +142,16 @@ def test_live_speed_is_measured_over_a_window_not_per_stats_event(tiny_data: Pat
         for now, nimg in ((102.0, 64), (104.0, 128), (100.0 + SPEED_WINDOW_S + 5, 192)):
             trainer.cur_nimg = nimg
             trainer._emit_stats(now)
+        trainer.paused = True  # while paused, the window holds idle time: no speed is reported
+        trainer._emit_stats(100.0 + SPEED_WINDOW_S + 15)
     finally:
         trainer.close()
-    speeds = [e["Timing/sec_per_kimg"] for e in events(run_dir) if e["kind"] == "stats"]
+    stats = [e for e in events(run_dir) if e["kind"] == "stats"]
+    speeds = [e["Timing/sec_per_kimg"] for e in stats if "Timing/sec_per_kimg" in e]
     # 2 s per 64 images from the start; then samples older than the window are dropped, keeping
     # the newest one at least SPEED_WINDOW_S old: (125 - 104) s for 64 images.
     assert speeds == pytest.approx([2 / 0.064, 4 / 0.128, (SPEED_WINDOW_S + 1) / 0.064])
+    assert len(stats) == 4
 
 
 def test_run_directory_stream(tiny_data: Path, tmp_path: Path) -> None:
