@@ -60,12 +60,12 @@ def make_trainer(config: str, aug: str, outdir: Path) -> Trainer:
     return trainer
 
 
-def measure(trainer: Trainer, cycles: int) -> tuple[float, dict[str, float]]:
+def measure(trainer: Trainer, cycles: int, minibatches: int | None = None) -> tuple[float, dict[str, float]]:
     reader_names = [f"Timing/{p}" for p in PHASE_NAMES]
     from core.training.stats import StatsReader
 
     reader = StatsReader(trainer.bank, None, names=reader_names)
-    n = cycles * CYCLE
+    n = cycles * CYCLE if minibatches is None else minibatches
     t0 = time.perf_counter()
     for _ in range(n):
         trainer._train_minibatch()
@@ -94,7 +94,7 @@ def apa_step_ms(trainer: Trainer, calls: int = 200) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
-    ap.add_argument("--aug", choices=[*AUGS, "all"], default="all")
+    ap.add_argument("--aug", default="all", help=f"a comma list of {', '.join(AUGS)}, or all")
     ap.add_argument("--cycles", type=int, default=1, help="16-minibatch cycles per repeat")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -103,14 +103,16 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     configs = list(CONFIGS) if args.config == "all" else [args.config]
-    augs = list(AUGS) if args.aug == "all" else [args.aug]
+    augs = list(AUGS) if args.aug == "all" else args.aug.split(",")
+    if unknown := [a for a in augs if a not in AUGS]:
+        ap.error(f"--aug: unknown {', '.join(unknown)}; choose from {', '.join(AUGS)} or all")
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.cycles} x {CYCLE} minibatches per repeat")
     with tempfile.TemporaryDirectory() as tmp:
         for config in configs:
             # Interleaved repeats: load drifting on a shared machine hits every setting alike.
             trainers = {aug: make_trainer(config, aug, Path(tmp)) for aug in augs}
             for trainer in trainers.values():
-                measure(trainer, 1)  # warm-up: allocator, first-call costs
+                measure(trainer, 0, minibatches=2)  # warm-up: allocator, first-call costs
             runs: dict[str, list[tuple[float, dict[str, float]]]] = {aug: [] for aug in augs}
             for _ in range(args.repeats):
                 for aug, trainer in trainers.items():
