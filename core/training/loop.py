@@ -414,12 +414,13 @@ class Trainer:
         if self.aug.r_t is not None:
             values["Loss/signs/real"] = self.aug.r_t
         speed = self._speed_samples
-        speed.append((now, self.cur_nimg))
-        while len(speed) > 2 and now - speed[1][0] >= SPEED_WINDOW_S:
-            speed.popleft()
-        t_old, nimg_old = speed[0]
-        if self.cur_nimg > nimg_old and not self.paused:  # paused: the window holds idle time
-            values["Timing/sec_per_kimg"] = (now - t_old) / ((self.cur_nimg - nimg_old) / 1000)
+        if not self.paused:  # paused time is not training time: no samples, no speed (see _pause)
+            speed.append((now, self.cur_nimg))
+            while len(speed) > 2 and now - speed[1][0] >= SPEED_WINDOW_S:
+                speed.popleft()
+            t_old, nimg_old = speed[0]
+            if self.cur_nimg > nimg_old:
+                values["Timing/sec_per_kimg"] = (now - t_old) / ((self.cur_nimg - nimg_old) / 1000)
         self.writer.stats(self.kimg, values)
         self._stats_time = now
 
@@ -499,8 +500,8 @@ class Trainer:
         paused = time.monotonic() - t0
         # Time spent paused is not training time: shift the clocks that measure speed.
         self._tick_start_time += paused
-        with self._stats_lock:
-            self._speed_samples = deque((t + paused, n) for t, n in self._speed_samples)
+        with self._stats_lock:  # samples from before the pause move forward; any taken since resuming stay
+            self._speed_samples = deque((t + paused if t <= t0 else t, n) for t, n in self._speed_samples)
         self.writer.status("resumed", self.kimg, message=f"resumed after {paused:.1f} s")
         log.info("resumed after %.1f s", paused)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,6 @@ def test_ada_p_moves_in_fixed_steps_and_respects_p_max(tiny_data: Path, tmp_path
 
 
 def test_live_speed_is_measured_over_a_window_not_per_stats_event(tiny_data: Path, tmp_path: Path) -> None:
-    from collections import deque
-
     from core.training.loop import SPEED_WINDOW_S
 
     run_dir = tmp_path / "run"
@@ -152,6 +151,39 @@ def test_live_speed_is_measured_over_a_window_not_per_stats_event(tiny_data: Pat
     # the newest one at least SPEED_WINDOW_S old: (125 - 104) s for 64 images.
     assert speeds == pytest.approx([2 / 0.064, 4 / 0.128, (SPEED_WINDOW_S + 1) / 0.064])
     assert len(stats) == 4
+
+
+def test_a_pause_is_left_out_of_the_live_speed(tiny_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=4 * MINIBATCH_KIMG, tick=100)
+    polls = []
+
+    def poll_control(force: bool) -> None:  # the heartbeat goes on while paused, and right after
+        polls.append(force)
+        trainer._emit_stats(time.monotonic())
+        time.sleep(0.3)
+        trainer.paused = False
+        trainer._emit_stats(time.monotonic())  # resumed, before _pause moves the old samples
+
+    try:
+        start = time.monotonic()
+        trainer._speed_samples = deque([(start, 0)])
+        trainer.cur_nimg = 64
+        trainer._emit_stats(time.monotonic())
+        trainer.paused = True
+        trainer._poll_control = poll_control
+        trainer._pause()
+        trainer.cur_nimg = 128
+        trainer._emit_stats(time.monotonic())
+        elapsed = time.monotonic() - start
+    finally:
+        trainer.close()
+    times = [t for t, _ in trainer._speed_samples]
+    assert polls and times == sorted(times)
+    stats = [e for e in events(run_dir) if e["kind"] == "stats"]
+    assert "Timing/sec_per_kimg" not in stats[1]  # the one taken while paused
+    speed = stats[-1]["Timing/sec_per_kimg"]
+    assert 0 < speed * 0.128 < elapsed - 0.25  # 128 images in the time without the pause
 
 
 def test_run_directory_stream(tiny_data: Path, tmp_path: Path) -> None:
