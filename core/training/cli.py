@@ -128,9 +128,16 @@ def parse_options(argv: list[str]) -> tuple[TrainingOptions, bool, dict[str, Any
     replay = given.pop("replay", None)
     if replay is None and given.get("resume") and "data" not in given and Path(given["resume"]).is_dir():
         replay = given["resume"]  # continue a run: its own options, overridden by what is given
-    base = _replayed(replay) if replay else TrainingOptions()
-    opts = TrainingOptions.from_dict({**base.to_dict(), **given})
+    base = _replayed(replay).to_dict() if replay else TrainingOptions().to_dict()
+    if "aug" in given and given["aug"] != base["aug"]:
+        # Another --aug: the replayed run's settings of its own mechanism do not carry over.
+        defaults = TrainingOptions().to_dict()
+        base.update({k: defaults[k] for k in _AUG_SETTINGS})
+    opts = TrainingOptions.from_dict({**base, **given})
     return opts, dry_run, given
+
+
+_AUG_SETTINGS = ("p", "target", "augpipe", "with_dataaug", "ada_kimg", "ada_interval")
 
 
 def _replayed(path: str) -> TrainingOptions:
@@ -309,10 +316,10 @@ def _run(opts: TrainingOptions, dataset: Any, dry_run: bool, given: dict[str, An
         print(json.dumps(spec.to_dict(), indent=2))
         return EXIT_OK
     assert env is not None
-    return _train(spec, env, dataset, _desc(opts, dataset, spec, given))
+    return _train(spec, env, dataset, _desc(opts, dataset, spec, given), given)
 
 
-def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str) -> int:
+def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[str, Any]) -> int:
     from core.training import distributed as dist_util
     from core.training.loop import Trainer
     from core.training.rundir import RunWriter, new_run_dir
@@ -331,7 +338,7 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str) -> int:
     try:
         with dist_util.sigterm_as_exception():
             trainer = Trainer(spec, run_dir, env, dataset, resume=spec.options.resume,
-                              progress_fn=bar, writer=writer)
+                              progress_fn=bar, writer=writer, given=given)
             if bar is not None:
                 bar.bar.reset(total=spec.total_kimg)
                 bar.bar.update(trainer.kimg)

@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,12 +123,36 @@ class AugmentState:
         state["acc"] = dist_util.all_reduce_sum_(acc, env).tolist()
         return state
 
-    def load_state_dict(self, state: dict[str, Any], env: DistEnv) -> None:
+    def load_state_dict(self, state: dict[str, Any], env: DistEnv, given: Collection[str] = ()) -> None:
+        """Restores the controller. Its settings continue as the run left them (changes made through
+        control.json included), except those whose option ``given`` names: this launch's value wins."""
         state = dict(state)
         if not env.is_main:  # the pending statistics were summed over ranks: rank 0 holds them all
             state["acc"] = [0.0, 0.0]
+        launch = self.controller.state_dict()  # the settings this launch's options resolved to
+        for option, keys in _CONTROLLER_OPTIONS.items():
+            if option not in given:
+                continue
+            for key in keys:
+                if key == "p" and launch["mode"] == "ada" and option == "aug":
+                    continue  # switching to an adaptive mode: p continues from where the run was
+                if state.get(key) != launch[key]:
+                    if env.is_main:
+                        log.info("--resume: --%s: %s %s replaces the run's %s", option.replace("_", "-"),
+                                 _CONTROLLER_NAMES[key], launch[key], state.get(key))
+                    state[key] = launch[key]
+        state["p"] = min(float(state["p"]), float(state["p_max"]))
         self.controller.load_state_dict(state)
         self.sync()
+
+
+# Options that set the p controller, and the controller settings each decides on an exact resume.
+_CONTROLLER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "aug": ("mode", "p"), "p": ("p",), "target": ("target",), "ada_kimg": ("kimg",),
+    "ada_interval": ("interval",), "p_max": ("p_max",),
+}
+_CONTROLLER_NAMES = {"mode": "mode", "p": "p", "target": "target", "kimg": "ada kimg", "interval": "interval",
+                     "p_max": "p_max"}
 
 
 def round_seed(seed: int, *counters: int) -> int:
@@ -208,8 +232,13 @@ class Trainer:
         resume: str | None = None,
         progress_fn: Callable[[Progress], None] | None = None,
         writer: RunWriter | None = None,
+        given: Collection[str] = (),
     ) -> None:
+        """``given``: the names of the options given explicitly at this launch; on an exact resume
+        the p controller's settings they name (--aug, --p, --target, --ada-kimg, --ada-interval,
+        --p-max) replace the run's, the others continue as the run left them."""
         self.spec = spec
+        self.given = frozenset(given)
         self.env = env
         self.device = env.device
         self.run_dir = run_dir
@@ -622,7 +651,7 @@ class Trainer:
         self.cur_tick = int(state["cur_tick"])
         self.batch_idx = int(state["batch_idx"])
         self.tick_start_nimg = self.cur_nimg
-        self.aug.load_state_dict(state["augment"], self.env)
+        self.aug.load_state_dict(state["augment"], self.env, self.given)
         self.phases[0].opt.load_state_dict(state["G_opt"])
         self.phases[-1].opt.load_state_dict(state["D_opt"])
         self.loss.load_state_dict(state["loss"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.training.cli import main, parse_options
-from core.training.config import TrainingOptions
+from core.training.config import TrainingOptions, check_options
 from core.training.rundir import RunReader
 from tests.core.training.test_loop import MINIBATCH_KIMG, REPO, make_dataset
 
@@ -113,6 +113,12 @@ def test_options_round_trip_and_replay(tmp_path: Path) -> None:
     (run / "run.json").write_text(json.dumps({"options": {**opts.to_dict(), "resolved": {}, "world_size": 1}}))
     replayed, _, _ = parse_options(["--replay", str(run / "run.json"), "--kimg", "5"])
     assert replayed == TrainingOptions.from_dict({**opts.to_dict(), "kimg": 5})
+    # Another --aug drops the replayed run's settings of its own mechanism (here --with-dataaug,
+    # which --aug fixed would refuse), and keeps the rest.
+    switched, _, given = parse_options(["--replay", str(run / "run.json"), "--aug", "fixed", "--p", "0.2"])
+    assert (switched.aug, switched.p, switched.with_dataaug, switched.kimg) == ("fixed", 0.2, False, 2.5)
+    check_options(switched)
+    assert set(given) == {"aug", "p"}
 
 
 def test_a_real_run_writes_the_run_directory(tiny_data: Path, tmp_path: Path) -> None:
@@ -132,6 +138,21 @@ def test_a_real_run_writes_the_run_directory(tiny_data: Path, tmp_path: Path) ->
     evs = RunReader(run_dir).poll_events()
     assert [e["state"] for e in evs if e["kind"] == "status"] == ["started", "finished"]
     assert {"stats", "tick", "snapshot", "preview", "status"} <= {e["kind"] for e in evs}
+
+
+def test_resume_continues_the_run_with_the_options_given_on_its_command_line(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    common = [*TINY_CLI, "--tick", str(MINIBATCH_KIMG)]
+    cmd = [sys.executable, str(REPO / "train_headless.py"), "--outdir", str(out)]
+    first = subprocess.run([*cmd, "--data", str(tiny_data), *common, "--kimg", str(2 * MINIBATCH_KIMG),
+                            "--ada-kimg", "20"], env=_env(), capture_output=True, text=True, timeout=180)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (run_dir,) = out.iterdir()
+    second = subprocess.run([*cmd, "--resume", str(run_dir), "--kimg", str(3 * MINIBATCH_KIMG), "--ada-kimg", "100"],
+                            env=_env(), capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "--ada-kimg: ada kimg 100.0 replaces the run's 20.0" in second.stderr
+    assert "resumed exactly" in second.stderr and "finished at kimg 0.012" in second.stderr
 
 
 def _start_and_wait_for_a_tick(data: Path, out: Path) -> tuple[subprocess.Popen[str], Path]:

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("data") / "blobs")
 
 
-def make_trainer(data: Path, run_dir: Path | None, resume: str | None = None, **overrides: Any) -> Trainer:
+def make_trainer(data: Path, run_dir: Path | None, resume: str | None = None, given: Collection[str] = (),
+                 **overrides: Any) -> Trainer:
     opts = TrainingOptions(outdir=str(run_dir.parent if run_dir else "."), data=str(data),
                            **{**TINY, **overrides})
     check_options(opts)
@@ -55,7 +57,7 @@ def make_trainer(data: Path, run_dir: Path | None, resume: str | None = None, **
     spec = resolve_spec(opts, DataSpec(path=opts.data, use_labels=opts.cond, resolution=dataset.resolution,
                                        channels=dataset.num_channels, label_dim=dataset.label_dim,
                                        num_images=len(dataset)), 1, "cpu")
-    return Trainer(spec, run_dir, DistEnv(), dataset, resume=resume)
+    return Trainer(spec, run_dir, DistEnv(), dataset, resume=resume, given=given)
 
 
 def run_trainer(trainer: Trainer) -> str:

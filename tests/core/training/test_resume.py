@@ -89,6 +89,35 @@ def test_resume_from_a_snapshot_file_and_weights_only(tiny_data: Path, tmp_path:
     weights_only.close()
 
 
+def test_options_given_at_resume_replace_the_runs_controller_settings(tiny_data: Path, tmp_path: Path) -> None:
+    from core.training.control import ControlRequest, write_control
+
+    first_dir = tmp_path / "first"
+    first = make_trainer(tiny_data, first_dir, kimg=2 * MINIBATCH_KIMG, tick=100, aug="ada", ada_interval=2,
+                         ada_kimg=20)
+    # Changes made from the GUI during the run.
+    write_control(first_dir, ControlRequest(aug_mode="fixed", fixed_p=0.3, target=0.5))
+    run_trainer(first)
+
+    def controller(resumed: Any) -> tuple[Any, ...]:
+        c = resumed.aug.controller
+        resumed.close()
+        return c.mode, round(c.p, 12), c.target, c.interval, c.kimg, c.p_max
+
+    # Options not given: the run continues as it was, control changes included, whatever this
+    # launch's defaults are.
+    kept = make_trainer(tiny_data, tmp_path / "kept", resume=str(first_dir), kimg=1, aug="ada")
+    assert controller(kept) == ("fixed", 0.3, 0.5, 2, 20.0, 1.0)
+    # Given options win; switching to an adaptive mode continues from the run's p (capped by p_max).
+    switched = make_trainer(tiny_data, tmp_path / "switched", resume=str(first_dir), kimg=1, aug="ada",
+                            target=0.7, ada_interval=4, ada_kimg=100, p_max=0.2,
+                            given={"aug", "target", "ada_interval", "ada_kimg", "p_max"})
+    assert controller(switched) == ("ada", 0.2, 0.7, 4, 100.0, 0.2)
+    fixed = make_trainer(tiny_data, tmp_path / "fixed", resume=str(first_dir), kimg=1, aug="fixed", p=0.1,
+                         given={"aug", "p"})
+    assert controller(fixed) == ("fixed", 0.1, 0.5, 2, 20.0, 1.0)
+
+
 # --------------------------------------------------------------------------------------------------
 # kill -9
 
