@@ -130,7 +130,8 @@ def main() -> None:
                         # Paired ratios (same repeat, adjacent in time) are steadier than ratios of medians.
                         ratios = [a[0] / b[0] for a, b in zip(runs[aug], runs["noaug"], strict=True)]
                         print(f"{config:6s} {aug} / noaug: median paired ratio {statistics.median(ratios):.3f}"
-                              f" (ratio of medians {statistics.median(r[0] for r in runs[aug]) / base:.3f})")
+                              f" (range {min(ratios):.3f}..{max(ratios):.3f} over {len(ratios)} repeats;"
+                              f" ratio of medians {statistics.median(r[0] for r in runs[aug]) / base:.3f})")
             if "apa" in trainers and "noaug" in runs:
                 print(f"{config:6s} apa step alone: {apa_step_ms(trainers['apa']):.3f} ms per minibatch")
             if args.profile:
