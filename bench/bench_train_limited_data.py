@@ -3,7 +3,8 @@
 Start the runs (long: on a 2-core CPU ~2-3 min per kimg each), for example:
 
     OMP_NUM_THREADS=1 python train_headless.py --outdir runs/ld-ada --data builtin:digits --subset 500 \\
-        --cfg cpu32 --aug ada --ada-kimg 20 --kimg 200 --tick 1 --snap 10 --device cpu --workers 0 --seed 1
+        --cfg cpu32 --aug ada --ada-kimg 20 --ada-interval 16 --kimg 200 --tick 1 --snap 10 --device cpu \\
+        --workers 0 --seed 1
     (the same with --aug apa)
 
 then plot and summarise them (stop them any time; the plot uses what is there; a run continued with
