@@ -128,11 +128,11 @@ def parse_options(argv: list[str]) -> tuple[TrainingOptions, bool, dict[str, Any
     replay = given.pop("replay", None)
     if replay is None and given.get("resume") and "data" not in given and Path(given["resume"]).is_dir():
         replay = given["resume"]  # continue a run: its own options, overridden by what is given
-    base = _replayed(replay).to_dict() if replay else TrainingOptions().to_dict()
+    defaults = TrainingOptions().to_dict()
+    base = _replayed(replay).to_dict() if replay else defaults
     if "aug" in given and given["aug"] != base["aug"]:
         # Another --aug: the replayed run's settings of its own mechanism do not carry over.
-        defaults = TrainingOptions().to_dict()
-        base.update({k: defaults[k] for k in _AUG_SETTINGS})
+        base = {**base, **{k: defaults[k] for k in _AUG_SETTINGS}}
     opts = TrainingOptions.from_dict({**base, **given})
     return opts, dry_run, given
 

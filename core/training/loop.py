@@ -130,29 +130,28 @@ class AugmentState:
         if not env.is_main:  # the pending statistics were summed over ranks: rank 0 holds them all
             state["acc"] = [0.0, 0.0]
         launch = self.controller.state_dict()  # the settings this launch's options resolved to
+        self.controller.load_state_dict(state)
         for option, keys in _CONTROLLER_OPTIONS.items():
             if option not in given:
                 continue
             for key in keys:
                 if key == "p" and launch["mode"] == "ada" and option == "aug":
                     continue  # switching to an adaptive mode: p continues from where the run was
-                if state.get(key) != launch[key]:
+                before = getattr(self.controller, key)
+                if before != launch[key]:
                     if env.is_main:
                         log.info("--resume: --%s: %s %s replaces the run's %s", option.replace("_", "-"),
-                                 _CONTROLLER_NAMES[key], launch[key], state.get(key))
-                    state[key] = launch[key]
-        state["p"] = min(float(state["p"]), float(state["p_max"]))
-        self.controller.load_state_dict(state)
+                                 "ada kimg" if key == "kimg" else key, launch[key], before)
+                    setattr(self.controller, key, launch[key])  # the setters validate; p_max caps p
         self.sync()
 
 
-# Options that set the p controller, and the controller settings each decides on an exact resume.
+# Options that set the p controller, and the controller settings each decides on an exact resume;
+# p_max first, so that a p given with it is capped by the new bound, not the old.
 _CONTROLLER_OPTIONS: dict[str, tuple[str, ...]] = {
-    "aug": ("mode", "p"), "p": ("p",), "target": ("target",), "ada_kimg": ("kimg",),
-    "ada_interval": ("interval",), "p_max": ("p_max",),
+    "p_max": ("p_max",), "aug": ("mode", "p"), "p": ("p",), "target": ("target",), "ada_kimg": ("kimg",),
+    "ada_interval": ("interval",),
 }
-_CONTROLLER_NAMES = {"mode": "mode", "p": "p", "target": "target", "kimg": "ada kimg", "interval": "interval",
-                     "p_max": "p_max"}
 
 
 def round_seed(seed: int, *counters: int) -> int:
@@ -238,7 +237,6 @@ class Trainer:
         the p controller's settings they name (--aug, --p, --target, --ada-kimg, --ada-interval,
         --p-max) replace the run's, the others continue as the run left them."""
         self.spec = spec
-        self.given = frozenset(given)
         self.env = env
         self.device = env.device
         self.run_dir = run_dir
@@ -281,7 +279,7 @@ class Trainer:
         self._speed_samples: deque[tuple[float, int]] = deque([(now, 0)])
         self._grid_z, self._grid_c, self._grid_reals = self._preview_inputs()
         if resume:
-            self._resume(resume)
+            self._resume(resume, given)
         for module in (self.G, self.D, self.G_ema):
             dist_util.broadcast_module_(module, env)
 
@@ -621,7 +619,7 @@ class Trainer:
             "world_size": self.env.world_size, "batch": self.spec.batch,
         }
 
-    def _resume(self, source: str) -> None:
+    def _resume(self, source: str, given: Collection[str]) -> None:
         path = Path(source)
         if path.is_dir():
             found = ckpt_io.latest_snapshot(path)
@@ -637,13 +635,13 @@ class Trainer:
             self.aug.pipe.set_multipliers(ckpt.augment_pipe.multipliers())
         resume_json = ckpt_io.resume_paths(path)[1]
         if ckpt.path is not None and resume_json.is_file():
-            self._load_resume_state(ckpt_io.load_resume_state(resume_json, device=self.device), ckpt.meta)
+            self._load_resume_state(ckpt_io.load_resume_state(resume_json, device=self.device), ckpt.meta, given)
             log.info("resumed exactly from %s at kimg %.3f (tick %d, p %.4f)", path, self.kimg, self.cur_tick,
                      self.aug.p)
         else:
             self._weights_only_resume(ckpt, path)
 
-    def _load_resume_state(self, state: dict[str, Any], meta: dict[str, Any]) -> None:
+    def _load_resume_state(self, state: dict[str, Any], meta: dict[str, Any], given: Collection[str]) -> None:
         if meta.get("cur_nimg") is not None and int(meta["cur_nimg"]) != int(state["cur_nimg"]):
             raise RuntimeError("--resume: the snapshot and its resume state are from different moments; "
                                "pick another snapshot")
@@ -651,7 +649,7 @@ class Trainer:
         self.cur_tick = int(state["cur_tick"])
         self.batch_idx = int(state["batch_idx"])
         self.tick_start_nimg = self.cur_nimg
-        self.aug.load_state_dict(state["augment"], self.env, self.given)
+        self.aug.load_state_dict(state["augment"], self.env, given)
         self.phases[0].opt.load_state_dict(state["G_opt"])
         self.phases[-1].opt.load_state_dict(state["D_opt"])
         self.loss.load_state_dict(state["loss"])
