@@ -335,8 +335,10 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[st
     bar = _ProgressBar(spec.total_kimg, 0.0) if env.is_main else None
     trainer = None
     code, success = EXIT_FAILED, False
-    try:
-        with dist_util.sigterm_as_exception():
+    # The guard spans the except and finally blocks too: torchrun's SIGTERM after another rank died
+    # arrives while this rank handles its failed collective, and must not cut the status line short.
+    with dist_util.sigterm_as_exception() as sigterm:
+        try:
             trainer = Trainer(spec, run_dir, env, dataset, resume=spec.options.resume,
                               progress_fn=bar, writer=writer, given=given)
             if bar is not None:
@@ -344,29 +346,33 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[st
                 bar.bar.update(trainer.kimg)
             with _ctrl_c_stops(trainer):
                 trainer.run()
-        code, success = EXIT_OK, True
-        if trainer.interrupted:
-            if env.is_main:
-                log.warning("interrupted: stopped at kimg %.3f with a snapshot; resume with --resume %s",
-                            trainer.kimg, run_dir)
+            sigterm.ending()
+            code, success = EXIT_OK, True
+            if trainer.interrupted:
+                if env.is_main:
+                    log.warning("interrupted: stopped at kimg %.3f with a snapshot; resume with --resume %s",
+                                trainer.kimg, run_dir)
+                code = EXIT_INTERRUPTED
+        except KeyboardInterrupt as e:
+            sigterm.ending()
+            log.warning("interrupted (%s); the last checkpoint in %s is the place to resume from",
+                        type(e).__name__, run_dir)
+            writer.status("stopped", trainer.kimg if trainer else 0.0, message="interrupted")
             code = EXIT_INTERRUPTED
-    except KeyboardInterrupt as e:
-        log.warning("interrupted (%s); the last checkpoint in %s is the place to resume from",
-                    type(e).__name__, run_dir)
-        writer.status("stopped", trainer.kimg if trainer else 0.0, message="interrupted")
-        code = EXIT_INTERRUPTED
-    except Exception as e:
-        log.exception("training failed: %s", e)
-        writer.status("failed", trainer.kimg if trainer else 0.0, message=f"{type(e).__name__}: {e}")
-    finally:
-        if bar is not None:
-            bar.close()
-        if trainer is not None:
-            trainer.loader.close()
-        writer.close()
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-        dist_util.shutdown(env, success)
+        except Exception as e:
+            sigterm.ending()
+            log.exception("training failed: %s", e)
+            writer.status("failed", trainer.kimg if trainer else 0.0, message=f"{type(e).__name__}: {e}")
+        finally:
+            sigterm.ending()
+            if bar is not None:
+                bar.close()
+            if trainer is not None:
+                trainer.loader.close()
+            writer.close()
+            if handler is not None:
+                logging.getLogger().removeHandler(handler)
+            dist_util.shutdown(env, success)
     return code
 
 

@@ -14,6 +14,8 @@ import inspect
 import logging
 import os
 import signal
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
@@ -157,26 +159,63 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (e.g. torchrun stopping the other ranks) turned into an exception we unwind on."""
 
 
-@contextlib.contextmanager
-def sigterm_as_exception() -> Iterator[None]:
-    """While active, SIGTERM raises ``Terminated`` in the main thread so ``finally`` blocks run."""
+SIGTERM_RETRY_S = 0.05  # how soon a held-back SIGTERM is delivered again
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+
+class SigtermGuard:
+    """Turns SIGTERM into ``Terminated`` in the main thread, except where that would cut short the
+    code that records how the run ended.
+
+    When a rank dies, the survivors' next collective fails and torchrun sends them SIGTERM a moment
+    later: the signal lands while the collective's error is being handled (the traceback logged, the
+    "failed" status written). An exception raised there would skip that status, so while an
+    exception is being handled (an ``except`` or ``finally`` block, ``sys.exc_info()``) a SIGTERM is
+    held back and delivered again ``SIGTERM_RETRY_S`` later; once ``ending()`` was called it is
+    ignored: the process is on its way out, and torchrun's SIGKILL bounds the time that takes.
+    """
+
+    def __init__(self) -> None:
+        self._ending = False
+        self._main = threading.get_ident()
+
+    def ending(self) -> None:
+        """From now on a SIGTERM waits for the exit under way."""
+        self._ending = True
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._ending:
+            return
+        if sys.exc_info()[1] is not None:
+            retry = threading.Timer(SIGTERM_RETRY_S, self._redeliver, args=(signum,))
+            retry.daemon = True
+            retry.start()
+            return
         raise Terminated(f"received signal {signum}")
 
+    def _redeliver(self, signum: int) -> None:
+        if not self._ending:
+            signal.pthread_kill(self._main, signum)
+
+
+@contextlib.contextmanager
+def sigterm_as_exception() -> Iterator[SigtermGuard]:
+    """While active, SIGTERM raises ``Terminated`` in the main thread so ``finally`` blocks run
+    (see ``SigtermGuard`` for when it waits); call the guard's ``ending()`` where the exit begins."""
+    guard = SigtermGuard()
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = signal.signal(signal.SIGTERM, guard._handle)
     except ValueError:  # not the main thread: leave signals alone
-        yield
+        yield guard
         return
     try:
-        yield
+        yield guard
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = [
     "DistEnv",
+    "SigtermGuard",
     "Terminated",
     "all_reduce_max_",
     "all_reduce_sum_",

@@ -218,6 +218,64 @@ def test_the_first_ctrl_c_asks_for_a_stop_a_copy_of_it_is_ignored_and_a_second_a
     assert signal.getsignal(signal.SIGINT) is before  # restored
 
 
+def test_sigterm_unwinds_the_body_waits_while_an_exception_is_handled_and_is_ignored_once_ending() -> None:
+    from core.training.distributed import SIGTERM_RETRY_S, Terminated, sigterm_as_exception
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated), sigterm_as_exception():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+        pytest.fail("SIGTERM did not raise in the body")
+    # While an exception is handled (a failed collective being logged) it is held back, then delivered.
+    with pytest.raises(Terminated), sigterm_as_exception():
+        try:
+            raise RuntimeError("a collective failed")
+        except RuntimeError:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(4 * SIGTERM_RETRY_S)  # several deliveries, all held back
+        time.sleep(1)  # handled, training goes on: the held-back SIGTERM arrives
+        pytest.fail("the held-back SIGTERM never came")
+    with sigterm_as_exception() as guard:
+        guard.ending()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+    assert signal.getsignal(signal.SIGTERM) is before  # restored
+
+
+FAILS_WHILE_TORCHRUN_STOPS_IT = """
+import os, signal, sys, time
+from core.training import cli
+from core.training.loop import Trainer
+
+def run(self):
+    self.writer.status("started", 0.0)
+    raise RuntimeError("Connection closed by peer")  # what gloo raises when another rank died
+
+log_exception = cli.log.exception
+
+def logged_while_sigterm_arrives(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)  # torchrun stopping the survivors
+    time.sleep(0.3)
+    log_exception(*args, **kwargs)
+
+Trainer.run = run
+cli.log.exception = logged_while_sigterm_arrives
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_sigterm_while_a_failure_is_recorded_leaves_the_failed_status(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", FAILS_WHILE_TORCHRUN_STOPS_IT, "--outdir", str(out),
+                           "--data", str(tiny_data), *TINY_CLI, "--kimg", "1"],
+                          env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # failed, not killed by the signal (-15)
+    assert "training failed: Connection closed by peer" in proc.stderr
+    (run_dir,) = out.iterdir()
+    status = [e for e in RunReader(run_dir).poll_events() if e["kind"] == "status"][-1]
+    assert (status["state"], status["message"]) == ("failed", "RuntimeError: Connection closed by peer")
+
+
 def test_gpus_2_without_torchrun_relaunches_itself(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, str(REPO / "train_headless.py"), "--outdir", str(out), "--data",
