@@ -177,10 +177,12 @@ class SigtermGuard:
     def __init__(self) -> None:
         self._ending = False
         self._main = threading.get_ident()
+        self._lock = threading.Lock()  # no redelivery after the guard's handler was taken down
 
     def ending(self) -> None:
         """From now on a SIGTERM waits for the exit under way."""
-        self._ending = True
+        with self._lock:
+            self._ending = True
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self._ending:
@@ -193,8 +195,9 @@ class SigtermGuard:
         raise Terminated(f"received signal {signum}")
 
     def _redeliver(self, signum: int) -> None:
-        if not self._ending:
-            signal.pthread_kill(self._main, signum)
+        with self._lock:
+            if not self._ending:
+                signal.pthread_kill(self._main, signum)
 
 
 @contextlib.contextmanager
@@ -210,6 +213,7 @@ def sigterm_as_exception() -> Iterator[SigtermGuard]:
     try:
         yield guard
     finally:
+        guard.ending()
         signal.signal(signal.SIGTERM, previous)
 
 
