@@ -1,11 +1,11 @@
 """Limited-data behaviour of ADA and APA: p and r_t against kimg, from training runs' events.jsonl.
 
-Start the runs (long: on a 2-core CPU ~2-3 min per kimg each), for example:
+Start the runs (long: on a 2-core CPU ~35-40 s per kimg each, one thread each), for example:
 
     OMP_NUM_THREADS=1 python train_headless.py --outdir runs/ld-ada --data builtin:digits --subset 500 \\
-        --cfg cpu32 --aug ada --ada-kimg 20 --ada-interval 16 --kimg 200 --tick 1 --snap 10 --device cpu \\
+        --cfg cpu32 --aug ada --ada-kimg 100 --ada-interval 16 --kimg 1000 --tick 1 --snap 10 --device cpu \\
         --workers 0 --seed 1
-    (the same with --aug apa)
+    (the same with --aug apa; --aug noaug without the two --ada options shows D's r_t with no help)
 
 then plot and summarise them (stop them any time; the plot uses what is there; a run continued with
 --resume is given as ``FIRST_RUN,CONTINUATION``):
@@ -13,7 +13,8 @@ then plot and summarise them (stop them any time; the plot uses what is there; a
     python bench/bench_train_limited_data.py RUN_DIR [RUN_DIR ...] --out docs/limited-data.png
 
 Per run it prints the final p and, over the last --window kimg, the mean of r_t (the tick means of
-sign(D(real))) and how often its 5-tick moving average was within +-0.05 of the target. The PNG has one panel per
+sign(D(real))), how often its 5-tick moving average was within +-0.05 of the target and the
+longest stretch of kimg it stayed there. The PNG has one panel per
 run: p (blue), the tick means of r_t (light orange) with their 5-tick moving average (red), and the target
 band (grey). Drawn with Pillow only.
 """
@@ -76,6 +77,21 @@ def moving_average(values: list[float], n: int = SMOOTH) -> list[float]:
     return [statistics.fmean(values[max(0, i - n + 1):i + 1]) for i in range(len(values))]
 
 
+def longest_in_band(s: Series) -> tuple[float, float]:
+    """The longest run of ticks whose moving average of r_t stayed within +-0.05 of the target (kimg)."""
+    smooth = moving_average(s.r_t)
+    best, start = (0.0, 0.0), None
+    for i, v in enumerate([*smooth, None]):
+        inside = v is not None and abs(v - s.target) <= 0.05
+        if inside and start is None:
+            start = i
+        elif not inside and start is not None:
+            if s.kimg[i - 1] - s.kimg[start] > best[1] - best[0]:
+                best = (s.kimg[start], s.kimg[i - 1])
+            start = None
+    return best
+
+
 def summarise(s: Series, window: float) -> str:
     if not s.kimg:
         return f"{s.name}: no ticks yet"
@@ -85,7 +101,8 @@ def summarise(s: Series, window: float) -> str:
     inside = sum(abs(smooth[i] - s.target) <= 0.05 for i in recent) / len(recent)
     return (f"{s.name}: {s.kimg[-1]:.1f} kimg, final p {s.p[-1]:.3f}, max p {max(s.p):.3f}; last {window:g} kimg: "
             f"mean r_t {statistics.fmean(last):.3f} (target {s.target}), tick means {min(last):.2f}..{max(last):.2f},"
-            f" {SMOOTH}-tick moving average within +-0.05 of the target at {inside:.0%} of ticks")
+            f" {SMOOTH}-tick moving average within +-0.05 of the target at {inside:.0%} of ticks;"
+            " longest stretch inside: {:.0f}..{:.0f} kimg".format(*longest_in_band(s)))
 
 
 def draw(series: list[Series], out: Path) -> None:
