@@ -77,16 +77,17 @@ def moving_average(values: list[float], n: int = SMOOTH) -> list[float]:
     return [statistics.fmean(values[max(0, i - n + 1):i + 1]) for i in range(len(values))]
 
 
-def longest_in_band(s: Series) -> tuple[float, float]:
-    """The longest run of ticks whose moving average of r_t stayed within +-0.05 of the target (kimg)."""
-    smooth = moving_average(s.r_t)
-    best, start = (0.0, 0.0), None
-    for i, v in enumerate([*smooth, None]):
+def longest_in_band(s: Series) -> tuple[float, float] | None:
+    """The longest run of ticks whose moving average of r_t stayed within +-0.05 of the target, as
+    (first kimg, last kimg); None if it was never inside."""
+    best: tuple[float, float] | None = None
+    start = None
+    for i, v in enumerate([*moving_average(s.r_t), None]):
         inside = v is not None and abs(v - s.target) <= 0.05
         if inside and start is None:
             start = i
         elif not inside and start is not None:
-            if s.kimg[i - 1] - s.kimg[start] > best[1] - best[0]:
+            if best is None or s.kimg[i - 1] - s.kimg[start] > best[1] - best[0]:
                 best = (s.kimg[start], s.kimg[i - 1])
             start = None
     return best
@@ -99,10 +100,12 @@ def summarise(s: Series, window: float) -> str:
     last = [s.r_t[i] for i in recent]
     smooth = moving_average(s.r_t)
     inside = sum(abs(smooth[i] - s.target) <= 0.05 for i in recent) / len(recent)
+    band = longest_in_band(s)
+    stretch = "never" if band is None else f"{band[0]:.0f}..{band[1]:.0f} kimg"
     return (f"{s.name}: {s.kimg[-1]:.1f} kimg, final p {s.p[-1]:.3f}, max p {max(s.p):.3f}; last {window:g} kimg: "
             f"mean r_t {statistics.fmean(last):.3f} (target {s.target}), tick means {min(last):.2f}..{max(last):.2f},"
             f" {SMOOTH}-tick moving average within +-0.05 of the target at {inside:.0%} of ticks;"
-            " longest stretch inside: {:.0f}..{:.0f} kimg".format(*longest_in_band(s)))
+            f" longest stretch inside: {stretch}")
 
 
 def draw(series: list[Series], out: Path) -> None:
