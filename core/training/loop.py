@@ -528,7 +528,11 @@ class Trainer:
         # Time spent paused is not training time: shift the clocks that measure speed.
         self._tick_start_time += paused
         with self._stats_lock:  # samples from before the pause move forward; any taken since resuming stay
-            self._speed_samples = deque((t + paused if t <= t0 else t, n) for t, n in self._speed_samples)
+            # The pause ended when the flag went down, which may be before this loop noticed: a sample
+            # taken since (the heartbeat's) marks that end, and the old samples move up to it, no further.
+            resumed = [t for t, _ in self._speed_samples if t > t0]
+            shift = min(resumed[0] - t0, paused) if resumed else paused
+            self._speed_samples = deque((t + shift if t <= t0 else t, n) for t, n in self._speed_samples)
         self.writer.status("resumed", self.kimg, message=f"resumed after {paused:.1f} s")
         log.info("resumed after %.1f s", paused)
 
