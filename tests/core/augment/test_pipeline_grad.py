@@ -64,3 +64,22 @@ def test_gradgradcheck_in_float64(preset):
 
     assert torch.autograd.gradcheck(f, (x,), fast_mode=True)
     assert torch.autograd.gradgradcheck(f, (x,), fast_mode=True)
+
+
+@pytest.mark.parametrize(("preset", "p"), [("blit", 0.3), ("bgc", 0.08), ("bgcfnc", 0.08)])
+def test_each_image_gets_gradient_from_its_own_output_only(preset, p):
+    # At a p where some images are left alone and others take different subsets of the ops, every
+    # output image must depend on its own input image alone: an index slip in the per-subset
+    # execution would hand G the gradient of another fake.
+    pipe = AugmentPipe.from_preset(preset, p=p)
+    x = smooth_image(16, 3, 16).requires_grad_(True)
+    out, fired = pipe(x, generator=gen(4), explain=True)
+    assert 2 <= sum(bool(f) for f in fired) < len(fired), "the draw should move some images and not others"
+    weight = torch.randn_like(out)
+    for i in range(len(fired)):
+        (grad,) = torch.autograd.grad((out[i] * weight[i]).sum(), x, retain_graph=True)
+        others = torch.cat([grad[:i], grad[i + 1 :]])
+        assert float(others.abs().max()) == 0.0, f"output {i} sends gradient to other images"
+        assert float(grad[i].abs().sum()) > 0
+        if not fired[i]:
+            assert torch.equal(out[i], x[i].detach()) and torch.equal(grad[i], weight[i])
