@@ -1,0 +1,190 @@
+"""Mode coverage of digits runs: which digits a run's G_ema draws, snapshot by snapshot.
+
+A generator that loses variety (mode collapse) still gets a fair FID on a small dataset for a
+while, but a digit classifier sees it at once. This script trains a small classifier on the labelled
+``builtin:digits`` (1,797 images; it reports its held-out accuracy first), then for every kept
+snapshot of each run (``snapshots/network-snapshot-*.json``) draws ``--num`` fakes from G_ema with
+fixed latents and prints:
+
+- the share of each digit 0-9 among the fakes (in percent),
+- the entropy of that histogram in bits (log2 10 = 3.32 when all ten are equally common; the
+  training subset's own entropy is printed for comparison),
+- how many digits make up at least 2% of the fakes,
+- the classifier's mean confidence (low when the fakes are not digit-like yet).
+
+    OMP_NUM_THREADS=1 python bench/bench_mode_coverage.py RUN [RUN ...] [--num 2000] [--out docs/x.png]
+
+With ``--out`` it also draws the entropy against kimg, one line per run (Pillow only). Runs on the
+CPU in a few seconds per snapshot with the cpu32 preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.data import ImageDataset  # noqa: E402
+from core.networks.checkpoint import load_checkpoint  # noqa: E402
+
+SNAPSHOT = re.compile(r"network-snapshot-(\d+)\.json$")
+CLASSES = 10
+MIN_SHARE = 0.02
+W, H, PAD = 900, 420, 50
+COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127)]
+
+
+def _features(images: torch.Tensor) -> torch.Tensor:
+    """[N, C, 32, 32] in [-1, 1] -> grey 16x16, flattened (the digits are 8x8 upsampled)."""
+    grey = images.mean(dim=1, keepdim=True)
+    return F.adaptive_avg_pool2d(grey, 16).flatten(1)
+
+
+def _classifier() -> nn.Module:
+    return nn.Sequential(nn.Linear(256, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, CLASSES))
+
+
+def _fit(x: torch.Tensor, y: torch.Tensor, steps: int = 600, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = _classifier()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    for _ in range(steps):
+        opt.zero_grad()
+        # Small random shifts, so a fake drawn a pixel off-centre is still read as its digit.
+        dx, dy = rng.integers(-1, 2, size=2)
+        xs = torch.roll(x.view(-1, 1, 16, 16), shifts=(int(dy), int(dx)), dims=(2, 3)).flatten(1)
+        F.cross_entropy(net(xs), y).backward()
+        opt.step()
+    return net.eval()
+
+
+def train_classifier() -> tuple[nn.Module, float]:
+    """A digit classifier on all of builtin:digits, and its accuracy on a 20% hold-out (fitted apart)."""
+    ds = ImageDataset("builtin:digits", use_labels=True)
+    imgs = torch.from_numpy(np.stack([ds.get_image(i) for i in range(len(ds))])).float() / 127.5 - 1
+    labels = torch.from_numpy(np.stack([ds.get_label(i) for i in range(len(ds))])).argmax(dim=1)
+    x = _features(imgs)
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
+    cut = int(0.8 * len(ds))
+    held = _fit(x[order[:cut]], labels[order[:cut]])
+    with torch.no_grad():
+        acc = (held(x[order[cut:]]).argmax(1) == labels[order[cut:]]).float().mean().item()
+    return _fit(x, labels), acc
+
+
+def histogram_stats(pred: np.ndarray) -> tuple[np.ndarray, float, int]:
+    share = np.bincount(pred, minlength=CLASSES) / max(len(pred), 1)
+    entropy = -sum(s * math.log2(s) for s in share if s > 0)
+    return share, entropy, int((share >= MIN_SHARE).sum())
+
+
+def subset_labels(run: Path) -> np.ndarray | None:
+    """The digits of the run's training subset, from run.json's options."""
+    opts = json.loads((run / "run.json").read_text())["options"]
+    if opts.get("data") != "builtin:digits":
+        return None
+    # The trainer draws the subset with the run's --seed (core/training/cli.py).
+    ds = ImageDataset(opts["data"], use_labels=True, subset=opts.get("subset"), seed=opts.get("seed", 0))
+    return np.stack([ds.get_label(i) for i in range(len(ds))]).argmax(axis=1)
+
+
+@torch.no_grad()
+def coverage(G: nn.Module, clf: nn.Module, num: int, seed: int = 123) -> tuple[np.ndarray, float]:
+    z = torch.randn([num, G.z_dim], generator=torch.Generator().manual_seed(seed))
+    c = torch.zeros([num, G.c_dim])
+    preds, conf = [], []
+    for i in range(0, num, 250):
+        img = G(z[i : i + 250], c[i : i + 250], noise_mode="const").clamp(-1, 1)
+        prob = clf(_features(img)).softmax(dim=1)
+        preds.append(prob.argmax(1).numpy())
+        conf.append(prob.max(1).values.numpy())
+    return np.concatenate(preds), float(np.concatenate(conf).mean())
+
+
+def draw(curves: list[tuple[str, list[int], list[float]]], reference: float | None, out: Path) -> None:
+    """Entropy of the fakes' digit histogram against kimg, one coloured line and label per run."""
+    img = Image.new("RGB", (W, H + 18 * len(curves)), "white")
+    d = ImageDraw.Draw(img)
+    x0, x1, y0, y1 = PAD, W - PAD // 2, H - PAD, PAD
+    kmax = max((k[-1] for _, k, _ in curves if k), default=1) or 1
+    top = math.log2(CLASSES)
+
+    def xy(k: float, bits: float) -> tuple[float, float]:
+        return x0 + (x1 - x0) * k / kmax, y0 + (y1 - y0) * bits / top
+
+    d.rectangle([x0, y1, x1, y0], outline=(0, 0, 0))
+    for b in range(4):
+        d.text((x0 - 30, xy(0, b)[1] - 6), f"{b}", fill=(0, 0, 0))
+    for k in range(0, kmax + 1, max(kmax // 10, 1)):
+        d.text((xy(k, 0)[0] - 6, y0 + 6), f"{k}", fill=(0, 0, 0))
+    d.text((x1 - 40, y0 + 22), "kimg", fill=(0, 0, 0))
+    d.text((x0, 12), "entropy of the digits G_ema draws (bits; 3.32 = all ten alike)", fill=(0, 0, 0))
+    if reference is not None:
+        d.line([xy(0, reference), xy(kmax, reference)], fill=(190, 190, 190), width=1)
+        d.text((x1 - 150, xy(0, reference)[1] + 3), f"training subset {reference:.2f}", fill=(120, 120, 120))
+    for i, (name, kimg, bits) in enumerate(curves):
+        colour = COLOURS[i % len(COLOURS)]
+        if len(kimg) > 1:
+            d.line([xy(k, b) for k, b in zip(kimg, bits, strict=True)], fill=colour, width=3)
+        d.text((x0, H + 18 * i), name, fill=colour)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run directories trained on builtin:digits")
+    ap.add_argument("--num", type=int, default=2000, help="fakes per snapshot")
+    ap.add_argument("--every", type=float, default=0, help="only snapshots at multiples of this kimg (0: all)")
+    ap.add_argument("--out", type=Path, help="also draw the entropy against kimg into this PNG")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    clf, acc = train_classifier()
+    print(f"classifier: held-out accuracy {acc:.3f} on builtin:digits (20% of 1,797)")
+    curves: list[tuple[str, list[int], list[float]]] = []
+    reference = None
+    for run in args.runs:
+        snaps = sorted((int(m.group(1)), p) for p in (run / "snapshots").glob("network-snapshot-*.json")
+                       if (m := SNAPSHOT.search(p.name)))
+        if not snaps:
+            print(f"{run}: no kept snapshots yet", file=sys.stderr)
+            continue
+        print(f"\n{run.name}")
+        labels = subset_labels(run)
+        if labels is not None:
+            _, reference, _ = histogram_stats(labels)
+            print(f"  training subset: {len(labels)} images, entropy {reference:.2f} bits")
+        print("  kimg   " + " ".join(f"{d:>4}" for d in range(CLASSES)) + "   bits  >=2%  conf")
+        curve: tuple[str, list[int], list[float]] = (run.name, [], [])
+        curves.append(curve)
+        for kimg, path in snaps:
+            if args.every and kimg % args.every:
+                continue
+            G = load_checkpoint(path).G_ema.eval().requires_grad_(False)
+            pred, conf = coverage(G, clf, args.num)
+            share, ent, n = histogram_stats(pred)
+            cells = " ".join(f"{100 * s:4.0f}" for s in share)
+            print(f"  {kimg:5d}  {cells}   {ent:4.2f}  {n:4d}  {conf:.2f}", flush=True)
+            curve[1].append(kimg)
+            curve[2].append(ent)
+    if args.out is not None:
+        draw(curves, reference, args.out)
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
