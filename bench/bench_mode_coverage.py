@@ -21,9 +21,7 @@ CPU in a few seconds per snapshot with the cpu32 preset.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import re
 import sys
 from pathlib import Path
 
@@ -36,9 +34,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data import ImageDataset  # noqa: E402
-from core.networks.checkpoint import load_checkpoint  # noqa: E402
+from core.networks.checkpoint import kept_snapshots, load_checkpoint  # noqa: E402
+from core.training.rundir import RunReader  # noqa: E402
 
-SNAPSHOT = re.compile(r"network-snapshot-(\d+)\.json$")
 CLASSES = 10
 MIN_SHARE = 0.02
 W, H, PAD = 900, 420, 50
@@ -93,7 +91,7 @@ def histogram_stats(pred: np.ndarray) -> tuple[np.ndarray, float, int]:
 
 def subset_labels(run: Path) -> np.ndarray | None:
     """The digits of the run's training subset, from run.json's options."""
-    opts = json.loads((run / "run.json").read_text())["options"]
+    opts = RunReader(run).options() or {}
     if opts.get("data") != "builtin:digits":
         return None
     # The trainer draws the subset with the run's --seed (core/training/cli.py).
@@ -114,12 +112,12 @@ def coverage(G: nn.Module, clf: nn.Module, num: int, seed: int = 123) -> tuple[n
     return np.concatenate(preds), float(np.concatenate(conf).mean())
 
 
-def draw(curves: list[tuple[str, list[int], list[float]]], reference: float | None, out: Path) -> None:
+def draw(curves: list[tuple[str, list[float], list[float]]], reference: float | None, out: Path) -> None:
     """Entropy of the fakes' digit histogram against kimg, one coloured line and label per run."""
     img = Image.new("RGB", (W, H + 18 * len(curves)), "white")
     d = ImageDraw.Draw(img)
     x0, x1, y0, y1 = PAD, W - PAD // 2, H - PAD, PAD
-    kmax = max((k[-1] for _, k, _ in curves if k), default=1) or 1
+    kmax = math.ceil(max((k[-1] for _, k, _ in curves if k), default=1)) or 1
     top = math.log2(CLASSES)
 
     def xy(k: float, bits: float) -> tuple[float, float]:
@@ -154,11 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     clf, acc = train_classifier()
     print(f"classifier: held-out accuracy {acc:.3f} on builtin:digits (20% of 1,797)")
-    curves: list[tuple[str, list[int], list[float]]] = []
+    curves: list[tuple[str, list[float], list[float]]] = []
     reference = None
     for run in args.runs:
-        snaps = sorted((int(m.group(1)), p) for p in (run / "snapshots").glob("network-snapshot-*.json")
-                       if (m := SNAPSHOT.search(p.name)))
+        snaps = kept_snapshots(run)
         if not snaps:
             print(f"{run}: no kept snapshots yet", file=sys.stderr)
             continue
@@ -168,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             _, reference, _ = histogram_stats(labels)
             print(f"  training subset: {len(labels)} images, entropy {reference:.2f} bits")
         print("  kimg   " + " ".join(f"{d:>4}" for d in range(CLASSES)) + "   bits  >=2%  conf")
-        curve: tuple[str, list[int], list[float]] = (run.name, [], [])
+        curve: tuple[str, list[float], list[float]] = (run.name, [], [])
         curves.append(curve)
         for kimg, path in snaps:
             if args.every and kimg % args.every:
@@ -177,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             pred, conf = coverage(G, clf, args.num)
             share, ent, n = histogram_stats(pred)
             cells = " ".join(f"{100 * s:4.0f}" for s in share)
-            print(f"  {kimg:5d}  {cells}   {ent:4.2f}  {n:4d}  {conf:.2f}", flush=True)
+            print(f"  {kimg:5g}  {cells}   {ent:4.2f}  {n:4d}  {conf:.2f}", flush=True)
             curve[1].append(kimg)
             curve[2].append(ent)
     if args.out is not None:

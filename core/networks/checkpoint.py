@@ -656,10 +656,22 @@ def latest_snapshot(run_dir: str | os.PathLike[str]) -> Path | None:
         named = _read_latest_pointer(pointer)
         if named is not None:
             return named
-    candidates = [p for p in folder.glob(SNAPSHOT_GLOB) if not p.name.endswith(".resume.json")]
+    candidates = _snapshot_files(folder)
     if not candidates:
         return None
     return max(candidates, key=lambda p: (_kimg_from_name(p) or -1, p.stat().st_mtime, p.name))
+
+
+def _snapshot_files(folder: Path) -> list[Path]:
+    """The network-snapshot-*.json commit markers in ``folder`` (not their .resume.json companions)."""
+    return [p for p in folder.glob(SNAPSHOT_GLOB) if not p.name.endswith(".resume.json")]
+
+
+def kept_snapshots(run_dir: str | os.PathLike[str]) -> list[tuple[float, Path]]:
+    """(kimg, .json) of every kept snapshot in ``<run_dir>/snapshots``, oldest first."""
+    folder = Path(run_dir) / "snapshots"
+    found = [(kimg, p) for p in _snapshot_files(folder) if (kimg := _kimg_from_name(p)) is not None]
+    return sorted(found)
 
 
 def _read_latest_pointer(pointer: Path) -> Path | None:

@@ -21,6 +21,7 @@ from core.networks import Discriminator, Generator
 from core.networks.checkpoint import (
     FORMAT_NAME,
     CheckpointError,
+    kept_snapshots,
     latest_snapshot,
     load_any,
     load_checkpoint,
@@ -413,6 +414,9 @@ def test_latest_snapshot_and_load_any_on_run_dirs(tmp_path: Path) -> None:
         save_checkpoint(snaps / f"network-snapshot-{kimg:06d}", G_ema=G, kimg=kimg)
     save_resume_state(snaps / "network-snapshot-000999", {"kimg": 999})
     assert latest_snapshot(run) == snaps / "network-snapshot-000200.json"
+    save_checkpoint(snaps / "network-snapshot-000036.736", G_ema=G, kimg=36.736)  # a stop between ticks
+    tags = ((36.736, "000036.736"), (40, "000040"), (120, "000120"), (200, "000200"))
+    assert kept_snapshots(run) == [(k, snaps / f"network-snapshot-{t}.json") for k, t in tags]
     assert load_any(run).meta["kimg"] == 200
 
     (snaps / "latest.json").write_text(json.dumps({"snapshot": "network-snapshot-000120", "kimg": 120}))
