@@ -10,7 +10,19 @@ fixed latents and prints:
 - the entropy of that histogram in bits (log2 10 = 3.32 when all ten are equally common; the
   training subset's own entropy is printed for comparison),
 - how many digits make up at least 2% of the fakes,
-- the classifier's mean confidence (low when the fakes are not digit-like yet).
+- the classifier's mean confidence (low when the fakes are not digit-like yet),
+- ``copy``: how close the fakes sit to the run's training images, relative to how close the digits
+  the subset left out sit to them (about 1: new digits; well under 1: copies of training images).
+
+With ``--sameness`` it also prints, per snapshot, D's mean logit on the run's own training reals
+(no augmentation) in ordinary minibatches and in minibatches whose minibatch-stddev groups each hold
+copies of one real, and the drop between the two: how much D penalises a lack of variety.
+
+``--symmetry`` (no runs needed) prints, per digit, how close the digit's images stay to the real
+digits when flipped or turned the ways ADA's geometric ops flip and turn them: the median distance
+from each transformed image to its nearest real digit, over the median distance between
+neighbouring real digits (16x16 grey, all 1,797 images). A small ratio means that the transformed
+digit still looks like a real one.
 
     OMP_NUM_THREADS=1 python bench/bench_mode_coverage.py RUN [RUN ...] [--num 2000] [--out docs/x.png]
 
@@ -23,6 +35,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +82,14 @@ def _fit(x: torch.Tensor, y: torch.Tensor, steps: int = 600, seed: int = 0) -> n
     return net.eval()
 
 
+def _all_images(ds: ImageDataset) -> torch.Tensor:
+    return torch.from_numpy(np.stack([ds.get_image(i) for i in range(len(ds))])).float() / 127.5 - 1
+
+
 def train_classifier() -> tuple[nn.Module, float]:
     """A digit classifier on all of builtin:digits, and its accuracy on a 20% hold-out (fitted apart)."""
     ds = ImageDataset("builtin:digits", use_labels=True)
-    imgs = torch.from_numpy(np.stack([ds.get_image(i) for i in range(len(ds))])).float() / 127.5 - 1
+    imgs = _all_images(ds)
     labels = torch.from_numpy(np.stack([ds.get_label(i) for i in range(len(ds))])).argmax(dim=1)
     x = _features(imgs)
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
@@ -89,27 +106,96 @@ def histogram_stats(pred: np.ndarray) -> tuple[np.ndarray, float, int]:
     return share, entropy, int((share >= MIN_SHARE).sum())
 
 
-def subset_labels(run: Path) -> np.ndarray | None:
-    """The digits of the run's training subset, from run.json's options."""
+@dataclass
+class Reals:
+    """A run's training subset of builtin:digits, and the digits it left out."""
+
+    images: torch.Tensor  # [N, C, H, W] in [-1, 1]
+    labels: np.ndarray  # [N] digits
+    held_out: torch.Tensor | None  # the other digits' _features (None: the run used them all)
+
+    def copy_ratio(self, fakes: torch.Tensor) -> float:
+        """Median distance from each fake to its nearest training real, over the same for the
+        held-out reals: about 1 when G draws new digits, well under 1 when it copies its
+        training images (what a limited-data G does once D has memorised them)."""
+        if self.held_out is None:
+            return math.nan
+        train = _features(self.images)
+        fake_d = torch.cdist(_features(fakes), train).min(dim=1).values.median()
+        held_d = torch.cdist(self.held_out, train).min(dim=1).values.median()
+        return (fake_d / held_d).item()
+
+
+def subset_reals(run: Path) -> Reals | None:
+    """The run's training subset (from run.json's options) and the builtin digits it left out."""
     opts = RunReader(run).options() or {}
     if opts.get("data") != "builtin:digits":
         return None
     # The trainer draws the subset with the run's --seed (core/training/cli.py).
     ds = ImageDataset(opts["data"], use_labels=True, subset=opts.get("subset"), seed=opts.get("seed", 0))
-    return np.stack([ds.get_label(i) for i in range(len(ds))]).argmax(axis=1)
+    full = ImageDataset(opts["data"])
+    held = np.setdiff1d(np.arange(len(full)), ds.raw_indices)
+    held_out = _features(_all_images(full)[torch.from_numpy(held)]) if len(held) else None
+    labels = np.stack([ds.get_label(i) for i in range(len(ds))]).argmax(axis=1)
+    return Reals(_all_images(ds), labels, held_out)
 
 
 @torch.no_grad()
-def coverage(G: nn.Module, clf: nn.Module, num: int, seed: int = 123) -> tuple[np.ndarray, float]:
+def sameness_probe(D: nn.Module, images: torch.Tensor, batch: int = 16) -> tuple[float, float]:
+    """D's mean logit on the reals in shuffled minibatches, and on the same reals when each
+    minibatch-stddev group holds copies of one image (what a collapsed G would show D).
+
+    The drop between the two is how hard D punishes a lack of variety: the minibatch-stddev layer
+    is D's only way to see it, as each image on its own is a real one.
+    """
+    mbstd = D.b4.mbstd
+    group = 1 if mbstd is None else min(mbstd.group_size or batch, batch)
+    n = len(images) - len(images) % batch
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n]
+    c = torch.zeros([batch, D.c_dim])
+    mixed, same = [], []
+    for i in range(0, n, batch):
+        mixed.append(D(images[order[i : i + batch]], c).flatten())
+        per_group = batch // group
+        for j in range(i, i + batch, per_group):
+            # Group k of the layer holds the rows k, k + M, k + 2M, ...: repeating M images G times
+            # fills every group with copies of one image.
+            same.append(D(images[order[j : j + per_group]].repeat(group, 1, 1, 1), c).flatten()[:per_group])
+    return torch.cat(mixed).mean().item(), torch.cat(same).mean().item()
+
+
+# The seven flips and quarter turns besides the identity that xflip and rotate90 compose.
+DIHEDRAL = {
+    "xflip": lambda x: x.flip(3), "yflip": lambda x: x.flip(2), "rot90": lambda x: x.rot90(1, (2, 3)),
+    "rot180": lambda x: x.rot90(2, (2, 3)), "rot270": lambda x: x.rot90(3, (2, 3)),
+    "transpose": lambda x: x.transpose(2, 3), "antitranspose": lambda x: x.rot90(2, (2, 3)).transpose(2, 3),
+}
+
+
+def symmetry_table() -> None:
+    """Per digit: how near its flipped and turned images stay to the real digits (see the docstring)."""
+    ds = ImageDataset("builtin:digits", use_labels=True)
+    images = _all_images(ds)
+    labels = torch.from_numpy(np.stack([ds.get_label(i) for i in range(len(ds))])).argmax(dim=1)
+    reals = _features(images)
+    own = torch.cdist(reals, reals).fill_diagonal_(math.inf).min(dim=1).values
+    print("digit  " + " ".join(f"{name:>13}" for name in DIHEDRAL) + "   mean")
+    for d in range(CLASSES):
+        mine = labels == d
+        base = own[mine].median()
+        ratios = [(torch.cdist(_features(t(images[mine])), reals).min(dim=1).values.median() / base).item()
+                  for t in DIHEDRAL.values()]
+        print(f"{d:5d}  " + " ".join(f"{r:13.2f}" for r in ratios) + f"   {np.mean(ratios):.2f}")
+
+
+@torch.no_grad()
+def coverage(G: nn.Module, clf: nn.Module, num: int, seed: int = 123) -> tuple[np.ndarray, float, torch.Tensor]:
+    """The digit of each of ``num`` fakes (fixed latents), the mean confidence, and the fakes."""
     z = torch.randn([num, G.z_dim], generator=torch.Generator().manual_seed(seed))
     c = torch.zeros([num, G.c_dim])
-    preds, conf = [], []
-    for i in range(0, num, 250):
-        img = G(z[i : i + 250], c[i : i + 250], noise_mode="const").clamp(-1, 1)
-        prob = clf(_features(img)).softmax(dim=1)
-        preds.append(prob.argmax(1).numpy())
-        conf.append(prob.max(1).values.numpy())
-    return np.concatenate(preds), float(np.concatenate(conf).mean())
+    fakes = torch.cat([G(z[i : i + 250], c[i : i + 250], noise_mode="const").clamp(-1, 1) for i in range(0, num, 250)])
+    prob = clf(_features(fakes)).softmax(dim=1)
+    return prob.argmax(1).numpy(), prob.max(1).values.mean().item(), fakes
 
 
 def draw(curves: list[tuple[str, list[float], list[float]]], reference: float | None, out: Path) -> None:
@@ -144,12 +230,20 @@ def draw(curves: list[tuple[str, list[float], list[float]]], reference: float | 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="run directories trained on builtin:digits")
+    ap.add_argument("runs", nargs="*", type=Path, help="run directories trained on builtin:digits")
     ap.add_argument("--num", type=int, default=2000, help="fakes per snapshot")
     ap.add_argument("--every", type=float, default=0, help="only snapshots at multiples of this kimg (0: all)")
     ap.add_argument("--out", type=Path, help="also draw the entropy against kimg into this PNG")
+    ap.add_argument("--sameness", action="store_true", help="also print how much D penalises groups of copies")
+    ap.add_argument("--symmetry", action="store_true", help="print how digit-like each digit stays when flipped "
+                    "or turned, then exit")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.symmetry:
+        symmetry_table()
+        return 0
+    if not args.runs:
+        ap.error("name at least one run directory, or give --symmetry")
     clf, acc = train_classifier()
     print(f"classifier: held-out accuracy {acc:.3f} on builtin:digits (20% of 1,797)")
     curves: list[tuple[str, list[float], list[float]]] = []
@@ -160,21 +254,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run}: no kept snapshots yet", file=sys.stderr)
             continue
         print(f"\n{run.name}")
-        labels = subset_labels(run)
-        if labels is not None:
-            _, reference, _ = histogram_stats(labels)
-            print(f"  training subset: {len(labels)} images, entropy {reference:.2f} bits")
-        print("  kimg   " + " ".join(f"{d:>4}" for d in range(CLASSES)) + "   bits  >=2%  conf")
+        reals = subset_reals(run)
+        if reals is not None:
+            _, reference, _ = histogram_stats(reals.labels)
+            print(f"  training subset: {len(reals.labels)} images, entropy {reference:.2f} bits")
+        print("  kimg   " + " ".join(f"{d:>4}" for d in range(CLASSES)) + "   bits  >=2%  conf  copy")
         curve: tuple[str, list[float], list[float]] = (run.name, [], [])
         curves.append(curve)
         for kimg, path in snaps:
             if args.every and kimg % args.every:
                 continue
-            G = load_checkpoint(path).G_ema.eval().requires_grad_(False)
-            pred, conf = coverage(G, clf, args.num)
+            ckpt = load_checkpoint(path)
+            pred, conf, fakes = coverage(ckpt.G_ema.eval().requires_grad_(False), clf, args.num)
             share, ent, n = histogram_stats(pred)
             cells = " ".join(f"{100 * s:4.0f}" for s in share)
-            print(f"  {kimg:5g}  {cells}   {ent:4.2f}  {n:4d}  {conf:.2f}", flush=True)
+            copy = f"{reals.copy_ratio(fakes):5.2f}" if reals is not None else "  nan"
+            print(f"  {kimg:5g}  {cells}   {ent:4.2f}  {n:4d}  {conf:.2f} {copy}", flush=True)
+            if args.sameness and reals is not None and ckpt.D is not None:
+                mixed, same = sameness_probe(ckpt.D.eval().requires_grad_(False), reals.images)
+                print(f"         D(reals) {mixed:+.2f}, D(groups of copies) {same:+.2f}, drop {mixed - same:+.2f}",
+                      flush=True)
             curve[1].append(kimg)
             curve[2].append(ent)
     if args.out is not None:

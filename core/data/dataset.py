@@ -343,6 +343,12 @@ class ImageDataset:
         return len(self._names)
 
     @property
+    def raw_indices(self) -> np.ndarray:
+        """The file indices this dataset draws from, in index order (a copy): which images a
+        ``subset`` kept, e.g. to hold the others out."""
+        return self._raw_idx.copy()
+
+    @property
     def storage(self) -> Storage:
         return self._storage
 

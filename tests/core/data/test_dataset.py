@@ -76,6 +76,19 @@ def test_subset_is_seeded(tmp_path: Path) -> None:
     assert len(ImageDataset(folder, subset=50)) == 20  # larger than the dataset: all of it
 
 
+def test_raw_indices_name_the_files_a_subset_kept(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "d", 20)
+    full, part = ImageDataset(folder), ImageDataset(folder, subset=5, seed=2)
+    kept = part.raw_indices
+    assert len(set(kept.tolist())) == 5 and kept.min() >= 0 and kept.max() < 20
+    for i, raw in enumerate(kept):
+        np.testing.assert_array_equal(part.get_image(i), full.get_image(int(raw)))
+    before = kept.tolist()
+    kept[:] = 0  # a copy: the dataset's own selection stays as it was
+    assert part.raw_indices.tolist() == before
+    np.testing.assert_array_equal(full.raw_indices, np.arange(20))
+
+
 def test_load_batch_matches_items_cached_or_not(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "d", 6, labels=[0, 1, 2, 3, 4, 5])
     streamed = ImageDataset(folder, mirror=True, use_labels=True, cache_limit_mb=0)
