@@ -233,9 +233,10 @@ class Trainer:
         writer: RunWriter | None = None,
         given: Collection[str] = (),
     ) -> None:
-        """``given``: the names of the options given explicitly at this launch; on an exact resume
-        the p controller's settings they name (--aug, --p, --target, --ada-kimg, --ada-interval,
-        --p-max) replace the run's, the others continue as the run left them."""
+        """``given``: the names of the options given explicitly at this launch; on a resume the
+        settings they name (the p controller's: --aug, --p, --target, --ada-kimg, --ada-interval,
+        --p-max; the pipe's ops: --augpipe) replace the run's, the others continue as the run left
+        them."""
         self.spec = spec
         self.env = env
         self.device = env.device
@@ -636,7 +637,11 @@ class Trainer:
             if net is not None:
                 _copy_matching(getattr(self, name), net, name)
         if ckpt.augment_pipe is not None and self.aug.pipe is not None and ckpt.meta.get("source") != "legacy-pkl":
-            self.aug.pipe.set_multipliers(ckpt.augment_pipe.multipliers())
+            if "augpipe" in given:  # another preset asked for: the run's per-op settings do not carry over
+                if self.env.is_main:
+                    log.info("--resume: --augpipe %s replaces the run's augmentation ops", self.spec.augment.pipe)
+            else:  # the run's ops as it left them, slider changes made through control.json included
+                self.aug.pipe.set_multipliers(ckpt.augment_pipe.multipliers())
         resume_json = ckpt_io.resume_paths(path)[1]
         if ckpt.path is not None and resume_json.is_file():
             self._load_resume_state(ckpt_io.load_resume_state(resume_json, device=self.device), ckpt.meta, given)

@@ -118,6 +118,30 @@ def test_options_given_at_resume_replace_the_runs_controller_settings(tiny_data:
     assert controller(fixed) == ("fixed", 0.1, 0.5, 2, 20.0, 1.0)
 
 
+def test_augpipe_given_at_resume_replaces_the_runs_ops(tiny_data: Path, tmp_path: Path) -> None:
+    from core.augment import PRESETS
+    from core.training.control import ControlRequest, write_control
+
+    first_dir = tmp_path / "first"
+    first = make_trainer(tiny_data, first_dir, kimg=2 * MINIBATCH_KIMG, tick=100, aug="fixed", p=0.3)
+    write_control(first_dir, ControlRequest(aug_multipliers={"rotate90": 0.0}))  # a GUI slider
+    run_trainer(first)
+
+    def ops(resumed: Any) -> list[str]:
+        enabled = resumed.aug.pipe.enabled_ops()
+        resumed.close()
+        return enabled
+
+    # Not given: the run's ops continue, the slider change included.
+    bgc = [op for op, on in PRESETS["bgc"].items() if on]
+    kept = make_trainer(tiny_data, tmp_path / "kept", resume=str(first_dir), kimg=1, aug="fixed", p=0.3)
+    assert ops(kept) == [op for op in bgc if op != "rotate90"]
+    # Given: the new preset, as asked (it was silently bgc before).
+    color = make_trainer(tiny_data, tmp_path / "color", resume=str(first_dir), kimg=1, aug="fixed", p=0.3,
+                         augpipe="color", given={"augpipe"})
+    assert ops(color) == [op for op, on in PRESETS["color"].items() if on]
+
+
 # --------------------------------------------------------------------------------------------------
 # kill -9
 
