@@ -55,6 +55,21 @@ def _metrics(text: str) -> list[str]:
     return [] if names in ([], ["none"]) else names
 
 
+def _multipliers(text: str) -> dict[str, float]:
+    """'xflip=0,rotate90=0.5' -> {"xflip": 0.0, "rotate90": 0.5} (names are checked later)."""
+    out: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        name, eq, value = item.partition("=")
+        try:
+            if not (eq and name.strip()):
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAME=VALUE[,NAME=VALUE...], e.g. xflip=0,rotate90=0; "
+                                             f"got {item!r}") from None
+    return out
+
+
 def _float_or_int(text: str) -> float:
     value = float(text)
     return int(value) if value.is_integer() else value
@@ -104,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--p", type=float, metavar="FLOAT", help="augmentation probability for --aug fixed")
     a.add_argument("--target", type=float, metavar="FLOAT", help="ADA/APA target for r_t (default 0.6)")
     a.add_argument("--augpipe", choices=AUGPIPES, metavar="NAME", help=f"pipe preset: {', '.join(AUGPIPES)}")
+    a.add_argument("--aug-mult", type=_multipliers, metavar="NAME=VALUE,...",
+                   help="per-op multipliers over the --augpipe preset, as the GUI's sliders set them "
+                        "(0 switches an op off), e.g. xflip=0,rotate90=0,rotate=0")
     a.add_argument("--with-dataaug", type=_bool, nargs="?", const=True, metavar="BOOL",
                    help="with --aug apa: also run the ADA pipe on what D sees")
     a.add_argument("--p-max", type=float, metavar="FLOAT", help="cap on p (default 1)")
@@ -133,11 +151,13 @@ def parse_options(argv: list[str]) -> tuple[TrainingOptions, bool, dict[str, Any
     if "aug" in given and given["aug"] != base["aug"]:
         # Another --aug: the replayed run's settings of its own mechanism do not carry over.
         base = {**base, **{k: defaults[k] for k in _AUG_SETTINGS}}
+    if "augpipe" in given and given["augpipe"] != base["augpipe"]:
+        base = {**base, "aug_mult": None}  # another preset: the old one's per-op changes go with it
     opts = TrainingOptions.from_dict({**base, **given})
     return opts, dry_run, given
 
 
-_AUG_SETTINGS = ("p", "target", "augpipe", "with_dataaug", "ada_kimg", "ada_interval")
+_AUG_SETTINGS = ("p", "target", "augpipe", "aug_mult", "with_dataaug", "ada_kimg", "ada_interval")
 
 
 def _replayed(path: str) -> TrainingOptions:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from core.augment import MULTIPLIER_NAMES
 from core.networks.presets import CFG_NAMES, resolve_cfg
 
 AUG_MODES = ("ada", "apa", "fixed", "noaug")
@@ -42,6 +43,7 @@ class TrainingOptions:
     p: float | None = None
     target: float | None = None
     augpipe: str | None = None
+    aug_mult: dict[str, float] | None = None  # per-op multipliers over the preset (ours, not public)
     with_dataaug: bool = False
     mirror: bool = False
     cond: bool = False
@@ -109,6 +111,7 @@ class AugmentSpec:
 
     mode: str = "ada"  # ada | apa | fixed | noaug
     pipe: str | None = "bgc"  # AugmentPipe preset, None = no pipe
+    multipliers: dict[str, float] = dataclasses.field(default_factory=dict)  # over the preset's
     p: float = 0.0  # initial p
     target: float | None = 0.6  # r_t target for ada/apa; None = p is fixed
     interval: int = 4  # minibatches between p updates
@@ -249,14 +252,28 @@ def _check_augment(o: TrainingOptions) -> None:
         raise OptionError(f"--target must be in [0, 1] (it is the wanted E[sign(D(real))]), got {o.target}")
     if o.with_dataaug and o.aug != "apa":
         raise OptionError(f"--with-dataaug only applies to --aug apa (got --aug {o.aug}); drop it or use --aug apa")
-    if o.augpipe is not None and (o.aug == "noaug" or (o.aug == "apa" and not o.with_dataaug)):
-        raise OptionError(f"--augpipe has no effect with --aug {o.aug}"
-                          + (" unless --with-dataaug is on" if o.aug == "apa" else "") + "; drop --augpipe")
+    for name, value in (("--augpipe", o.augpipe), ("--aug-mult", o.aug_mult)):
+        if value is not None and (o.aug == "noaug" or (o.aug == "apa" and not o.with_dataaug)):
+            raise OptionError(f"{name} has no effect with --aug {o.aug}"
+                              + (" unless --with-dataaug is on" if o.aug == "apa" else "") + f"; drop {name}")
+    _check_aug_mult(o.aug_mult)
     for name, value in (("--ada-kimg", o.ada_kimg), ("--ada-interval", o.ada_interval)):
         if value is not None and o.aug not in ("ada", "apa"):
             raise OptionError(f"{name} only applies to --aug ada or apa (got --aug {o.aug}); drop it")
     if o.ada_interval is not None and int(o.ada_interval) != o.ada_interval:
         raise OptionError(f"--ada-interval must be a whole number of minibatches, got {o.ada_interval}")
+
+
+def _check_aug_mult(mult: dict[str, float] | None) -> None:
+    if mult is None:
+        return
+    unknown = sorted(set(mult) - set(MULTIPLIER_NAMES))
+    if unknown:
+        raise OptionError(f"--aug-mult: unknown op(s) {', '.join(unknown)}; use NAME=VALUE with NAME one of "
+                          f"{', '.join(MULTIPLIER_NAMES)}")
+    for name, value in mult.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise OptionError(f"--aug-mult: {name}={value} must be a number >= 0 (0 switches the op off)")
 
 
 def _check_batch(o: TrainingOptions) -> None:
@@ -318,7 +335,8 @@ def _augment_spec(o: TrainingOptions) -> AugmentSpec:
         pipe = None
     adaptive = o.aug in ("ada", "apa")
     return AugmentSpec(
-        mode=o.aug, pipe=pipe, p=o.p if o.p is not None else 0.0,
+        mode=o.aug, pipe=pipe, multipliers=dict(o.aug_mult or {}) if pipe is not None else {},
+        p=o.p if o.p is not None else 0.0,
         target=(o.target if o.target is not None else 0.6) if adaptive else None,
         interval=int(o.ada_interval or 4), kimg=o.ada_kimg or 500.0, p_max=o.p_max,
     )

@@ -92,7 +92,10 @@ class AugmentState:
         mode = "ada" if a.adaptive else ("noaug" if a.mode == "noaug" else "fixed")
         self.controller = AdaController(target=a.target if a.target is not None else 0.6, interval=a.interval,
                                         kimg=a.kimg, p_max=a.p_max, mode=mode, p=a.p)
-        self.pipe: nn.Module | None = AugmentPipe.from_preset(a.pipe).to(device) if a.pipe is not None else None
+        self.pipe: AugmentPipe | None = None
+        if a.pipe is not None:
+            self.pipe = AugmentPipe.from_preset(a.pipe).to(device)
+            self.pipe.set_multipliers(a.multipliers)
         self.sync()
 
     @property
@@ -235,7 +238,7 @@ class Trainer:
     ) -> None:
         """``given``: the names of the options given explicitly at this launch; on a resume the
         settings they name (the p controller's: --aug, --p, --target, --ada-kimg, --ada-interval,
-        --p-max; the pipe's ops: --augpipe) replace the run's, the others continue as the run left
+        --p-max; the pipe's ops: --augpipe, --aug-mult) replace the run's, the others continue as the run left
         them."""
         self.spec = spec
         self.env = env
@@ -642,6 +645,8 @@ class Trainer:
                     log.info("--resume: --augpipe %s replaces the run's augmentation ops", self.spec.augment.pipe)
             else:  # the run's ops as it left them, slider changes made through control.json included
                 self.aug.pipe.set_multipliers(ckpt.augment_pipe.multipliers())
+                if "aug_mult" in given:  # ... with the ops named at this launch changed
+                    self.aug.pipe.set_multipliers(self.spec.augment.multipliers)
         resume_json = ckpt_io.resume_paths(path)[1]
         if ckpt.path is not None and resume_json.is_file():
             self._load_resume_state(ckpt_io.load_resume_state(resume_json, device=self.device), ckpt.meta, given)

@@ -59,6 +59,11 @@ BAD = [
     (["--aug", "bogus"], "argument --aug: invalid choice"),
     (["--kimg", "ten"], "argument --kimg: invalid"),
     (["--mirror", "maybe"], "argument --mirror"),
+    (["--aug-mult", "xflip=0,spin=1"], "--aug-mult: unknown op(s) spin"),
+    (["--aug-mult", "xflip"], "argument --aug-mult: expected NAME=VALUE"),
+    (["--aug-mult", "xflip=-1"], "--aug-mult: xflip=-1.0 must be a number >= 0"),
+    (["--aug-mult", "xflip=nan"], "--aug-mult: xflip=nan must be a number >= 0"),
+    (["--aug", "noaug", "--aug-mult", "xflip=0"], "--aug-mult has no effect with --aug noaug"),
 ]
 
 
@@ -96,8 +101,8 @@ def test_dry_run_prints_the_resolved_spec(tiny_data: Path, tmp_path: Path, capsy
     assert main(["--outdir", str(tmp_path / "out"), "--data", str(tiny_data), "--cfg", "cpu32", "-n"]) == 0
     spec = json.loads(capsys.readouterr().out)
     assert spec["batch"] == 16 and spec["G_kwargs"]["img_resolution"] == 16
-    assert spec["augment"] == {"mode": "ada", "pipe": "bgc", "p": 0.0, "target": 0.6, "interval": 4,
-                               "kimg": 500.0, "p_max": 1.0}
+    assert spec["augment"] == {"mode": "ada", "pipe": "bgc", "multipliers": {}, "p": 0.0, "target": 0.6,
+                               "interval": 4, "kimg": 500.0, "p_max": 1.0}
     assert spec["metrics"] == []  # none by default on CPU
     assert spec["loss"]["r1_gamma"] == pytest.approx(0.0002 * 32**2 / 16)  # cpu32's own gamma
     assert not (tmp_path / "out").exists()
@@ -119,6 +124,23 @@ def test_options_round_trip_and_replay(tmp_path: Path) -> None:
     assert (switched.aug, switched.p, switched.with_dataaug, switched.kimg) == ("fixed", 0.2, False, 2.5)
     check_options(switched)
     assert set(given) == {"aug", "p"}
+
+
+def test_aug_mult_round_trips_and_goes_with_its_preset(tmp_path: Path) -> None:
+    opts, _, _ = parse_options(["--outdir", "o", "--data", "d", "--augpipe", "bg", "--aug-mult",
+                                "xflip=0, rotate90=0,rotate=0.5"])
+    assert opts.aug_mult == {"xflip": 0.0, "rotate90": 0.0, "rotate": 0.5}
+    assert TrainingOptions.from_dict(json.loads(json.dumps(opts.to_dict()))) == opts
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"options": opts.to_dict()}))
+    kept, _, _ = parse_options(["--replay", str(run), "--kimg", "5"])
+    assert kept.augpipe == "bg" and kept.aug_mult == opts.aug_mult
+    # Another preset: the old one's per-op changes do not carry over, unless given again.
+    other, _, _ = parse_options(["--replay", str(run), "--augpipe", "color"])
+    assert other.augpipe == "color" and other.aug_mult is None
+    again, _, _ = parse_options(["--replay", str(run), "--augpipe", "color", "--aug-mult", "hue=0"])
+    assert again.aug_mult == {"hue": 0.0}
 
 
 def test_a_real_run_writes_the_run_directory(tiny_data: Path, tmp_path: Path) -> None:

@@ -140,6 +140,24 @@ def test_augpipe_given_at_resume_replaces_the_runs_ops(tiny_data: Path, tmp_path
     color = make_trainer(tiny_data, tmp_path / "color", resume=str(first_dir), kimg=1, aug="fixed", p=0.3,
                          augpipe="color", given={"augpipe"})
     assert ops(color) == [op for op, on in PRESETS["color"].items() if on]
+    # --aug-mult given: the run's ops with the named ones changed.
+    changed = make_trainer(tiny_data, tmp_path / "changed", resume=str(first_dir), kimg=1, aug="fixed", p=0.3,
+                           aug_mult={"xint": 0.0, "noise": 1.0}, given={"aug_mult"})
+    assert ops(changed) == [op for op in bgc if op not in ("rotate90", "xint")] + ["noise"]
+
+
+def test_aug_mult_switches_ops_of_the_preset(tiny_data: Path, tmp_path: Path) -> None:
+    from core.augment import PRESETS
+
+    trainer = make_trainer(tiny_data, tmp_path / "run", kimg=1, aug="fixed", p=0.3, augpipe="bg",
+                           aug_mult={"xflip": 0.0, "rotate90": 0.0, "rotate": 0.0, "xint": 0.5})
+    try:
+        pipe = trainer.aug.pipe
+        assert pipe.enabled_ops() == [op for op, on in PRESETS["bg"].items() if on and op not in
+                                      ("xflip", "rotate90", "rotate")]
+        assert pipe.multipliers()["xint"] == 0.5
+    finally:
+        trainer.close()
 
 
 # --------------------------------------------------------------------------------------------------
