@@ -39,9 +39,16 @@ class StartOptions:
     cfg: str = "cpu32"
     aug: str = "ada"
     augpipe: str = "bgc"
+    with_dataaug: bool = False  # APA: also run the ADA pipe
     target: float = 0.6
+    p: float = 0.2  # --aug fixed
     kimg: float = 20.0
     extra_args: str = ""
+
+    @property
+    def uses_pipe(self) -> bool:
+        """Whether the ADA pipe (and so the preset) takes part: the trainer refuses --augpipe otherwise."""
+        return self.aug in ("ada", "fixed") or (self.aug == "apa" and self.with_dataaug)
 
 
 def trainer_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -73,9 +80,13 @@ def trainer_command(opts: StartOptions, python: str = sys.executable) -> list[st
     ]
     if opts.aug in ("ada", "apa"):
         cmd += ["--target", f"{opts.target:g}"]
-    if opts.aug != "noaug":
+    if opts.aug == "fixed":
+        cmd += ["--p", f"{opts.p:g}"]
+    if opts.aug == "apa" and opts.with_dataaug:
+        cmd += ["--with-dataaug", "1"]
+    if opts.uses_pipe:
         cmd += ["--augpipe", opts.augpipe]
-    return cmd + shlex.split(opts.extra_args)
+    return cmd + shlex.split(opts.extra_args)  # last: an option typed there wins over the form's
 
 
 @dataclass

@@ -139,7 +139,7 @@ def test_attach_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
 
 def test_trainer_command_carries_the_form() -> None:
     cmd = trainer_command(
-        StartOptions(outdir="o", data="d", cfg="cpu32", aug="fixed", kimg=3, extra_args="--p 0.3")
+        StartOptions(outdir="o", data="d", cfg="cpu32", aug="fixed", p=0.25, kimg=3, extra_args="--batch 8")
     )
     assert cmd[1].endswith("train_headless.py")
     assert cmd[2:] == [
@@ -153,10 +153,28 @@ def test_trainer_command_carries_the_form() -> None:
         "fixed",
         "--kimg",
         "3",
+        "--p",
+        "0.25",
         "--augpipe",
         "bgc",
-        "--p",
-        "0.3",
+        "--batch",
+        "8",
     ]
     assert "--target" in trainer_command(StartOptions(aug="ada"))
     assert "--augpipe" not in trainer_command(StartOptions(aug="noaug"))
+
+
+@pytest.mark.parametrize("aug", ["ada", "apa", "fixed", "noaug"])
+@pytest.mark.parametrize("with_dataaug", [False, True])
+def test_every_form_choice_is_a_command_the_trainer_accepts(aug: str, with_dataaug: bool) -> None:
+    # The form sent --augpipe with APA alone, and fixed without --p: the trainer refused both (exit 2).
+    from core.training.cli import parse_options
+    from core.training.config import check_options
+
+    form = StartOptions(aug=aug, with_dataaug=with_dataaug, augpipe="color", target=0.7, p=0.3)
+    opts, _, _ = parse_options(trainer_command(form)[2:])
+    check_options(opts)
+    assert opts.aug == aug and opts.with_dataaug == (aug == "apa" and with_dataaug)
+    assert opts.augpipe == ("color" if form.uses_pipe else None)
+    assert opts.p == (0.3 if aug == "fixed" else None)
+    assert opts.target == (0.7 if aug in ("ada", "apa") else None)

@@ -77,14 +77,24 @@ def _draw_start_form(
     imgui.set_next_item_width(w)
     _, idx = imgui.combo("Augment##train", TRAIN_AUG_MODES.index(s.aug), list(TRAIN_AUG_MODES))
     s.aug = TRAIN_AUG_MODES[idx]
+    if s.aug == "apa":
+        _, s.with_dataaug = imgui.checkbox("With the ADA pipe##train", s.with_dataaug)
+        help_marker("--with-dataaug: the ADA pipe on everything D sees, besides APA")
     presets = list(PRESETS)
+    imgui.begin_disabled(not s.uses_pipe)  # the trainer refuses a preset it would not use
     imgui.set_next_item_width(w)
     _, idx = imgui.combo(
         "Pipe preset##train", presets.index(s.augpipe) if s.augpipe in presets else 0, presets
     )
     s.augpipe = presets[idx]
+    imgui.end_disabled()
     imgui.set_next_item_width(w)
-    _, s.target = imgui.slider_float("Target r_t##train", s.target, 0.0, 1.0, "%.2f")
+    if s.aug == "fixed":
+        _, s.p = imgui.slider_float("p##train", s.p, 0.0, 1.0, "%.3f")
+    else:
+        imgui.begin_disabled(s.aug == "noaug")
+        _, s.target = imgui.slider_float("Target r_t##train", s.target, 0.0, 1.0, "%.2f")
+        imgui.end_disabled()
     imgui.set_next_item_width(w)
     _, s.kimg = imgui.input_float("Length (kimg)##train", s.kimg, 1.0, 10.0, "%.1f")
     s.kimg = max(s.kimg, 0.1)
