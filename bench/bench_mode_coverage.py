@@ -198,7 +198,7 @@ def coverage(G: nn.Module, clf: nn.Module, num: int, seed: int = 123) -> tuple[n
     return prob.argmax(1).numpy(), prob.max(1).values.mean().item(), fakes
 
 
-def draw(curves: list[tuple[str, list[float], list[float]]], reference: float | None, out: Path) -> None:
+def draw(curves: list[tuple[str, list[float], list[float]]], references: list[float], out: Path) -> None:
     """Entropy of the fakes' digit histogram against kimg, one coloured line and label per run."""
     img = Image.new("RGB", (W, H + 18 * len(curves)), "white")
     d = ImageDraw.Draw(img)
@@ -216,9 +216,11 @@ def draw(curves: list[tuple[str, list[float], list[float]]], reference: float | 
         d.text((xy(k, 0)[0] - 6, y0 + 6), f"{k}", fill=(0, 0, 0))
     d.text((x1 - 40, y0 + 22), "kimg", fill=(0, 0, 0))
     d.text((x0, 12), "entropy of the digits G_ema draws (bits; 3.32 = all ten alike)", fill=(0, 0, 0))
-    if reference is not None:
-        d.line([xy(0, reference), xy(kmax, reference)], fill=(190, 190, 190), width=1)
-        d.text((x1 - 150, xy(0, reference)[1] + 3), f"training subset {reference:.2f}", fill=(120, 120, 120))
+    if references:  # runs on different subsets: one line at the lowest, labelled with the range
+        lo, hi = min(references), max(references)
+        label = f"training subset {lo:.2f}" if hi - lo < 0.005 else f"training subsets {lo:.2f}-{hi:.2f}"
+        d.line([xy(0, lo), xy(kmax, lo)], fill=(190, 190, 190), width=1)
+        d.text((x1 - 180, xy(0, lo)[1] + 3), label, fill=(120, 120, 120))
     for i, (name, kimg, bits) in enumerate(curves):
         colour = COLOURS[i % len(COLOURS)]
         if len(kimg) > 1:
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     clf, acc = train_classifier()
     print(f"classifier: held-out accuracy {acc:.3f} on builtin:digits (20% of 1,797)")
     curves: list[tuple[str, list[float], list[float]]] = []
-    reference = None
+    references: list[float] = []
     for run in args.runs:
         snaps = kept_snapshots(run)
         if not snaps:
@@ -257,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         reals = subset_reals(run)
         if reals is not None:
             _, reference, _ = histogram_stats(reals.labels)
+            references.append(reference)
             print(f"  training subset: {len(reals.labels)} images, entropy {reference:.2f} bits")
         print("  kimg   " + " ".join(f"{d:>4}" for d in range(CLASSES)) + "   bits  >=2%  conf  copy")
         curve: tuple[str, list[float], list[float]] = (run.name, [], [])
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             curve[1].append(kimg)
             curve[2].append(ent)
     if args.out is not None:
-        draw(curves, reference, args.out)
+        draw(curves, references, args.out)
         print(f"\nwrote {args.out}")
     return 0
 
