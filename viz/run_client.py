@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.training.config import uses_ada_pipe
 from core.training.control import ControlRequest, write_control
 from core.training.rundir import RunReader, RunStatus, list_run_dirs
 
@@ -48,7 +49,7 @@ class StartOptions:
     @property
     def uses_pipe(self) -> bool:
         """Whether the ADA pipe (and so the preset) takes part: the trainer refuses --augpipe otherwise."""
-        return self.aug in ("ada", "fixed") or (self.aug == "apa" and self.with_dataaug)
+        return uses_ada_pipe(self.aug, self.with_dataaug)
 
 
 def trainer_env(base: dict[str, str] | None = None) -> dict[str, str]:

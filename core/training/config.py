@@ -21,6 +21,11 @@ AUGPIPES = ("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def uses_ada_pipe(aug: str, with_dataaug: bool) -> bool:
+    """Whether D's inputs go through the ADA pipe: with ada and fixed, and with apa only when asked."""
+    return aug in ("ada", "fixed") or (aug == "apa" and with_dataaug)
+
+
 class OptionError(ValueError):
     """A bad option, path or combination; the message names it and says how to fix it."""
 
@@ -253,7 +258,7 @@ def _check_augment(o: TrainingOptions) -> None:
     if o.with_dataaug and o.aug != "apa":
         raise OptionError(f"--with-dataaug only applies to --aug apa (got --aug {o.aug}); drop it or use --aug apa")
     for name, value in (("--augpipe", o.augpipe), ("--aug-mult", o.aug_mult)):
-        if value is not None and (o.aug == "noaug" or (o.aug == "apa" and not o.with_dataaug)):
+        if value is not None and not uses_ada_pipe(o.aug, o.with_dataaug):
             raise OptionError(f"{name} has no effect with --aug {o.aug}"
                               + (" unless --with-dataaug is on" if o.aug == "apa" else "") + f"; drop {name}")
     _check_aug_mult(o.aug_mult)
@@ -330,9 +335,7 @@ def resolve_spec(o: TrainingOptions, data: DataSpec, num_gpus: int, device: str)
 
 
 def _augment_spec(o: TrainingOptions) -> AugmentSpec:
-    pipe = o.augpipe or "bgc"
-    if o.aug == "noaug" or (o.aug == "apa" and not o.with_dataaug):
-        pipe = None
+    pipe = (o.augpipe or "bgc") if uses_ada_pipe(o.aug, o.with_dataaug) else None
     adaptive = o.aug in ("ada", "apa")
     return AugmentSpec(
         mode=o.aug, pipe=pipe, multipliers=dict(o.aug_mult or {}) if pipe is not None else {},
@@ -364,4 +367,5 @@ __all__ = [
     "TrainingSpec",
     "check_options",
     "resolve_spec",
+    "uses_ada_pipe",
 ]
