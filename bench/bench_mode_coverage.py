@@ -86,12 +86,16 @@ def _all_images(ds: ImageDataset) -> torch.Tensor:
     return torch.from_numpy(np.stack([ds.get_image(i) for i in range(len(ds))])).float() / 127.5 - 1
 
 
+def _all_digits(ds: ImageDataset) -> torch.Tensor:
+    """The digit of every image of a labelled builtin:digits dataset."""
+    return torch.from_numpy(np.stack([ds.get_label(i) for i in range(len(ds))])).argmax(dim=1)
+
+
 def train_classifier() -> tuple[nn.Module, float]:
     """A digit classifier on all of builtin:digits, and its accuracy on a 20% hold-out (fitted apart)."""
     ds = ImageDataset("builtin:digits", use_labels=True)
-    imgs = _all_images(ds)
-    labels = torch.from_numpy(np.stack([ds.get_label(i) for i in range(len(ds))])).argmax(dim=1)
-    x = _features(imgs)
+    labels = _all_digits(ds)
+    x = _features(_all_images(ds))
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
     cut = int(0.8 * len(ds))
     held = _fit(x[order[:cut]], labels[order[:cut]])
@@ -108,22 +112,19 @@ def histogram_stats(pred: np.ndarray) -> tuple[np.ndarray, float, int]:
 
 @dataclass
 class Reals:
-    """A run's training subset of builtin:digits, and the digits it left out."""
+    """A run's training subset of builtin:digits, and how far the digits it left out sit from it."""
 
     images: torch.Tensor  # [N, C, H, W] in [-1, 1]
     labels: np.ndarray  # [N] digits
-    held_out: torch.Tensor | None  # the other digits' _features (None: the run used them all)
+    features: torch.Tensor  # _features(images)
+    held_out_distance: float  # median distance from a left-out digit to its nearest training image
 
     def copy_ratio(self, fakes: torch.Tensor) -> float:
         """Median distance from each fake to its nearest training real, over the same for the
         held-out reals: about 1 when G draws new digits, well under 1 when it copies its
         training images (what a limited-data G does once D has memorised them)."""
-        if self.held_out is None:
-            return math.nan
-        train = _features(self.images)
-        fake_d = torch.cdist(_features(fakes), train).min(dim=1).values.median()
-        held_d = torch.cdist(self.held_out, train).min(dim=1).values.median()
-        return (fake_d / held_d).item()
+        fake_d = torch.cdist(_features(fakes), self.features).min(dim=1).values.median().item()
+        return fake_d / self.held_out_distance
 
 
 def subset_reals(run: Path) -> Reals | None:
@@ -133,11 +134,15 @@ def subset_reals(run: Path) -> Reals | None:
         return None
     # The trainer draws the subset with the run's --seed (core/training/cli.py).
     ds = ImageDataset(opts["data"], use_labels=True, subset=opts.get("subset"), seed=opts.get("seed", 0))
+    images = _all_images(ds)
+    features = _features(images)
     full = ImageDataset(opts["data"])
     held = np.setdiff1d(np.arange(len(full)), ds.raw_indices)
-    held_out = _features(_all_images(full)[torch.from_numpy(held)]) if len(held) else None
-    labels = np.stack([ds.get_label(i) for i in range(len(ds))]).argmax(axis=1)
-    return Reals(_all_images(ds), labels, held_out)
+    held_d = math.nan  # trained on all of them: nothing to compare with
+    if len(held):
+        held_out = _features(_all_images(full)[torch.from_numpy(held)])
+        held_d = torch.cdist(held_out, features).min(dim=1).values.median().item()
+    return Reals(images, _all_digits(ds).numpy(), features, held_d)
 
 
 @torch.no_grad()
@@ -175,8 +180,7 @@ DIHEDRAL = {
 def symmetry_table() -> None:
     """Per digit: how near its flipped and turned images stay to the real digits (see the docstring)."""
     ds = ImageDataset("builtin:digits", use_labels=True)
-    images = _all_images(ds)
-    labels = torch.from_numpy(np.stack([ds.get_label(i) for i in range(len(ds))])).argmax(dim=1)
+    images, labels = _all_images(ds), _all_digits(ds)
     reals = _features(images)
     own = torch.cdist(reals, reals).fill_diagonal_(math.inf).min(dim=1).values
     print("digit  " + " ".join(f"{name:>13}" for name in DIHEDRAL) + "   mean")
