@@ -238,8 +238,8 @@ class Trainer:
     ) -> None:
         """``given``: the names of the options given explicitly at this launch; on a resume the
         settings they name (the p controller's: --aug, --p, --target, --ada-kimg, --ada-interval,
-        --p-max; the pipe's ops: --augpipe, --aug-mult) replace the run's, the others continue as the run left
-        them."""
+        --p-max; the pipe's ops: --augpipe, --aug-mult) replace the run's, the others continue as
+        the run left them."""
         self.spec = spec
         self.env = env
         self.device = env.device
