@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.training.config import uses_ada_pipe  # noqa: E402
 from core.training.rundir import RunReader  # noqa: E402
 
 W, H, PAD = 900, 300, 50
@@ -68,9 +69,17 @@ def load(run_dir: Path) -> Series:
     if sizes:
         typical = statistics.median(sizes)
         ticks = [e for e, n in zip(ticks, sizes, strict=True) if n >= typical / 2]
-    name = f"{options.get('aug', '?')} ({run_dir.name})"
-    return Series(name, target, [e["kimg"] for e in ticks], [e["Progress/augment"] for e in ticks],
-                  [e["stats"]["Loss/signs/real"]["mean"] for e in ticks])
+    return Series(describe(options, run_dir.name), target, [e["kimg"] for e in ticks],
+                  [e["Progress/augment"] for e in ticks], [e["stats"]["Loss/signs/real"]["mean"] for e in ticks])
+
+
+def describe(options: dict, run_name: str) -> str:
+    """``ada bgc xflip=0 (RUN)``: the mode, and the pipe and its changed ops where D's inputs go through it."""
+    words = [options.get("aug", "?")]
+    if uses_ada_pipe(words[0], bool(options.get("with_dataaug"))):
+        words.append(options.get("augpipe") or "bgc")
+        words += [f"{op}={value:g}" for op, value in (options.get("aug_mult") or {}).items()]
+    return f"{' '.join(words)} ({run_name})"
 
 
 def moving_average(values: list[float], n: int = SMOOTH) -> list[float]:
@@ -140,14 +149,15 @@ def draw(series: list[Series], out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="run directories; RUN,RESUMED_RUN joins a run and its continuation")
-    ap.add_argument("--out", type=Path, default=Path("docs/limited-data.png"))
+    ap.add_argument("--out", type=Path, help="also draw p and r_t against kimg into this PNG")
     ap.add_argument("--window", type=float, default=5.0, help="kimg at the end over which r_t is summarised")
     args = ap.parse_args()
     series = [load_joined(r) for r in args.runs]
     for s in series:
         print(summarise(s, args.window))
-    draw(series, args.out)
-    print(f"wrote {args.out}")
+    if args.out:
+        draw(series, args.out)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
