@@ -31,7 +31,6 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.training.config import uses_ada_pipe  # noqa: E402
 from core.training.rundir import RunReader  # noqa: E402
 
 W, H, PAD = 900, 300, 50
@@ -62,23 +61,25 @@ def load_joined(spec: str) -> Series:
 def load(run_dir: Path) -> Series:
     info = RunReader(run_dir).run_info() or {}
     options = info.get("options", {})
-    target = (options.get("resolved") or {}).get("augment", {}).get("target") or 0.6
+    augment = (options.get("resolved") or {}).get("augment", {})
+    target = augment.get("target") or 0.6
     ticks = [e for e in RunReader(run_dir).poll_events() if e["kind"] == "tick" and e["tick"] > 0]
     # Leave out short ticks (a run's last one, a stop): their r_t is a mean over a few minibatches.
     sizes = [e["stats"]["Loss/signs/real"]["num"] for e in ticks]
     if sizes:
         typical = statistics.median(sizes)
         ticks = [e for e, n in zip(ticks, sizes, strict=True) if n >= typical / 2]
-    return Series(describe(options, run_dir.name), target, [e["kimg"] for e in ticks],
+    return Series(describe(augment, run_dir.name), target, [e["kimg"] for e in ticks],
                   [e["Progress/augment"] for e in ticks], [e["stats"]["Loss/signs/real"]["mean"] for e in ticks])
 
 
-def describe(options: dict, run_name: str) -> str:
-    """``ada bgc xflip=0 (RUN)``: the mode, and the pipe and its changed ops where D's inputs go through it."""
-    words = [options.get("aug", "?")]
-    if uses_ada_pipe(words[0], bool(options.get("with_dataaug"))):
-        words.append(options.get("augpipe") or "bgc")
-        words += [f"{op}={value:g}" for op, value in (options.get("aug_mult") or {}).items()]
+def describe(augment: dict, run_name: str) -> str:
+    """``ada bgc xflip=0 (RUN)``, from run.json's resolved augment spec: the mode, and the pipe and its
+    changed ops where D's inputs go through one."""
+    words = [augment.get("mode", "?")]
+    if augment.get("pipe"):
+        words.append(augment["pipe"])
+        words += [f"{op}={value:g}" for op, value in augment.get("multipliers", {}).items()]
     return f"{' '.join(words)} ({run_name})"
 
 
