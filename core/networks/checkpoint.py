@@ -40,12 +40,12 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import safetensors
 import safetensors.torch
 import torch
 from torch import nn
 
 from core.io.atomic import atomic_path, atomic_write_json
+from core.io.tensors import read_tensor_file
 from core.networks.stylegan2 import Discriminator, Generator
 
 __all__ = [
@@ -202,21 +202,22 @@ def _read_tensor_file(path: Path, json_path: Path, snapshot_id: str) -> dict[str
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (named by {json_path.name}); the snapshot is incomplete")
     try:
-        with safetensors.safe_open(str(path), framework="pt", device="cpu") as f:
-            file_id = (f.metadata() or {}).get("snapshot_id")
-            if file_id != snapshot_id:
-                raise CheckpointError(
-                    f"{path}: belongs to another write than {json_path.name} (snapshot_id {file_id!r} != "
-                    f"{snapshot_id!r}); the snapshot was being rewritten: retry, or use an older one"
-                )
-            # get_tensor returns views of a memory map of the file; clone so that nothing keeps the
-            # file mapped (a later in-place change or truncation would corrupt or crash us, and
-            # on Windows a mapped file cannot be replaced by the next snapshot).
-            return {key: f.get_tensor(key).clone() for key in f.keys()}
-    except CheckpointError:
-        raise
+        # One open for header and data alike (see core.io.tensors): a snapshot written again
+        # meanwhile cannot hand us its new tensors under the old snapshot_id.
+        tensors, meta = read_tensor_file(path)
+    except FileNotFoundError as exc:
+        raise CheckpointError(
+            f"{path}: disappeared before it could be read (deleted, or the snapshot is being rewritten): retry"
+        ) from exc
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise CheckpointError(f"{path}: damaged safetensors file ({type(exc).__name__}: {exc})") from exc
+    file_id = meta.get("snapshot_id")
+    if file_id != snapshot_id:
+        raise CheckpointError(
+            f"{path}: belongs to another write than {json_path.name} (snapshot_id {file_id!r} != "
+            f"{snapshot_id!r}); the snapshot was being rewritten: retry, or use an older one"
+        )
+    return tensors
 
 
 def _split_prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

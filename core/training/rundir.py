@@ -974,7 +974,7 @@ class RunReader:
         between the two), the tensors file alone is used: its metadata holds the same kwargs
         and kimg, and one file is always whole.
         """
-        from safetensors import safe_open
+        from core.io.tensors import read_tensor_file
 
         folder = self.run_dir / LIVE
         for attempt in range(retries + 1):
@@ -983,16 +983,15 @@ class RunReader:
             except (OSError, json.JSONDecodeError):
                 info = None
             try:
-                # One open file = one version, even if a writer replaces the name meanwhile.
-                with safe_open(str(folder / LIVE_TENSORS), framework="pt") as f:
-                    meta = f.metadata() or {}
-                    info_id = info.get("write_id") if isinstance(info, dict) else None
-                    if attempt < retries and info_id != meta.get("write_id"):
-                        time.sleep(delay_s)
-                        continue
-                    state_dict = {k: f.get_tensor(k) for k in f.keys()}
+                # One open, all bytes: one version, even if a writer replaces the name meanwhile
+                # (safe_open would not do: it opens the file twice, header and data apart).
+                state_dict, meta = read_tensor_file(folder / LIVE_TENSORS)
             except FileNotFoundError:
                 return None
+            info_id = info.get("write_id") if isinstance(info, dict) else None
+            if attempt < retries and info_id != meta.get("write_id"):
+                time.sleep(delay_s)
+                continue
             kwargs = json.loads(meta.get("kwargs", "{}"))
             return LiveWeights(state_dict, kwargs, float(meta.get("kimg", "nan")))
         return None
