@@ -130,8 +130,9 @@ def _ddp_worker(rank: int, world: int, init_file: str, results: dict) -> None:
         dist.destroy_process_group()
 
 
-def test_ddp_ranks_agree_on_the_all_reduced_r_t(tmp_path):
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+def test_ddp_ranks_agree_on_the_all_reduced_r_t(tmp_path, monkeypatch):
+    if "GLOO_SOCKET_IFNAME" not in os.environ:
+        monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")  # for this test only: later tests' torchrun must not inherit it
     with mp.Manager() as manager:
         results = manager.dict()
         mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), results), nprocs=2, join=True)

@@ -28,7 +28,8 @@ TRAIN = str(REPO / "train_headless.py")
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    # faulthandler: a rank that crashes (SIGABRT, SIGSEGV) prints its Python stack to the failure message.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
 
 
 def _final(outdir: Path) -> tuple[Path, dict]:
@@ -82,7 +83,7 @@ def test_two_gloo_processes_match_one_process(data: Path, single: Path, tmp_path
     multi = tmp_path / "multi"
     two = subprocess.run([*TORCHRUN, "--standalone", "--nproc_per_node", "2", TRAIN, "--outdir", str(multi),
                           "--data", str(data), *ARGS], env=_env(), capture_output=True, text=True, timeout=240)
-    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-12000:]
     _assert_same_training(single, multi)
     assert json.loads((next(multi.iterdir()) / "run.json").read_text())["options"]["gpus"] == 2
 
@@ -103,7 +104,7 @@ def test_two_nodes_joined_by_the_c10d_rendezvous_match_one_process(data: Path, s
              for _ in range(2)]
     errors = [node.communicate(timeout=300)[1] for node in nodes]
     for node, err in zip(nodes, errors, strict=True):
-        assert node.returncode == 0, err[-3000:]
+        assert node.returncode == 0, err[-12000:]
     _assert_same_training(single, multi)
 
 
@@ -138,7 +139,7 @@ def _start_long_job(data: Path, out: Path) -> tuple[subprocess.Popen[str], dict[
     args = list(ARGS)
     args[args.index("--kimg") + 1] = "1000"
     agent = subprocess.Popen([*TORCHRUN, "--standalone", "--nproc_per_node", "2", TRAIN, "--outdir", str(out),
-                              "--data", str(data), *args], env={**_env(), "PYTHONFAULTHANDLER": "1"},
+                              "--data", str(data), *args], env=_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 180
     events = None
