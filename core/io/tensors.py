@@ -1,10 +1,10 @@
 """Read a safetensors file as one version, even while a writer replaces it.
 
 ``safetensors.safe_open`` (0.8) opens the file by name more than once, header and data apart,
-so a file replaced by ``os.replace`` in between yields one write's metadata with another
-write's tensors (about one read in five under a tight rewrite loop, measured). Files that a trainer rewrites
-in place of the old ones (live weights, a snapshot written again) are read here instead: one
-open, all bytes, then safetensors parses those bytes.
+so a file replaced by ``os.replace`` in between yields one write's metadata with another write's
+tensors (about one read in five under a tight rewrite loop, measured). Files that a trainer
+replaces (live weights, a snapshot written again) are read here instead: one open, all bytes,
+then safetensors parses those bytes.
 """
 
 from __future__ import annotations
@@ -45,5 +45,5 @@ def read_tensor_file(path: str | os.PathLike[str]) -> TensorFile:
         raise ValueError(f"{os.fspath(path)}: header of {n} bytes runs past the end of the file")
     header = json.loads(data[_HEADER_LEN.size : _HEADER_LEN.size + n])
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    tensors = load(data)  # copies out of ``data``: nothing keeps the bytes or the file alive
+    tensors = load(data)  # each tensor gets its own copy: nothing keeps ``data`` or the file alive
     return TensorFile(tensors, dict(metadata) if isinstance(metadata, dict) else {})
