@@ -93,10 +93,14 @@ def shutdown(env: DistEnv, success: bool) -> None:
     if not (env.distributed and dist.is_initialized()):
         return
     if success:
-        with contextlib.suppress(Exception):
+        try:
             dist.barrier()
-    with contextlib.suppress(Exception):
+        except Exception as e:  # a peer gone after its own success: nothing left to wait for
+            log.warning("rank %d: the closing barrier failed (%s); leaving the process group anyway", env.rank, e)
+    try:
         dist.destroy_process_group()
+    except Exception as e:  # after a failure the group may already be broken
+        log.debug("rank %d: destroy_process_group: %s", env.rank, e)
 
 
 def all_reduce_sum_(t: torch.Tensor, env: DistEnv) -> torch.Tensor:
