@@ -9,25 +9,12 @@ channel_max 512, z = w = 512, mapping depth 2), which is what users' checkpoints
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from timing import median_time  # bench/ is on sys.path: scripts run from it
 
 from core.networks import Discriminator, Generator
 from core.networks.presets import resolve_cfg
-
-
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def build(cfg: str, res: int) -> tuple[Generator, Discriminator]:
