@@ -47,8 +47,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data import ImageDataset  # noqa: E402
-from core.networks.checkpoint import kept_snapshots, load_checkpoint  # noqa: E402
-from core.training.rundir import RunReader  # noqa: E402
+from core.networks.checkpoint import load_checkpoint  # noqa: E402
+from core.rundir import RunReader  # noqa: E402
+from core.rundir.layout import kept_snapshots  # noqa: E402
 
 CLASSES = 10
 MIN_SHARE = 0.02

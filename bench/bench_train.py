@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data import ImageDataset  # noqa: E402
+from core.rundir.schema import timing_stat  # noqa: E402
 from core.training.config import DataSpec, TrainingOptions, check_options, resolve_spec  # noqa: E402
 from core.training.loop import Trainer  # noqa: E402
 from core.training.stats import PHASE_NAMES  # noqa: E402
@@ -61,15 +62,14 @@ def make_trainer(config: str, aug: str, outdir: Path) -> Trainer:
 
 
 def measure(trainer: Trainer, cycles: int, minibatches: int | None = None) -> tuple[float, dict[str, float]]:
-    reader_names = [f"Timing/{p}" for p in PHASE_NAMES]
+    reader_names = [timing_stat(p) for p in PHASE_NAMES]
     from core.training.stats import StatsReader
 
     reader = StatsReader(trainer.bank, None, names=reader_names)
     n = cycles * CYCLE if minibatches is None else minibatches
     t0 = time.perf_counter()
     for _ in range(n):
-        trainer._train_minibatch()
-        trainer._after_minibatch()
+        trainer.step()
     elapsed = time.perf_counter() - t0
     stats = reader.read()
     per_phase = {name.split("/")[1]: s.mean * s.num / n for name, s in stats.items()}  # ms per minibatch

@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.training.rundir import RunReader  # noqa: E402
+from core.rundir import RunReader  # noqa: E402
 
 W, H, PAD = 900, 300, 50
 BLUE, ORANGE, RED, GREY, BLACK = (31, 119, 180), (255, 187, 120), (214, 39, 40), (215, 215, 215), (0, 0, 0)

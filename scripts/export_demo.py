@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.io.images import image_grid
 from core.networks.checkpoint import load_any, save_checkpoint
-from core.training.rundir import image_grid
 
 REPO = Path(__file__).resolve().parents[1]
 

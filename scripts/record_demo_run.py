@@ -57,7 +57,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.training.rundir import RunReader, list_run_dirs  # noqa: E402
+from core.rundir import RunReader, list_run_dirs  # noqa: E402
 from viz.run_client import RunClient, StartOptions, trainer_command  # noqa: E402
 from viz.widgets.augment_preview import AugmentPreviewState  # noqa: E402
 

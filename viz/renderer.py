@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.io.images import image_grid
 from viz.worker import LatestWorker, NoResult
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ __all__ = [
     "RenderRequest",
     "RenderResult",
     "Renderer",
-    "images_to_grid",
     "lattice_point",
     "lattice_seed",
     "lattice_z",
@@ -164,11 +164,11 @@ def newest_run_weights(run_dir: Path) -> tuple[str, str, Callable[[], LoadedMode
     snapshot file is newer; the identity changes whenever either is rewritten, so callers reload
     on change.
     """
-    from core.training.rundir import RunReader
+    from core.rundir import RunReader
 
     reader = RunReader(run_dir)
     live_id = reader.live_version()
-    live_path = run_dir / "live" / "G_ema.safetensors"
+    live_path = reader.live_tensors_path
     snap = reader.latest_snapshot()
     if live_id and (snap is None or _mtime(live_path) >= _mtime(snap)):
         return f"live:{live_id}", str(live_path), lambda: _load_live(reader)
@@ -189,10 +189,10 @@ def _load_live(reader: Any) -> LoadedModel:
 
     live = reader.live_weights()
     if live is None:
-        raise ValueError(f"{reader.run_dir / 'live'}: the live weights vanished; waiting for the next ones")
+        raise ValueError(f"{reader.live_tensors_path}: the live weights vanished; waiting for the next ones")
     G = Generator(**live.kwargs)
     G.load_state_dict(live.state_dict)
-    path = reader.run_dir / "live" / "G_ema.safetensors"
+    path = reader.live_tensors_path
     version = reader.live_version() or "?"
     return model_from_generator(G, str(path), meta={"kimg": live.kimg}, key=f"{path}@{version}")
 
@@ -223,16 +223,6 @@ def model_from_generator(
     )
 
 
-def images_to_grid(images: torch.Tensor, grid_w: int, grid_h: int) -> np.ndarray:
-    """[N, C, H, W] images in [-1, 1] -> one HxWx3 uint8 grid, row-major, N = grid_w * grid_h."""
-    n, c, h, w = images.shape
-    img = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    if c == 1:
-        img = img.repeat(1, 3, 1, 1)
-    img = img[:, :3].reshape(grid_h, grid_w, 3, h, w).permute(0, 3, 1, 4, 2)
-    return img.reshape(grid_h * h, grid_w * w, 3).contiguous().numpy()
-
-
 def render_images(model: LoadedModel, req: RenderRequest) -> np.ndarray:
     """Run the generator for one request (worker thread only); returns the uint8 grid."""
     G = model.G
@@ -257,7 +247,7 @@ def render_images(model: LoadedModel, req: RenderRequest) -> np.ndarray:
         lo, hi = max(0, req.mix_lo), min(model.num_ws, req.mix_hi)
         ws[:, lo:hi] = ws_mix[:, lo:hi]
     images = G.synthesis(ws, noise_mode=req.noise_mode)
-    return images_to_grid(images, req.grid_w, req.grid_h)
+    return image_grid(images, req.grid_w, rgb=True)
 
 
 def _class_vector(model: LoadedModel, class_idx: int, n: int) -> torch.Tensor:

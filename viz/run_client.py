@@ -3,7 +3,7 @@
 A run the GUI starts is a separate ``train_headless.py`` process in its own session (process
 group), so closing or killing the GUI leaves it training; the GUI (this one or the next) reads and
 writes the same files as for a run started on a cluster: events and previews through
-``core.training.rundir.RunReader``, requests through ``core.training.control.write_control``.
+``core.rundir.RunReader``, requests through ``core.rundir.write_control``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.training.config import uses_ada_pipe
-from core.training.control import ControlRequest, write_control
-from core.training.rundir import RunReader, RunStatus, list_run_dirs
+from core.augment import Mechanism, PMode
+from core.rundir import ControlRequest, RunReader, RunStatus, is_run_dir, layout, list_run_dirs, write_control
+from core.training.cli import options_to_argv
+from core.training.config import TrainingOptions, uses_ada_pipe
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class StartOptions:
     outdir: str = "runs"
     data: str = "builtin:digits"
     cfg: str = "cpu32"
-    aug: str = "ada"
+    aug: str = Mechanism.ADA.value
     augpipe: str = "bgc"
     with_dataaug: bool = False  # APA: also run the ADA pipe
     target: float = 0.6
@@ -64,30 +65,22 @@ def trainer_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def training_options(opts: StartOptions) -> TrainingOptions:
+    """The trainer's options for the form: each field only where the trainer applies it."""
+    mechanism = Mechanism(opts.aug)
+    return TrainingOptions(
+        outdir=opts.outdir, data=opts.data, cfg=opts.cfg, aug=mechanism.value, kimg=opts.kimg,
+        target=opts.target if mechanism.adaptive else None,
+        p=opts.p if mechanism is Mechanism.FIXED else None,
+        with_dataaug=opts.with_dataaug and mechanism is Mechanism.APA,
+        augpipe=opts.augpipe if opts.uses_pipe else None,
+    )
+
+
 def trainer_command(opts: StartOptions, python: str = sys.executable) -> list[str]:
-    cmd = [
-        python,
-        str(TRAINER),
-        "--outdir",
-        opts.outdir,
-        "--data",
-        opts.data,
-        "--cfg",
-        opts.cfg,
-        "--aug",
-        opts.aug,
-        "--kimg",
-        f"{opts.kimg:g}",
-    ]
-    if opts.aug in ("ada", "apa"):
-        cmd += ["--target", f"{opts.target:g}"]
-    if opts.aug == "fixed":
-        cmd += ["--p", f"{opts.p:g}"]
-    if opts.aug == "apa" and opts.with_dataaug:
-        cmd += ["--with-dataaug", "1"]
-    if opts.uses_pipe:
-        cmd += ["--augpipe", opts.augpipe]
-    return cmd + shlex.split(opts.extra_args)  # last: an option typed there wins over the form's
+    """train_headless.py with the form's options (written by the CLI's own inverse parser), then the
+    form's extra arguments, last so that an option typed there wins over the form's."""
+    return [python, str(TRAINER), *options_to_argv(training_options(opts)), *shlex.split(opts.extra_args)]
 
 
 @dataclass
@@ -118,9 +111,9 @@ class RunClient:
 
     def attach(self, run_dir: str | Path) -> None:
         path = Path(run_dir).expanduser()
-        if not (path / "run.json").is_file() and not (path / "events.jsonl").is_file():
+        if not is_run_dir(path):
             raise ValueError(
-                f"{path}: not a run directory (no run.json or events.jsonl); pick <outdir>/<NNNNN>-<desc>"
+                f"{path}: not a run directory (no {layout.RUN_JSON} or {layout.EVENTS}); pick <outdir>/<NNNNN>-<desc>"
             )
         self.reader, self.error = RunReader(path), None
 
@@ -156,7 +149,7 @@ class RunClient:
 
     def _check_launch(self, launch: _Launch) -> None:
         new = [
-            d for d in list_run_dirs(launch.outdir) if d not in launch.known and (d / "run.json").is_file()
+            d for d in list_run_dirs(launch.outdir) if d not in launch.known and (d / layout.RUN_JSON).is_file()
         ]
         if new:
             self._launch = None
@@ -203,9 +196,9 @@ class RunClient:
     def send_augment(self, multipliers: dict[str, float], mode: str, target: float, p: float) -> int:
         req = ControlRequest(
             aug_multipliers=dict(multipliers),
-            aug_mode=mode,  # type: ignore[arg-type]
-            target=target if mode == "ada" else None,
-            fixed_p=p if mode == "fixed" else None,
+            aug_mode=PMode(mode).value,
+            target=target if mode == PMode.ADAPTIVE else None,
+            fixed_p=p if mode == PMode.FIXED else None,
         )
         return self.request(req)
 

@@ -4,6 +4,7 @@ and DiffAugment."""
 from core.augment.adaptive import AdaController
 from core.augment.apa import PseudoAugment, apa_replace
 from core.augment.diffaug import DiffAugment, diff_augment
+from core.augment.modes import Mechanism, PMode
 from core.augment.pipeline import (
     BAND_NAMES,
     MULTIPLIER_NAMES,
@@ -24,6 +25,8 @@ __all__ = [
     "AugmentPipe",
     "AugmentStrengths",
     "DiffAugment",
+    "Mechanism",
+    "PMode",
     "PseudoAugment",
     "apa_replace",
     "diff_augment",

@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-MODES = ("ada", "fixed", "noaug")
+from core.augment.modes import PMode, choices
+
 STATE_VERSION = 1
 
 
@@ -56,7 +57,7 @@ class AdaController:
         interval: int = 4,
         kimg: float = 500,
         p_max: float = 1.0,
-        mode: str = "ada",
+        mode: str = PMode.ADAPTIVE,
         p: float = 0.0,
         all_reduce: Callable[[torch.Tensor], None] | None = all_reduce_sum,
     ) -> None:
@@ -67,10 +68,10 @@ class AdaController:
         self._all_reduce = all_reduce
         self._target = _finite("target", target, -1.0, 1.0)
         self._p_max = _finite("p_max", p_max, 0.0)
-        self._mode = "ada"
+        self._mode = PMode.ADAPTIVE.value
         self._p = 0.0
         self.mode = mode
-        if self._mode != "noaug":
+        if self._mode != PMode.NOAUG:
             self.p = p
         self._r_t: float | None = None
         self._acc: torch.Tensor | None = None  # [sum of signs, count], on the signs' device
@@ -87,7 +88,7 @@ class AdaController:
     @p.setter
     def p(self, value: float) -> None:
         """Sets p directly (the fixed p in mode 'fixed'; a manual nudge in mode 'ada')."""
-        if self._mode == "noaug":
+        if self._mode == PMode.NOAUG:
             raise ValueError("AdaController: p cannot be set in mode 'noaug'; switch mode to 'fixed' or 'ada'")
         self._p = min(_finite("p", value, 0.0), self._p_max)
 
@@ -114,15 +115,15 @@ class AdaController:
 
     @mode.setter
     def mode(self, value: str) -> None:
-        if value not in MODES:
-            raise ValueError(f"AdaController: mode must be one of {', '.join(MODES)}, got {value!r}")
-        self._mode = value
-        if value == "noaug":
+        if value not in choices(PMode):
+            raise ValueError(f"AdaController: mode must be one of {', '.join(choices(PMode))}, got {value!r}")
+        self._mode = PMode(value).value
+        if self._mode == PMode.NOAUG:
             self._p = 0.0
 
     def set_fixed(self, p: float) -> None:
         """Mode 'fixed' with this p (r_t is still measured)."""
-        self.mode = "fixed"
+        self.mode = PMode.FIXED
         self.p = p
 
     @property
@@ -156,7 +157,7 @@ class AdaController:
         if acc[1] <= 0:
             return False  # nothing observed this interval: keep p, do not invent an r_t
         self._r_t = acc[0] / acc[1]
-        if self._mode == "ada":
+        if self._mode == PMode.ADAPTIVE:
             step = math.copysign(1.0, self._r_t - self._target) if self._r_t != self._target else 0.0
             delta = step * batch_size * self.interval / (self.kimg * 1000)
             self._p = min(max(self._p + delta, 0.0), self._p_max)

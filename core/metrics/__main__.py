@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,19 +20,18 @@ from core.data import DatasetError
 from core.data.tool import OneLineParser
 from core.metrics.evaluate import METRICS, MetricOptions, MetricResult, append_records, compute_metrics
 from core.metrics.extractors import MetricsError
+from core.rundir import layout
 
 log = logging.getLogger(__name__)
-RUN_FILE = "run.json"
-_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+)")
 
 
 def find_run_dir(network: Path) -> Path | None:
     """The run directory a snapshot (or run directory) belongs to, if any."""
     candidates = [network] if network.is_dir() else []
-    if network.parent.name == "snapshots":
-        candidates.append(network.parent.parent)
+    if (owner := layout.run_dir_of_snapshot(network)) is not None:
+        candidates.append(owner)
     candidates.append(network.parent)
-    return next((c for c in candidates if (c / RUN_FILE).is_file()), None)
+    return next((c for c in candidates if (c / layout.RUN_JSON).is_file()), None)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,8 +82,7 @@ def _dataset_from_meta(meta: dict[str, Any]) -> str | None:
 def _kimg(meta: dict[str, Any], snapshot: Path) -> float | None:
     if isinstance(meta.get("kimg"), int | float):
         return float(meta["kimg"])
-    match = _SNAPSHOT_KIMG.search(snapshot.name)
-    return float(match.group(1)) if match else None
+    return layout.snapshot_kimg(snapshot)
 
 
 def _print(result: MetricResult) -> None:

@@ -37,10 +37,10 @@ from core.data import ImageDataset
 from core.metrics import cache
 from core.metrics.distances import frechet_distance, kernel_distance, mean_cov, precision_recall
 from core.metrics.extractors import FeatureExtractor, MetricsError, build_extractor, to_rgb
+from core.rundir import layout
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass(frozen=True)
@@ -386,7 +386,7 @@ def _distance(
 
 def append_records(run_dir: str | os.PathLike[str], records: Sequence[dict[str, Any]]) -> Path:
     """Append records as JSON lines to ``<run_dir>/metrics.jsonl`` (one write per line, fsynced)."""
-    path = Path(run_dir) / METRICS_FILE
+    path = layout.metrics_path(run_dir)
     with open(path, "a", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, allow_nan=False) + "\n")

@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import platform
-import re
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
@@ -47,6 +46,7 @@ from torch import nn
 from core.io.atomic import atomic_path, atomic_write_json
 from core.io.tensors import read_tensor_file
 from core.networks.stylegan2 import Discriminator, Generator
+from core.rundir import layout
 
 __all__ = [
     "FORMAT_NAME",
@@ -56,7 +56,6 @@ __all__ = [
     "RESUME_FORMAT_VERSION",
     "Checkpoint",
     "CheckpointError",
-    "latest_snapshot",
     "load_any",
     "load_checkpoint",
     "load_resume_state",
@@ -85,8 +84,6 @@ NETWORK_CLASSES: Mapping[str, type[nn.Module]] = MappingProxyType(
 # Keys of Checkpoint.meta that describe a loaded file rather than a training state; they are
 # recomputed on every save instead of being copied from one file to the next.
 DERIVED_META_KEYS = frozenset({"versions", "ignored", "source", "source_file"})
-SNAPSHOT_GLOB = "network-snapshot-*.json"
-_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+(?:\.\d{3})?)")
 
 
 class CheckpointError(ValueError):
@@ -142,11 +139,6 @@ def resume_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
             p = p.with_name(p.name[: -len(suffix)])
             break
     return p.with_name(p.name + ".resume.safetensors"), p.with_name(p.name + ".resume.json")
-
-
-def _kimg_from_name(path: Path) -> float | None:
-    match = _SNAPSHOT_KIMG.search(path.name)
-    return float(match.group(1)) if match else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,64 +634,15 @@ def _tensors_to(value: Any, device: torch.device) -> Any:
 # Any snapshot: ours, a public .pkl, or a run directory
 
 
-def latest_snapshot(run_dir: str | os.PathLike[str]) -> Path | None:
-    """The .json of the newest complete snapshot in ``<run_dir>/snapshots``, or None if none yet.
-
-    ``snapshots/latest.json`` (``{"snapshot": "network-snapshot-000123", ...}``, written by the
-    trainer) wins when it names a complete snapshot; otherwise the highest kimg among
-    ``network-snapshot-*.json`` files.
-    """
-    folder = Path(run_dir) / "snapshots"
-    if not folder.is_dir():
-        return None
-    pointer = folder / "latest.json"
-    if pointer.is_file():
-        named = _read_latest_pointer(pointer)
-        if named is not None:
-            return named
-    candidates = _snapshot_files(folder)
-    if not candidates:
-        return None
-    return max(candidates, key=lambda p: (_kimg_from_name(p) or -1, p.stat().st_mtime, p.name))
-
-
-def _snapshot_files(folder: Path) -> list[Path]:
-    """The network-snapshot-*.json commit markers in ``folder`` (not their .resume.json companions)."""
-    return [p for p in folder.glob(SNAPSHOT_GLOB) if not p.name.endswith(".resume.json")]
-
-
-def kept_snapshots(run_dir: str | os.PathLike[str]) -> list[tuple[float, Path]]:
-    """(kimg, .json) of every kept snapshot in ``<run_dir>/snapshots``, oldest first."""
-    folder = Path(run_dir) / "snapshots"
-    found = [(kimg, p) for p in _snapshot_files(folder) if (kimg := _kimg_from_name(p)) is not None]
-    return sorted(found)
-
-
-def _read_latest_pointer(pointer: Path) -> Path | None:
-    try:
-        doc = json.loads(pointer.read_text(encoding="utf-8"))
-        name = doc["snapshot"]
-        if not isinstance(name, str) or Path(name).name != name:
-            raise ValueError(f"snapshot must be a file name in snapshots/, got {name!r}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("%s: unusable (%s); looking for the newest snapshot instead", pointer, exc)
-        return None
-    _, json_path = snapshot_paths(pointer.parent / name)
-    if not json_path.is_file():
-        log.warning("%s: names %s, which is missing; looking for the newest snapshot instead", pointer, name)
-        return None
-    return json_path
-
-
 def load_any(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Checkpoint:
     """Load our snapshot (any form), a public StyleGAN2-ADA .pkl (safely), or a run directory's newest."""
     p = Path(path)
     if p.is_dir():
-        newest = latest_snapshot(p)
+        newest = layout.latest_snapshot(p)
         if newest is None:
             raise CheckpointError(
-                f"{p}: no snapshot yet (no {SNAPSHOT_GLOB} in {p / 'snapshots'}); wait for the first snapshot "
-                "or pass a snapshot file"
+                f"{p}: no snapshot yet (no {layout.SNAPSHOT_GLOB} in {p / layout.SNAPSHOTS}); wait for the first "
+                "snapshot or pass a snapshot file"
             )
         return load_checkpoint(newest, device=device)
     if p.suffix == ".pkl" or (p.is_file() and p.suffix not in (".json", ".safetensors") and _looks_pickled(p)):

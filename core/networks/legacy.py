@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import pickle
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from core.networks.checkpoint import (
     build_augment_pipe,
     build_network,
 )
+from core.rundir import layout
 
 __all__ = ["ALLOWED_GLOBALS", "UnsafePickleError", "import_legacy_pkl", "read_legacy_pkl"]
 
@@ -58,7 +58,6 @@ KNOWN_CLASSES = frozenset(
         "MinibatchStdLayer", "AugmentPipe",
     }
 )  # fmt: skip
-_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+)")
 _MAX_MODULE_DEPTH = 16
 
 
@@ -353,9 +352,9 @@ def _checkpoint_from_data(data: Any, where: Path) -> Checkpoint:
         ckpt.meta["p"] = ckpt.augment_settings["p"]
         ckpt.augment_pipe = build_augment_pipe(ckpt.augment_settings, {}, ignored)
     _collect_extras(data, ckpt.meta, ignored)
-    match = _SNAPSHOT_KIMG.search(where.name)
-    if "kimg" not in ckpt.meta and match:
-        ckpt.meta["kimg"] = int(match.group(1))
+    kimg = layout.snapshot_kimg(where)  # the public name: network-snapshot-<kimg>.pkl
+    if "kimg" not in ckpt.meta and kimg is not None:
+        ckpt.meta["kimg"] = int(kimg) if kimg.is_integer() else kimg
     ckpt.meta["ignored"] = ignored
     for line in ignored:
         log.info("%s: ignored %s", where, line)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from core.rundir import layout
 from core.training.config import (
     AUG_MODES,
     AUGPIPES,
@@ -139,6 +140,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _arg_text(value: Any) -> str:
+    """An option value as the parser reads it back (exactly: floats that %g would round keep repr)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_arg_text(float(v))}" for k, v in value.items())
+    if isinstance(value, list):
+        return ",".join(value) if value else "none"
+    return str(value)
+
+
+def options_to_argv(o: TrainingOptions) -> list[str]:
+    """The command line that :func:`parse_options` reads back as ``o`` (the inverse of the parser).
+
+    Only options that differ from TrainingOptions' defaults are written, so the trainer's defaults
+    stay in one place; the GUI builds its trainer command with this.
+    """
+    flags = {a.dest: a.option_strings[-1] for a in build_parser()._actions if a.option_strings}
+    defaults = TrainingOptions().to_dict()
+    argv: list[str] = []
+    for name, value in o.to_dict().items():
+        if value == defaults[name] or value is None:
+            continue
+        if name not in flags:
+            raise OptionError(f"option {name!r} has no command-line flag; add one to build_parser")
+        argv += [flags[name], _arg_text(value)]
+    return argv
+
+
 def parse_options(argv: list[str]) -> tuple[TrainingOptions, bool, dict[str, Any]]:
     """(options, dry_run, the options given explicitly); replayed options are defaults for explicit ones."""
     given = vars(build_parser().parse_args(argv))
@@ -163,7 +196,7 @@ _AUG_SETTINGS = ("p", "target", "augpipe", "aug_mult", "with_dataaug", "ada_kimg
 def _replayed(path: str) -> TrainingOptions:
     p = Path(path)
     if p.is_dir():
-        p = p / "run.json"
+        p = p / layout.RUN_JSON
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
         options = doc["options"]
@@ -194,7 +227,7 @@ def _check_paths(o: TrainingOptions) -> None:
 
 
 def _desc(o: TrainingOptions, dataset: Any, spec: TrainingSpec, explicit: dict[str, Any]) -> str:
-    from core.training.rundir import run_desc
+    from core.rundir import run_desc
 
     extra = []
     kimg = int(o.kimg) if o.kimg is not None and float(o.kimg).is_integer() else None
@@ -340,9 +373,9 @@ def _run(opts: TrainingOptions, dataset: Any, dry_run: bool, given: dict[str, An
 
 
 def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[str, Any]) -> int:
+    from core.rundir import RunWriter, new_run_dir
     from core.training import distributed as dist_util
     from core.training.loop import Trainer
-    from core.training.rundir import RunWriter, new_run_dir
 
     run_dir = new_run_dir(spec.options.outdir, desc) if env.is_main else None
     writer = RunWriter(run_dir, rank=env.rank, live_interval_s=spec.live_interval)

@@ -13,17 +13,18 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from core.augment import MULTIPLIER_NAMES
+from core.augment import MULTIPLIER_NAMES, PRESETS, Mechanism
+from core.augment.modes import choices
 from core.networks.presets import CFG_NAMES, resolve_cfg
 
-AUG_MODES = ("ada", "apa", "fixed", "noaug")
-AUGPIPES = ("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc")
+AUG_MODES = choices(Mechanism)
+AUGPIPES = tuple(PRESETS)
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def uses_ada_pipe(aug: str, with_dataaug: bool) -> bool:
     """Whether D's inputs go through the ADA pipe: with ada and fixed, and with apa only when asked."""
-    return aug in ("ada", "fixed") or (aug == "apa" and with_dataaug)
+    return Mechanism(aug).uses_pipe(with_dataaug)
 
 
 class OptionError(ValueError):
@@ -44,7 +45,7 @@ class TrainingOptions:
     kimg: float | None = None
     tick: float = 4.0
     snap: int = 50
-    aug: str = "ada"
+    aug: str = Mechanism.ADA.value
     p: float | None = None
     target: float | None = None
     augpipe: str | None = None
@@ -114,7 +115,7 @@ class LossSpec:
 class AugmentSpec:
     """How D's inputs are augmented and how p evolves."""
 
-    mode: str = "ada"  # ada | apa | fixed | noaug
+    mode: str = Mechanism.ADA.value  # a Mechanism
     pipe: str | None = "bgc"  # AugmentPipe preset, None = no pipe
     multipliers: dict[str, float] = dataclasses.field(default_factory=dict)  # over the preset's
     p: float = 0.0  # initial p
@@ -245,25 +246,25 @@ def _check_numbers(o: TrainingOptions) -> None:
 
 
 def _check_augment(o: TrainingOptions) -> None:
-    if o.p is not None and o.aug != "fixed":
+    if o.p is not None and o.aug != Mechanism.FIXED:
         raise OptionError(f"--p only applies to --aug fixed (got --aug {o.aug}); drop --p or use --aug fixed")
-    if o.aug == "fixed" and o.p is None:
+    if o.aug == Mechanism.FIXED and o.p is None:
         raise OptionError("--aug fixed needs --p: give the fixed augmentation probability, e.g. --p 0.2")
     if o.p is not None and not 0 <= o.p <= o.p_max:
         raise OptionError(f"--p must be in [0, --p-max = {o.p_max}], got {o.p}")
-    if o.target is not None and o.aug not in ("ada", "apa"):
+    if o.target is not None and not Mechanism(o.aug).adaptive:
         raise OptionError(f"--target only applies to --aug ada or apa (got --aug {o.aug}); drop --target")
     if o.target is not None and not 0 <= o.target <= 1:
         raise OptionError(f"--target must be in [0, 1] (it is the wanted E[sign(D(real))]), got {o.target}")
-    if o.with_dataaug and o.aug != "apa":
+    if o.with_dataaug and o.aug != Mechanism.APA:
         raise OptionError(f"--with-dataaug only applies to --aug apa (got --aug {o.aug}); drop it or use --aug apa")
     for name, value in (("--augpipe", o.augpipe), ("--aug-mult", o.aug_mult)):
         if value is not None and not uses_ada_pipe(o.aug, o.with_dataaug):
             raise OptionError(f"{name} has no effect with --aug {o.aug}"
-                              + (" unless --with-dataaug is on" if o.aug == "apa" else "") + f"; drop {name}")
+                              + (" unless --with-dataaug is on" if o.aug == Mechanism.APA else "") + f"; drop {name}")
     _check_aug_mult(o.aug_mult)
     for name, value in (("--ada-kimg", o.ada_kimg), ("--ada-interval", o.ada_interval)):
-        if value is not None and o.aug not in ("ada", "apa"):
+        if value is not None and not Mechanism(o.aug).adaptive:
             raise OptionError(f"{name} only applies to --aug ada or apa (got --aug {o.aug}); drop it")
     if o.ada_interval is not None and int(o.ada_interval) != o.ada_interval:
         raise OptionError(f"--ada-interval must be a whole number of minibatches, got {o.ada_interval}")
@@ -336,7 +337,7 @@ def resolve_spec(o: TrainingOptions, data: DataSpec, num_gpus: int, device: str)
 
 def _augment_spec(o: TrainingOptions) -> AugmentSpec:
     pipe = (o.augpipe or "bgc") if uses_ada_pipe(o.aug, o.with_dataaug) else None
-    adaptive = o.aug in ("ada", "apa")
+    adaptive = Mechanism(o.aug).adaptive
     return AugmentSpec(
         mode=o.aug, pipe=pipe, multipliers=dict(o.aug_mult or {}) if pipe is not None else {},
         p=o.p if o.p is not None else 0.0,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.augment import apa_replace
+from core.rundir import schema
 from core.training.config import LossSpec
 from core.training.distributed import DistEnv, all_reduce_sum_
 from core.training.stats import StatsBank
@@ -109,10 +110,10 @@ class StyleGAN2Loss:
         if self.apa_p is not None:
             self.pseudo[round_idx] = gen_img.detach()
         gen_logits = self.run_D(gen_img, gen_c)
-        self.stats.report("Loss/scores/fake", gen_logits)
-        self.stats.report("Loss/signs/fake", gen_logits.sign())
+        self.stats.report(schema.STAT_SCORES_FAKE, gen_logits)
+        self.stats.report(schema.STAT_SIGNS_FAKE, gen_logits.sign())
         loss = F.softplus(-gen_logits)
-        self.stats.report("Loss/G/loss", loss)
+        self.stats.report(schema.STAT_LOSS_G, loss)
         loss.mean().mul(gain).backward()
 
     def _G_pl(self, gen_z: torch.Tensor, gen_c: torch.Tensor, gain: float) -> None:
@@ -129,9 +130,9 @@ class StyleGAN2Loss:
         self._pl_sum += pl_lengths.detach().sum()
         self._pl_count += pl_lengths.shape[0]
         pl_penalty = (pl_lengths - pl_mean).square()
-        self.stats.report("Loss/pl_penalty", pl_penalty)
+        self.stats.report(schema.STAT_PL, pl_penalty)
         loss = pl_penalty * self.spec.pl_weight
-        self.stats.report("Loss/G/reg", loss)
+        self.stats.report(schema.STAT_LOSS_G_REG, loss)
         # "* 0" ties every synthesis parameter into the graph (zero gradients rather than none), so
         # Adam decays their moments on this step too, as in the public code.
         (gen_img[:, 0, 0, 0] * 0 + loss).mean().mul(gain).backward()
@@ -140,8 +141,8 @@ class StyleGAN2Loss:
         with torch.no_grad():
             gen_img, _ = self.run_G(gen_z, gen_c)
         gen_logits = self.run_D(gen_img, gen_c)
-        self.stats.report("Loss/scores/fake", gen_logits)
-        self.stats.report("Loss/signs/fake", gen_logits.sign())
+        self.stats.report(schema.STAT_SCORES_FAKE, gen_logits)
+        self.stats.report(schema.STAT_SIGNS_FAKE, gen_logits.sign())
         loss = F.softplus(gen_logits)
         loss.mean().mul(gain).backward()
         return loss.detach()
@@ -164,22 +165,22 @@ class StyleGAN2Loss:
         img = img.detach().requires_grad_(do_Dr1)
         real_logits = self.run_D(img, real_c)
         signs = real_logits.detach().sign()
-        self.stats.report("Loss/scores/real", real_logits)
-        self.stats.report("Loss/signs/real", signs)
+        self.stats.report(schema.STAT_SCORES_REAL, real_logits)
+        self.stats.report(schema.STAT_RT, signs)
         if self.real_signs_hook is not None:
             self.real_signs_hook(signs)
         loss = real_logits * 0  # zero gradients, not none, for parameters R1 does not reach (see _G_pl)
         if do_Dmain:
             loss_Dreal = F.softplus(-real_logits)
-            self.stats.report("Loss/D/loss", loss_Dreal + (loss_Dgen if loss_Dgen is not None else 0))
+            self.stats.report(schema.STAT_LOSS_D, loss_Dreal + (loss_Dgen if loss_Dgen is not None else 0))
             loss = loss + loss_Dreal
         if do_Dr1:
             # R1 is taken w.r.t. the image before augmentation, through the pipe (double backward).
             (r1_grads,) = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[img], create_graph=True)
             r1_penalty = r1_grads.square().sum([1, 2, 3])
             loss_Dr1 = r1_penalty * (self.spec.r1_gamma / 2)
-            self.stats.report("Loss/r1_penalty", r1_penalty)
-            self.stats.report("Loss/D/reg", loss_Dr1)
+            self.stats.report(schema.STAT_R1, r1_penalty)
+            self.stats.report(schema.STAT_LOSS_D_REG, loss_Dr1)
             loss = loss + loss_Dr1.unsqueeze(1)
         loss.mean().mul(gain).backward()
 

@@ -17,16 +17,17 @@ from dataclasses import dataclass
 
 import torch
 
+from core.rundir import schema
 from core.training.distributed import DistEnv, all_reduce_sum_
 
 # Every name any rank may report: ranks reduce the same fixed-size table.
-STAT_NAMES: tuple[str, ...] = (
-    "Loss/G/loss", "Loss/G/reg", "Loss/D/loss", "Loss/D/reg",
-    "Loss/r1_penalty", "Loss/pl_penalty",
-    "Loss/scores/real", "Loss/scores/fake", "Loss/signs/real", "Loss/signs/fake",
-    "Timing/Gmain", "Timing/Greg", "Timing/Dmain", "Timing/Dreg",
-)
 PHASE_NAMES: tuple[str, ...] = ("Gmain", "Greg", "Dmain", "Dreg")
+STAT_NAMES: tuple[str, ...] = (
+    schema.STAT_LOSS_G, schema.STAT_LOSS_G_REG, schema.STAT_LOSS_D, schema.STAT_LOSS_D_REG,
+    schema.STAT_R1, schema.STAT_PL,
+    schema.STAT_SCORES_REAL, schema.STAT_SCORES_FAKE, schema.STAT_RT, schema.STAT_SIGNS_FAKE,
+    *(schema.timing_stat(phase) for phase in PHASE_NAMES),
+)
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,12 @@ class PhaseTimer:
             return
         t0 = time.perf_counter()
         yield
-        self.bank.report(f"Timing/{name}", (time.perf_counter() - t0) * 1000.0)
+        self.bank.report(schema.timing_stat(name), (time.perf_counter() - t0) * 1000.0)
 
     def flush(self) -> None:
         for name, start, end in self._pending:
             end.synchronize()
-            self.bank.report(f"Timing/{name}", start.elapsed_time(end))
+            self.bank.report(schema.timing_stat(name), start.elapsed_time(end))
         self._pending.clear()
 
 

@@ -14,7 +14,6 @@ from viz.renderer import (
     LoadedModel,
     Renderer,
     RenderRequest,
-    images_to_grid,
     lattice_point,
     lattice_seed,
     lattice_z,
@@ -41,17 +40,6 @@ def test_lattice_z_matches_generate_py_at_whole_points_and_blends_between() -> N
     np.testing.assert_allclose(lattice_z(5.0, 7.5, z_dim), 0.5 * z_a + 0.5 * z_c)
     # Continuity: approaching the next lattice point from the left reaches its z.
     np.testing.assert_allclose(lattice_z(5.999999, 7.0, z_dim), z_b, atol=1e-5)
-
-
-def test_images_to_grid_places_images_row_major() -> None:
-    imgs = torch.full([6, 3, 4, 5], -1.0)
-    for i in range(6):
-        imgs[i, 0] = i / 5 * 2 - 1  # red channel encodes the index
-    grid = images_to_grid(imgs, grid_w=3, grid_h=2)
-    assert grid.shape == (8, 15, 3) and grid.dtype == np.uint8
-    reds = [grid[r * 4, c * 5, 0] for r in range(2) for c in range(3)]
-    assert reds == sorted(reds) and len(set(reds)) == 6
-    assert grid[..., 1].max() == 0  # -1 maps to 0
 
 
 def test_render_request_seeds_follow_the_lattice() -> None:

@@ -142,24 +142,8 @@ def test_trainer_command_carries_the_form() -> None:
         StartOptions(outdir="o", data="d", cfg="cpu32", aug="fixed", p=0.25, kimg=3, extra_args="--batch 8")
     )
     assert cmd[1].endswith("train_headless.py")
-    assert cmd[2:] == [
-        "--outdir",
-        "o",
-        "--data",
-        "d",
-        "--cfg",
-        "cpu32",
-        "--aug",
-        "fixed",
-        "--kimg",
-        "3",
-        "--p",
-        "0.25",
-        "--augpipe",
-        "bgc",
-        "--batch",
-        "8",
-    ]
+    assert cmd[2:] == ["--outdir", "o", "--data", "d", "--cfg", "cpu32", "--kimg", "3", "--aug", "fixed", "--p", "0.25",
+                       "--augpipe", "bgc", "--batch", "8"]
     assert "--target" in trainer_command(StartOptions(aug="ada"))
     assert "--augpipe" not in trainer_command(StartOptions(aug="noaug"))
 

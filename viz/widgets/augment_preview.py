@@ -18,7 +18,8 @@ import torch
 from imgui_bundle import imgui
 
 from core.augment import BAND_NAMES, OP_NAMES, PRESETS, AugmentPipe
-from core.training.control import AUG_MODES
+from core.augment.modes import PMode, choices
+from core.io.images import from_uint8, to_hwc
 from viz.ui import FrameContext, help_marker, record_item, text_colored
 from viz.worker import LatestWorker
 
@@ -90,7 +91,7 @@ class AugmentPreviewState:
         default_factory=lambda: dict(PRESETS["bgc"]) | dict.fromkeys(BAND_NAMES, 1.0)
     )
     # Sent to a training run with the multipliers.
-    aug_mode: str = "ada"
+    aug_mode: str = PMode.ADAPTIVE.value
     target: float = 0.6
     preview: AugmentPreview | None = None
     error: str | None = None
@@ -152,24 +153,17 @@ def compute_preview(spec: PreviewSpec, dataset: Any) -> AugmentPreview:
     n = min(spec.count, len(dataset))
     idx = np.sort(np.random.RandomState(spec.image_seed).choice(len(dataset), size=n, replace=False))
     images, _ = dataset.load_batch(idx)
-    x = torch.from_numpy(images).to(torch.float32) / 127.5 - 1
+    x = from_uint8(images)
     mult = dict(spec.multipliers)
     pipe = AugmentPipe(**{op: mult.get(op, 0.0) for op in OP_NAMES}, p=spec.p)
     pipe.set_multipliers({b: mult.get(b, 1.0) for b in BAND_NAMES})
     with torch.inference_mode():
         out, explain = pipe(x, generator=torch.Generator().manual_seed(spec.seed), explain=True)
-    reals, augmented = _to_hwc(x), _to_hwc(out)
+    reals, augmented = to_hwc(x, rgb=True), to_hwc(out, rgb=True)
     cols = max(1, math.ceil(math.sqrt(n)))  # pairs are twice as wide as tall: suits a wide view
     return AugmentPreview(
         spec, reals, augmented, explain, _composite(reals, augmented, cols), cols, x.shape[-1]
     )
-
-
-def _to_hwc(x: torch.Tensor) -> np.ndarray:
-    img = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    if img.shape[1] == 1:
-        img = img.repeat(1, 3, 1, 1)
-    return img.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def _pair_origin(i: int, cols: int, res: int) -> tuple[int, int]:
@@ -281,14 +275,14 @@ def _multiplier_slider(state: AugmentPreviewState, ctx: FrameContext, name: str,
 
 def _draw_send(state: AugmentPreviewState, ctx: FrameContext, run_attached: bool) -> None:
     imgui.set_next_item_width(ctx.px(120))
-    modes = list(AUG_MODES)
+    modes = list(choices(PMode))
     changed, idx = imgui.combo("p mode##aug", modes.index(state.aug_mode), modes)
     if changed:
         state.aug_mode = modes[idx]
     help_marker(
         "ada: p adapts to keep r_t at the target; fixed: p stays at the slider's value; noaug: p = 0."
     )
-    if state.aug_mode == "ada":
+    if state.aug_mode == PMode.ADAPTIVE:
         imgui.set_next_item_width(ctx.px(120))
         _, state.target = imgui.slider_float("target r_t##aug", state.target, 0.0, 1.0, "%.2f")
     imgui.begin_disabled(not run_attached)

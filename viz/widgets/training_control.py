@@ -6,14 +6,17 @@ from dataclasses import dataclass, field
 
 from imgui_bundle import imgui
 
-from core.augment import PRESETS
+from core.augment import PRESETS, Mechanism
+from core.augment.modes import choices
+from core.networks.presets import CFG_NAMES
 from viz.run_client import StartOptions
 from viz.ui import FrameContext, help_marker, record_item, text_colored
 
 __all__ = ["CONFIGS", "ControlAction", "TrainingControlState", "draw_training_control"]
 
-CONFIGS = ("cpu32", "auto", "stylegan2", "cifar", "paper256", "paper512", "paper1024")
-TRAIN_AUG_MODES = ("ada", "apa", "fixed", "noaug")
+# The laptop preset first: a run started from the GUI most often trains on this machine.
+CONFIGS = ("cpu32", *(name for name in CFG_NAMES if name != "cpu32"))
+TRAIN_AUG_MODES = choices(Mechanism)
 
 
 @dataclass
@@ -77,7 +80,7 @@ def _draw_start_form(
     imgui.set_next_item_width(w)
     _, idx = imgui.combo("Augment##train", TRAIN_AUG_MODES.index(s.aug), list(TRAIN_AUG_MODES))
     s.aug = TRAIN_AUG_MODES[idx]
-    if s.aug == "apa":
+    if s.aug == Mechanism.APA:
         _, s.with_dataaug = imgui.checkbox("With the ADA pipe##train", s.with_dataaug)
         help_marker("--with-dataaug: the ADA pipe on everything D sees, besides APA")
     presets = list(PRESETS)
@@ -89,10 +92,10 @@ def _draw_start_form(
     s.augpipe = presets[idx]
     imgui.end_disabled()
     imgui.set_next_item_width(w)
-    if s.aug == "fixed":
+    if s.aug == Mechanism.FIXED:
         _, s.p = imgui.slider_float("p##train", s.p, 0.0, 1.0, "%.3f")
     else:
-        imgui.begin_disabled(s.aug == "noaug")
+        imgui.begin_disabled(s.aug == Mechanism.NOAUG)
         _, s.target = imgui.slider_float("Target r_t##train", s.target, 0.0, 1.0, "%.2f")
         imgui.end_disabled()
     imgui.set_next_item_width(w)

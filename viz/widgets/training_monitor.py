@@ -14,19 +14,19 @@ import numpy as np
 from imgui_bundle import imgui, implot
 from PIL import Image
 
-from core.training.rundir import RunStatus
+from core.rundir import RunStatus, layout, schema
 from viz.ui import FrameContext, text_colored
 
 __all__ = ["MonitorState", "PLOTS", "draw_monitor_panel", "draw_monitor_view", "ingest", "load_preview"]
 
 # (plot title, [(legend, stat key)]); r_t's plot also draws the ADA target.
 PLOTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("augmentation p", (("p", "Progress/augment"),)),
-    ("r_t = E[sign D(real)]", (("r_t", "Loss/signs/real"),)),
-    ("losses", (("G", "Loss/G/loss"), ("D", "Loss/D/loss"))),
-    ("R1 penalty", (("R1", "Loss/r1_penalty"),)),
-    ("path-length penalty", (("PL", "Loss/pl_penalty"),)),
-    ("seconds per kimg", (("s/kimg", "Timing/sec_per_kimg"),)),
+    ("augmentation p", (("p", schema.STAT_P),)),
+    ("r_t = E[sign D(real)]", (("r_t", schema.STAT_RT),)),
+    ("losses", (("G", schema.STAT_LOSS_G), ("D", schema.STAT_LOSS_D))),
+    ("R1 penalty", (("R1", schema.STAT_R1),)),
+    ("path-length penalty", (("PL", schema.STAT_PL),)),
+    ("seconds per kimg", (("s/kimg", schema.STAT_SEC_PER_KIMG),)),
 )
 STAT_KEYS = tuple(key for _, lines in PLOTS for _, key in lines)
 STATE_KIND = {"running": "ok", "paused": "warn", "finished": "info", "stopped": "info", "failed": "error"}
@@ -187,7 +187,7 @@ def _draw_plots(state: MonitorState, ctx: FrameContext, size: Any) -> None:
                 s = state.series[key]
                 if s.kimg:
                     implot.plot_line(legend, np.asarray(s.kimg), np.asarray(s.values))
-            if lines[0][1] == "Loss/signs/real" and state.target.kimg:
+            if lines[0][1] == schema.STAT_RT and state.target.kimg:
                 _plot_target(state)
             implot.end_plot()
     implot.end_subplots()
@@ -223,10 +223,10 @@ def refresh(
     ingest(state, events, reader.options())
     state.status = reader.status()
     state.fakes_path, state.fakes = load_preview(
-        reader.latest_preview("fakes"), state.fakes_path, state.fakes
+        reader.latest_preview(layout.PREVIEW_FAKES), state.fakes_path, state.fakes
     )
     state.reals_aug_path, state.reals_aug = load_preview(
-        reader.latest_preview("reals-augmented"), state.reals_aug_path, state.reals_aug
+        reader.latest_preview(layout.PREVIEW_REALS_AUGMENTED), state.reals_aug_path, state.reals_aug
     )
     if now - state.last_log >= log_s or (state.status and state.status.state == "failed"):
         state.last_log = now

@@ -21,8 +21,6 @@ from core.networks import Discriminator, Generator
 from core.networks.checkpoint import (
     FORMAT_NAME,
     CheckpointError,
-    kept_snapshots,
-    latest_snapshot,
     load_any,
     load_checkpoint,
     load_resume_state,
@@ -30,6 +28,7 @@ from core.networks.checkpoint import (
     save_resume_state,
     snapshot_paths,
 )
+from core.rundir.layout import kept_snapshots, latest_snapshot
 
 REPO = Path(__file__).resolve().parents[3]
 TINY_G = dict(

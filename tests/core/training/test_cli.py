@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from core.rundir import RunReader
 from core.training.cli import main, parse_options
 from core.training.config import TrainingOptions, check_options
-from core.training.rundir import RunReader
 from tests.core.training.test_loop import MINIBATCH_KIMG, REPO, make_dataset
 
 TINY_CLI = ["--cfg", "cpu32", "--cbase", "256", "--cmax", "32", "--batch", "4", "--workers", "0",
@@ -317,3 +317,31 @@ def test_missing_inception_names_only_what_the_trainer_accepts(
     err = capsys.readouterr().err
     assert code == 2
     assert "set ADA_INCEPTION_WEIGHTS=PATH" in err and "--inception" not in err
+
+
+# --------------------------------------------------------------------------------------------------
+# options_to_argv: the inverse of the parser (the GUI builds its trainer command with it)
+
+
+@pytest.mark.parametrize("fields", [
+    {},
+    {"outdir": "runs", "data": "d.zip", "cfg": "cpu32", "aug": "fixed", "p": 0.25, "kimg": 3, "batch": 8},
+    {"outdir": "o", "data": "d", "aug": "apa", "with_dataaug": True, "augpipe": "color", "target": 0.7,
+     "aug_mult": {"xflip": 0.0, "rotate90": 0.5}, "ada_kimg": 100.0, "ada_interval": 8, "p_max": 0.5},
+    {"outdir": "o", "data": "d", "aug": "noaug", "mirror": True, "cond": True, "subset": 100, "metrics": [],
+     "tick": 0.016, "glr": 0.0025123456789, "desc": "x y", "device": "cpu", "workers": 0, "live_interval": 0.5},
+])
+def test_options_to_argv_is_the_inverse_of_the_parser(fields: dict) -> None:
+    from core.training.cli import options_to_argv, parse_options
+
+    opts = TrainingOptions.from_dict({**TrainingOptions().to_dict(), **fields})
+    argv = options_to_argv(opts)
+    assert parse_options(argv)[0] == opts
+    assert len(argv) == 2 * len(fields)  # defaults are left to the trainer: nothing else is written
+
+
+def test_every_option_has_a_flag() -> None:
+    from core.training.cli import build_parser
+
+    dests = {a.dest for a in build_parser()._actions}
+    assert set(TrainingOptions().to_dict()) <= dests

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from core.networks.checkpoint import load_any, load_checkpoint
-from core.training.rundir import RunReader
+from core.rundir import RunReader
 from tests.core.training.test_loop import MINIBATCH_KIMG, REPO, make_dataset
 
 ARGS = ["--cfg", "cpu32", "--cbase", "256", "--cmax", "32", "--batch", "8", "--batch-gpu", "4",

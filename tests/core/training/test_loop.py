@@ -17,11 +17,11 @@ from PIL import Image
 
 from core.data import ImageDataset
 from core.networks.checkpoint import load_checkpoint, load_resume_state
+from core.rundir import RunReader
+from core.rundir.control import ControlRequest, write_control
 from core.training.config import DataSpec, TrainingOptions, check_options, resolve_spec
-from core.training.control import ControlRequest, write_control
 from core.training.distributed import DistEnv
 from core.training.loop import Trainer
-from core.training.rundir import RunReader
 
 REPO = Path(__file__).resolve().parents[3]
 # 16 px, 32 channels at most, batch 4: a few hundredths of a second per minibatch.
@@ -134,17 +134,17 @@ def test_ada_p_moves_in_fixed_steps_and_respects_p_max(tiny_data: Path, tmp_path
 
 
 def test_live_speed_is_measured_over_a_window_not_per_stats_event(tiny_data: Path, tmp_path: Path) -> None:
-    from core.training.loop import SPEED_WINDOW_S
+    from core.training.telemetry import SPEED_WINDOW_S
 
     run_dir = tmp_path / "run"
     trainer = make_trainer(tiny_data, run_dir, kimg=4 * MINIBATCH_KIMG, tick=100)
     try:
-        trainer._speed_samples = deque([(100.0, 0)])
+        trainer.telemetry.speed_samples = deque([(100.0, 0)])
         for now, nimg in ((102.0, 64), (104.0, 128), (100.0 + SPEED_WINDOW_S + 5, 192)):
             trainer.cur_nimg = nimg
-            trainer._emit_stats(now)
-        trainer.paused = True  # while paused, the window holds idle time: no speed is reported
-        trainer._emit_stats(100.0 + SPEED_WINDOW_S + 15)
+            trainer.telemetry.emit(now)
+        trainer.control.paused = True  # while paused, the window holds idle time: no speed is reported
+        trainer.telemetry.emit(100.0 + SPEED_WINDOW_S + 15)
     finally:
         trainer.close()
     stats = [e for e in events(run_dir) if e["kind"] == "stats"]
@@ -160,27 +160,27 @@ def test_a_pause_is_left_out_of_the_live_speed(tiny_data: Path, tmp_path: Path) 
     trainer = make_trainer(tiny_data, run_dir, kimg=4 * MINIBATCH_KIMG, tick=100)
     polls = []
 
-    def poll_control(force: bool) -> None:  # the heartbeat goes on while paused, and right after
+    def poll_control(kimg: float, force: bool) -> None:  # the heartbeat goes on while paused, and right after
         polls.append(force)
-        trainer._emit_stats(time.monotonic())
+        trainer.telemetry.emit(time.monotonic())
         time.sleep(0.3)
-        trainer.paused = False
-        trainer._emit_stats(time.monotonic())  # resumed, before _pause moves the old samples
+        trainer.control.paused = False
+        trainer.telemetry.emit(time.monotonic())  # resumed, before pause() moves the old samples
 
     try:
         start = time.monotonic()
-        trainer._speed_samples = deque([(start, 0)])
+        trainer.telemetry.speed_samples = deque([(start, 0)])
         trainer.cur_nimg = 64
-        trainer._emit_stats(time.monotonic())
-        trainer.paused = True
-        trainer._poll_control = poll_control
-        trainer._pause()
+        trainer.telemetry.emit(time.monotonic())
+        trainer.control.paused = True
+        trainer.control.check = poll_control
+        trainer.pause()
         trainer.cur_nimg = 128
-        trainer._emit_stats(time.monotonic())
+        trainer.telemetry.emit(time.monotonic())
         elapsed = time.monotonic() - start
     finally:
         trainer.close()
-    times = [t for t, _ in trainer._speed_samples]
+    times = [t for t, _ in trainer.telemetry.speed_samples]
     assert polls and times == sorted(times)
     stats = [e for e in events(run_dir) if e["kind"] == "stats"]
     assert "Timing/sec_per_kimg" not in stats[1]  # the one taken while paused
@@ -375,7 +375,7 @@ def test_control_pause_then_resume(tiny_data: Path, tmp_path: Path) -> None:
 def test_snapshot_now_writes_a_kept_snapshot_mid_tick(tiny_data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     trainer = make_trainer(tiny_data, run_dir, kimg=3 * MINIBATCH_KIMG, tick=100)
-    trainer._end_tick(final=False)  # tick 0 now, so the request below lands mid-tick
+    trainer.end_tick(final=False)  # tick 0 now, so the request below lands mid-tick
     write_control(run_dir, ControlRequest(snapshot_now=True))
     run_trainer(trainer)
     snaps = [e for e in events(run_dir) if e["kind"] == "snapshot"]
@@ -407,6 +407,6 @@ def test_conditional_training_uses_dataset_labels(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     trainer = make_trainer(data, run_dir, kimg=2 * MINIBATCH_KIMG, tick=100, cond=True)
     assert trainer.G.c_dim == trainer.D.c_dim == 3
-    all_z, all_c = trainer._draw_latents()
+    all_z, all_c = trainer.draw_latents()
     assert all_c.shape == (4, 4, 3) and torch.all(all_c.sum(dim=2) == 1)  # one-hot labels for every phase
     assert run_trainer(trainer) == "finished"

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from core.networks.checkpoint import load_checkpoint, load_resume_state
-from core.training.rundir import RunReader
+from core.rundir import RunReader
 from tests.core.training.test_loop import MINIBATCH_KIMG, REPO, events, make_dataset, make_trainer, run_trainer
 
 TICK = 3 * MINIBATCH_KIMG
@@ -90,7 +90,7 @@ def test_resume_from_a_snapshot_file_and_weights_only(tiny_data: Path, tmp_path:
 
 
 def test_options_given_at_resume_replace_the_runs_controller_settings(tiny_data: Path, tmp_path: Path) -> None:
-    from core.training.control import ControlRequest, write_control
+    from core.rundir.control import ControlRequest, write_control
 
     first_dir = tmp_path / "first"
     first = make_trainer(tiny_data, first_dir, kimg=2 * MINIBATCH_KIMG, tick=100, aug="ada", ada_interval=2,
@@ -120,7 +120,7 @@ def test_options_given_at_resume_replace_the_runs_controller_settings(tiny_data:
 
 def test_augpipe_given_at_resume_replaces_the_runs_ops(tiny_data: Path, tmp_path: Path) -> None:
     from core.augment import PRESETS
-    from core.training.control import ControlRequest, write_control
+    from core.rundir.control import ControlRequest, write_control
 
     first_dir = tmp_path / "first"
     first = make_trainer(tiny_data, first_dir, kimg=2 * MINIBATCH_KIMG, tick=100, aug="fixed", p=0.3)

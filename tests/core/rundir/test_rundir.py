@@ -20,19 +20,17 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from core.io.atomic import atomic_path
-from core.training.rundir import (
-    STAT_P,
-    STAT_RT,
+from core.rundir import (
     RunReader,
     RunWriter,
     dataset_name,
-    image_grid,
     kimg_tag,
     list_run_dirs,
     new_run_dir,
     run_desc,
     snapshot_stem,
 )
+from core.rundir.schema import STAT_P, STAT_RT
 
 
 class _Net(torch.nn.Module):
@@ -145,16 +143,6 @@ def test_files_of_one_whole_kimg_never_overwrite_each_other(tmp_path: Path) -> N
     w2 = RunWriter(tmp_path, background=False)
     assert w2.write_preview("fakes", 1.6, grid).name == "fakes-000001.600.png"
     assert w2.kept_snapshot_stem(2.0) == "network-snapshot-000002"
-
-
-def test_image_grid_places_cells_row_major() -> None:
-    images = torch.stack([torch.full((3, 2, 2), v) for v in (-1.0, 0.0, 1.0)])
-    grid = image_grid(images, cols=2)
-    assert grid.shape == (4, 4, 3) and grid.dtype == np.uint8
-    assert (grid[:2, :2] == 0).all() and (grid[:2, 2:] == 128).all() and (grid[2:, :2] == 255).all()
-    assert (grid[2:, 2:] == 0).all()  # empty cell
-    broken = image_grid(torch.tensor([[[[float("nan"), float("inf")], [-float("inf"), 0.0]]]]), cols=1)
-    assert broken[:, :, 0].tolist() == [[0, 255], [0, 128]]
 
 
 # -- writer -> reader --------------------------------------------------------------------------
@@ -287,7 +275,7 @@ def test_reader_follows_growing_file_and_ignores_torn_last_line(tmp_path: Path, 
         # A complete but corrupt line (a crash before a restart) is skipped with a warning.
         f.write(b'{"t": 3, "kimg": 5, "ki\n' + b"[1, 2]\n" + line1.encode())
         f.flush()
-        with caplog.at_level(logging.WARNING, logger="core.training.rundir"):
+        with caplog.at_level(logging.WARNING, logger="core.rundir.reader"):
             assert [e["tick"] for e in r.poll_events()] == [0]
         assert sum("corrupt line" in m for m in caplog.messages) == 2
 
@@ -506,7 +494,7 @@ def test_background_writes_keep_the_newest_live_weights_and_survive_a_failure(tm
     shutil.rmtree(tmp_path / "previews")
     (tmp_path / "previews").write_text("in the way")
     events_before = (tmp_path / "events.jsonl").stat().st_size
-    with caplog.at_level(logging.ERROR, logger="core.training.rundir"):
+    with caplog.at_level(logging.ERROR, logger="core.rundir.writer"):
         w.write_preview("fakes", 31, grid)
         net.fill(31.0)
         w.write_live(net, 31.0)

@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 
 from core.networks import Generator
+from core.rundir import RunReader, kimg_tag
+from core.rundir.schema import STAT_P, STAT_RT
 from core.training.loop import PREVIEW_GRID
-from core.training.rundir import STAT_P, STAT_RT, RunReader, kimg_tag
 
 RUN = Path(__file__).resolve().parents[2] / "fixtures" / "recorded_run" / "00000-digits-demo"
 

@@ -24,13 +24,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from core.augment.modes import PMode, choices
 from core.io.atomic import atomic_write_json
+from core.rundir.layout import CONTROL
 
 __all__ = [
-    "AUG_MODES",
-    "CONTROL_FILE",
     "ControlError",
     "ControlPoller",
     "ControlRequest",
@@ -41,9 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CONTROL_FILE = "control.json"
-AUG_MODES = ("ada", "fixed", "noaug")
-AugMode = Literal["ada", "fixed", "noaug"]
 
 # Fields a caller sets on a request; "seq" and "t" are stamped by write_control.
 _SETTINGS = ("pause", "stop", "aug_multipliers", "aug_mode", "target", "fixed_p", "p_max")
@@ -71,7 +68,7 @@ class ControlRequest:
     stop: bool = False
     snapshot_now: bool = False
     aug_multipliers: dict[str, float] | None = None
-    aug_mode: AugMode | None = None
+    aug_mode: str | None = None  # a PMode value
     target: float | None = None
     fixed_p: float | None = None
     p_max: float | None = None
@@ -104,8 +101,8 @@ def _validate(req: ControlRequest) -> None:
     for name in ("stop", "snapshot_now"):
         if not isinstance(getattr(req, name), bool):
             raise ControlError(f"{name} must be true or false, got {getattr(req, name)!r}")
-    if req.aug_mode is not None and req.aug_mode not in AUG_MODES:
-        raise ControlError(f"aug_mode must be one of {', '.join(AUG_MODES)} or null, got {req.aug_mode!r}")
+    if req.aug_mode is not None and req.aug_mode not in choices(PMode):
+        raise ControlError(f"aug_mode must be one of {', '.join(choices(PMode))} or null, got {req.aug_mode!r}")
     if req.aug_multipliers is not None:
         if not isinstance(req.aug_multipliers, dict):
             raise ControlError(f"aug_multipliers must map op names to numbers, got {req.aug_multipliers!r}")
@@ -164,7 +161,7 @@ def write_control(
     takes the new request as new. One GUI writes at a time; two concurrent writers could lose
     one overlay.
     """
-    path = Path(run_dir) / CONTROL_FILE
+    path = Path(run_dir) / CONTROL
     try:
         prev = _load_state(path) or {}
         parse_control(prev)
@@ -196,7 +193,7 @@ def read_control(run_dir: str | os.PathLike[str], last_seq: int) -> ControlReque
     A missing file is None. A malformed file raises :class:`ControlError` naming the file;
     :class:`ControlPoller` wraps this for a training loop (warns once, keeps going).
     """
-    path = Path(run_dir) / CONTROL_FILE
+    path = Path(run_dir) / CONTROL
     try:
         state = _load_state(path)
         if state is None:
@@ -239,7 +236,7 @@ class ControlPoller:
 
     def _signature(self) -> tuple[int, int] | None:
         try:
-            st = (self.run_dir / CONTROL_FILE).stat()
+            st = (self.run_dir / CONTROL).stat()
         except OSError:
             return None
         return (st.st_mtime_ns, st.st_size)

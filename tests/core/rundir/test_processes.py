@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from safetensors.torch import load_file
 
-from core.training.rundir import RunReader, RunWriter
+from core.rundir import RunReader, RunWriter
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -33,7 +33,7 @@ def _spawn(code: str, run_dir: Path) -> subprocess.Popen:
 
 _APPENDER = """
 import sys
-from core.training.rundir import RunWriter
+from core.rundir import RunWriter
 w = RunWriter(sys.argv[1])
 for i in range(N):
     # Lines of varying length, some over a page, so reads land mid-line now and then.
@@ -70,7 +70,7 @@ import sys, time
 import numpy as np, torch
 from safetensors.torch import save_file
 from core.io.atomic import atomic_path
-from core.training.rundir import RunWriter, snapshot_stem
+from core.rundir import RunWriter, snapshot_stem
 
 run_dir = sys.argv[1]
 w = RunWriter(run_dir, live_interval_s=0)

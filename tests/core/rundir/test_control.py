@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from core.training.control import (
+from core.rundir import RunReader, RunWriter
+from core.rundir.control import (
     ControlError,
     ControlPoller,
     ControlRequest,
     read_control,
     write_control,
 )
-from core.training.rundir import RunReader, RunWriter
 
 
 def test_seq_increases_and_each_request_is_seen_once(tmp_path: Path) -> None:
@@ -94,13 +94,13 @@ def test_poller_warns_once_per_bad_file_and_recovers(tmp_path: Path, caplog) -> 
     poller = ControlPoller(tmp_path)
     assert poller.poll() is None
     (tmp_path / "control.json").write_text('{"seq": 1, "pause": "maybe"}')
-    with caplog.at_level(logging.WARNING, logger="core.training.control"):
+    with caplog.at_level(logging.WARNING, logger="core.rundir.control"):
         assert poller.poll() is None
         assert poller.poll() is None
         assert poller.poll() is None
     assert len([m for m in caplog.messages if "control.json" in m]) == 1
     # The GUI replaces the bad file; min_seq keeps the new request newer than what was applied.
-    with caplog.at_level(logging.WARNING, logger="core.training.control"):
+    with caplog.at_level(logging.WARNING, logger="core.rundir.control"):
         written = write_control(tmp_path, ControlRequest(pause=True), min_seq=5)
     assert written.seq == 5 and any("replacing it" in m for m in caplog.messages)
     req = poller.poll()
