@@ -97,6 +97,7 @@ class Follower:
 
     def wait(self, done: Callable[[], bool], what: str) -> None:
         while True:
+            self.client.check_launch()
             self.events += self.client.poll()
             if done():
                 return

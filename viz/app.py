@@ -9,6 +9,9 @@ renders N frames to PNG files through EGL without any X server.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
+import json
 import logging
 import os
 import sys
@@ -16,6 +19,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
+
+from core.io.atomic import atomic_write_bytes, atomic_write_json
+from viz.panel import Intent, Message, OpenSource, Panel, RunAction, SaveCapture, Scene, SendAugment
 
 # The demo generator shipped with the package (see docs/demo.md for how it was trained).
 DEMO_SNAPSHOT = Path(__file__).resolve().parent / "demo" / "digits32-demo"
@@ -204,6 +212,32 @@ def frame_loop_sleep(frame_start: float, fps_cap: float) -> None:
             time.sleep(left)
 
 
+def build_panels(opts: AppOptions) -> list[Panel]:
+    """The control panels, in the order they are drawn; each owns its state (a new panel: one line here)."""
+    from viz.settings import load_recent
+    from viz.widgets.augment_preview import AugmentPanel
+    from viz.widgets.capture import CapturePanel
+    from viz.widgets.performance import PerformancePanel, PerfState
+    from viz.widgets.seeds import SeedsPanel
+    from viz.widgets.snapshot import SnapshotPanel, SnapshotState
+    from viz.widgets.stylemix import StyleMixPanel
+    from viz.widgets.training_control import TrainingControlPanel
+    from viz.widgets.training_monitor import MonitorPanel
+    from viz.widgets.trunc_noise import TruncNoisePanel, TruncNoiseState
+
+    return [
+        SnapshotPanel(SnapshotState(recent=load_recent())),
+        SeedsPanel(),
+        TruncNoisePanel(TruncNoiseState(psi=opts.psi)),
+        StyleMixPanel(),
+        AugmentPanel(),
+        MonitorPanel(),
+        TrainingControlPanel(),
+        PerformancePanel(PerfState(fps_cap=opts.fps_cap)),
+        CapturePanel(),
+    ]
+
+
 class App:
     """Owns the host (window or offscreen target), the panels' states and the frame loop."""
 
@@ -211,18 +245,10 @@ class App:
         from imgui_bundle import imgui, implot
 
         from viz.host import EglHost, GlfwHost
+        from viz.model_source import ModelSource
         from viz.renderer import Renderer
-        from viz.run_client import RunClient
-        from viz.settings import load_recent
-        from viz.widgets.augment_preview import AugmentEngine, AugmentPreviewState
-        from viz.widgets.capture import CaptureState
-        from viz.widgets.performance import PerfState
-        from viz.widgets.seeds import SeedsState
-        from viz.widgets.snapshot import SnapshotState
-        from viz.widgets.stylemix import StyleMixState
-        from viz.widgets.training_control import TrainingControlState
-        from viz.widgets.training_monitor import MonitorState
-        from viz.widgets.trunc_noise import TruncNoiseState
+        from viz.run_session import RunSession
+        from viz.widgets.augment_preview import AugmentEngine
 
         self.opts = opts
         self._imgui_ctx = imgui.create_context()
@@ -238,40 +264,42 @@ class App:
 
         self.textures = TextureCache()
         self.renderer = Renderer()
-        self.snapshot = SnapshotState(recent=load_recent())
-        self.seeds = SeedsState()
+        self.panels = build_panels(opts)
+        p = {panel.name: panel for panel in self.panels}
+        # The states other parts of the app read (the render request, the engines, debug_state).
+        self.snapshot, self.seeds, self.trunc = p["snapshot"].state, p["seeds"].state, p["trunc_noise"].state
+        self.stylemix, self.augment, self.monitor = p["stylemix"].state, p["augment"].state, p["monitor"].state
+        self.control, self.perf, self.capture = p["control"].state, p["performance"].state, p["capture"].state
         self.seeds.set_seed(opts.seed)
         if opts.grid:
             self.seeds.grid, (self.seeds.grid_w, self.seeds.grid_h) = True, opts.grid
-        self.trunc = TruncNoiseState(psi=opts.psi)
-        self.stylemix = StyleMixState()
-        self.perf = PerfState(fps_cap=opts.fps_cap)
-        self.capture = CaptureState()
-        self.augment = AugmentPreviewState()
         if opts.dataset:
             self.augment.dataset = self.augment.dataset_input = opts.dataset
         self.aug_engine = AugmentEngine()
-        self.monitor = MonitorState()
-        self.control = TrainingControlState()
-        self.client = RunClient()
+        self._messages: list[str] = []
+        self.session = RunSession(self.monitor, self.control, self.augment, self.message)
+        self.client = self.session.client
+        self.source = ModelSource(self.renderer, self.snapshot, lambda path: self.session.attach(path, quiet=True),
+                                  self.message)
+        self.view = opts.view
         self.view = opts.view
         self._view_request: str | None = opts.view if opts.view != VIEWS[0] else None
-        self.model: Any = None
         self.gen_result: Any = None
         self._submitted: Any = None
         self._latency_pending: float | None = None
-        self._messages: list[str] = []
         self._frame = 0
         self._rects: dict[str, tuple[float, float, float, float]] = {}
-        self._follow_at = 0.0
-        self._follow_loaded: str | None = None
         self._drag_press = (0.0, 0.0)
         if opts.target:
-            self.open_source(opts.target)
+            self.source.open(opts.target)
         elif DEMO_SNAPSHOT.with_suffix(".json").is_file():
             # No argument: open on the bundled demo generator (trained by our trainer on builtin:digits).
-            self.open_source(str(DEMO_SNAPSHOT.with_suffix(".json")))
-        self._attach_at_start()
+            self.source.open(str(DEMO_SNAPSHOT.with_suffix(".json")))
+        self.session.attach_at_start(opts.run_dir, opts.attach_last)
+
+    @property
+    def model(self) -> Any:
+        return self.source.model
 
     # ----------------------------------------------------------------- messages
     def message(self, text: str) -> None:
@@ -280,51 +308,11 @@ class App:
         self._messages.append(text)
         del self._messages[:-50]
 
-    # ----------------------------------------------------------------- model source
-    def open_source(self, path: str) -> None:
-        """Open a snapshot, a public .pkl, or a run directory (whose newest weights are then followed)."""
-        from viz.settings import push_recent
-
-        path = str(Path(path).expanduser())
-        snap = self.snapshot
-        snap.source, snap.error, snap.path_input, snap.loaded_file = path, None, path, None
-        self._follow_loaded, self._follow_at = None, 0.0
-        if not Path(path).exists():
-            snap.error = f"{path}: no such file or directory; give a snapshot, a .pkl or a run directory"
-            return
-        snap.recent = push_recent(path)
-        if Path(path).is_dir():
-            self._attach(path, quiet=True)
-            self._follow_run(time.monotonic())
-            return
-        snap.loading = True
-        self.renderer.load(path)
-
-    def _follow_run(self, now: float) -> None:
-        """For a run directory: load its newest weights (live/ or the latest snapshot) when they change."""
-        from viz.renderer import newest_run_weights
-
-        snap = self.snapshot
-        if not snap.is_run_dir or not snap.follow_run or now < self._follow_at:
-            return
-        self._follow_at = now + 1.0
-        found = newest_run_weights(Path(snap.source))
-        if found is None:
-            if snap.loaded_file is None and not snap.loading:
-                snap.error = (
-                    f"{snap.source}: no snapshot or live weights yet; waiting for the trainer to write some"
-                )
-            return
-        ident, path, fn = found
-        if ident != self._follow_loaded:
-            self._follow_loaded = ident
-            snap.loading, snap.error = True, None
-            self.renderer.load(path, fn)
-
+    # ----------------------------------------------------------------- generator
     def _poll_renderer(self) -> bool:
         statuses, result = self.renderer.poll()
         for status in statuses:
-            self._apply_load_status(status)
+            self.source.loaded(status)
         if result is not None:
             self.gen_result = result
             if result.error:
@@ -333,18 +321,6 @@ class App:
             self._latency_pending = result.submitted_at
         self.perf.dropped = self.renderer.dropped
         return bool(statuses) or result is not None
-
-    def _apply_load_status(self, status: Any) -> None:
-        snap = self.snapshot
-        snap.loading = False
-        snap.load_ms = status.load_ms
-        if status.model is None:
-            snap.error = status.error
-            self.message(f"could not load {status.path}: {status.error}")
-            return
-        self.model = status.model
-        snap.error, snap.loaded_file, snap.description = None, status.model.path, status.model.description
-        self.message(f"loaded {status.model.description} in {status.load_ms:.0f} ms")
 
     def _render_request(self) -> Any:
         from viz.renderer import RenderRequest
@@ -383,93 +359,41 @@ class App:
         if self.model is not None and shown and self._latency_pending is None:
             self.seeds.set_seed(self.seeds.seed + 1)
 
-    # ----------------------------------------------------------------- training run
-    def _attach_at_start(self) -> None:
-        from viz.settings import load_session
+    # ----------------------------------------------------------------- intents
+    def _carry_out(self, intent: Intent) -> None:
+        """Do what a panel asked for (after all panels have drawn)."""
+        match intent:
+            case OpenSource(path):
+                self.source.open(path)
+            case SendAugment():
+                self.session.send_augment(intent)
+            case RunAction(action):
+                self.session.perform(action)
+            case SaveCapture():
+                self._save_capture()
+            case Message(text):
+                self.message(text)
 
-        if self.opts.run_dir:
-            self._attach(self.opts.run_dir)
-        elif self.client.reader is None and self.opts.attach_last:
-            last = load_session().last_run_dir
-            if last and Path(last).is_dir():
-                self._attach(last, quiet=True)
-                if self.client.reader is not None:
-                    self.message(f"re-attached to {last} (the run watched last time)")
+    def _save_capture(self) -> None:
+        from viz.widgets.capture import save_png
 
-    def _attach(self, run_dir: str, quiet: bool = False) -> None:
-        from viz.settings import load_session, save_session
-
-        try:
-            self.client.attach(run_dir)
-        except ValueError as exc:
-            if not quiet:
-                self.control.error = str(exc)
+        image, label = self._capture_source()
+        if image is None:
             return
-        self.monitor.clear()
-        self.control.error, self.control.message = None, f"attached to {run_dir}"
-        session = load_session()
-        session.last_run_dir = str(Path(run_dir).resolve())
-        save_session(session)
-
-    def _update_training(self, now: float) -> None:
-        from viz.widgets.training_monitor import refresh
-
-        was = self.client.run_dir
-        events = refresh(self.monitor, self.client, now)
-        if self.client.run_dir != was and self.client.run_dir is not None:
-            self._attach(str(self.client.run_dir))  # a run we started made its directory
-            self.control.message = f"training in {self.client.run_dir}"
-        if self.client.error:
-            self.control.error, self.client.error = self.client.error, None
-        aug = self.augment
-        if aug.sent_seq is not None and aug.sent_kimg is None:
-            aug.sent_kimg = self.client.applied_at(aug.sent_seq, events)
-
-    def _perform(self, act: Any) -> None:
-        """Do what the Training control panel asked for; errors go to the panel, not stderr."""
-        c, ctl = self.client, self.control
-        try:
-            if act.start:
-                c.start(ctl.start)
-                ctl.error, ctl.message = None, f"starting train_headless.py (pid {c.proc.pid}) ..."
-            if act.attach:
-                self._attach(act.attach)
-            if act.detach:
-                c.detach()
-                self.monitor.clear()
-                ctl.message = "detached; the run goes on"
-            for flag, verb, fn in (
-                (act.pause, "pause", c.pause),
-                (act.resume, "resume", c.resume),
-                (act.stop, "stop", c.stop),
-                (act.snapshot, "snapshot", c.snapshot_now),
-            ):
-                if flag:
-                    seq = fn()
-                    ctl.error, ctl.message = None, f"asked the trainer to {verb} (request {seq})"
-        except (OSError, ValueError) as exc:
-            ctl.error = str(exc)
-
-    def _send_augment(self) -> None:
-        aug = self.augment
-        aug.send_request = False
-        try:
-            aug.sent_seq = self.client.send_augment(aug.multipliers, aug.aug_mode, aug.target, aug.p)
-            aug.sent_kimg = None
-            self.message(f"sent augmentation settings as request {aug.sent_seq}")
-        except (OSError, ValueError) as exc:
-            aug.error = str(exc)
+        save_png(self.capture, image, label)
+        if self.capture.last_saved:
+            self.message(f"saved {self.capture.last_saved}")
 
     # ----------------------------------------------------------------- per frame
     def update(self) -> None:
         """Per-frame bookkeeping before drawing: collect worker results, send new requests."""
         now = time.monotonic()
-        self._follow_run(now)
+        self.source.follow(now)
         self._poll_renderer()
         if self.opts.benchmark:
             self._bench_step()
         self._submit_if_changed()
-        self._update_training(now)
+        self.session.update(now)
         if self.view == "augment":
             self.aug_engine.request(self.augment.spec())
         self.aug_engine.poll(self.augment)
@@ -517,62 +441,26 @@ class App:
         imgui.end()
         self._rects = ctx.rects
 
-    def _panel(self, name: str, title: str) -> bool:
-        from imgui_bundle import imgui
-
-        flags = imgui.TreeNodeFlags_.default_open if name in self.opts.panels else 0
-        return imgui.collapsing_header(title, flags)
+    def _scene(self) -> Scene:
+        st = self.monitor.status
+        image, label = self._capture_source()
+        return Scene(
+            num_ws=self.model.num_ws if self.model else 1, c_dim=self.model.c_dim if self.model else 0,
+            run_dir=self.client.run_dir, run_state=st.state if st else "unknown", run_starting=self.client.starting,
+            capture_image=image, capture_label=label,
+        )
 
     def _draw_panels(self, ctx: Any) -> None:
-        from viz.widgets.capture import draw_capture
-        from viz.widgets.performance import draw_performance
-        from viz.widgets.seeds import draw_seeds
-        from viz.widgets.snapshot import draw_snapshot
-        from viz.widgets.stylemix import draw_stylemix
-        from viz.widgets.trunc_noise import draw_trunc_noise
+        from imgui_bundle import imgui
 
-        num_ws = self.model.num_ws if self.model else 1
-        if self._panel("snapshot", "Snapshot"):
-            draw_snapshot(self.snapshot, ctx)
-            if self.snapshot.open_request:
-                path, self.snapshot.open_request = self.snapshot.open_request, None
-                self.open_source(path)
-        if self._panel("seeds", "Seeds"):
-            draw_seeds(self.seeds, ctx, self.model.c_dim if self.model else 0)
-        if self._panel("trunc_noise", "Truncation & noise"):
-            draw_trunc_noise(self.trunc, ctx, num_ws)
-        if self._panel("stylemix", "Style mixing"):
-            draw_stylemix(self.stylemix, ctx, num_ws)
-        if self._panel("augment", "Augmentation"):
-            from viz.widgets.augment_preview import draw_augment_panel
-
-            draw_augment_panel(self.augment, ctx, self.client.reader is not None)
-            if self.augment.send_request:
-                self._send_augment()
-        if self._panel("monitor", "Training monitor"):
-            from viz.widgets.training_monitor import draw_monitor_panel
-
-            draw_monitor_panel(self.monitor, ctx, self.client.run_dir)
-        if self._panel("control", "Training control"):
-            from viz.widgets.training_control import draw_training_control
-
-            st = self.monitor.status
-            run = str(self.client.run_dir) if self.client.run_dir else None
-            act = draw_training_control(
-                self.control, ctx, run, st.state if st else "unknown", self.client.starting
-            )
-            self._perform(act)
-        if self._panel("performance", "Performance"):
-            draw_performance(self.perf, ctx)
-        if self._panel("capture", "Capture"):
-            image, label = self._capture_source()
-            draw_capture(self.capture, ctx, label if image is not None else None)
-            if self.capture.save_request and image is not None:
-                from viz.widgets.capture import save_png
-
-                save_png(self.capture, image, label)
-                if self.capture.last_saved:
-                    self.message(f"saved {self.capture.last_saved}")
+        scene = self._scene()
+        intents: list[Intent] = []
+        for panel in self.panels:
+            flags = imgui.TreeNodeFlags_.default_open if panel.name in self.opts.panels else 0
+            if imgui.collapsing_header(panel.title, flags):
+                intents += panel.draw(ctx, scene)
+        for intent in intents:
+            self._carry_out(intent)
 
     def _capture_source(self) -> tuple[Any, str]:
         if self.view == "generator" and self.gen_result is not None and self.gen_result.image is not None:
@@ -610,20 +498,22 @@ class App:
             imgui.end_tab_bar()
 
     def _draw_view(self, name: str, ctx: Any) -> None:
+        from viz.widgets.augment_preview import draw_augment_view
+        from viz.widgets.training_monitor import draw_monitor_view
+
         if name == "generator":
             self._draw_generator_view(ctx)
         elif name == "augment":
-            from viz.widgets.augment_preview import draw_augment_view
 
             draw_augment_view(self.augment, ctx, self.textures)
         elif name == "training":
-            from viz.widgets.training_monitor import draw_monitor_view
 
             draw_monitor_view(self.monitor, ctx, self.textures, self.client.run_dir)
 
     def _draw_generator_view(self, ctx: Any) -> None:
         from imgui_bundle import imgui
 
+        from viz.ui import text_colored
         from viz.widgets.seeds import drag_lattice
 
         result = self.gen_result
@@ -657,7 +547,6 @@ class App:
         dl = imgui.get_window_draw_list()
         dl.add_image(imgui.ImTextureRef(tex.tex_id), pos, imgui.ImVec2(pos.x + size.x, pos.y + size.y))
         if result.error:
-            from viz.ui import text_colored
 
             text_colored("error", result.error)
 
@@ -670,9 +559,8 @@ class App:
         right = "offscreen" if self.opts.offscreen else f"{self.perf.fps:5.1f} fps"
         if self.model is not None:
             right = f"seed {self.seeds.seed}   |   " + right
-        st = self.monitor.status
-        if self.client.run_dir is not None:
-            run = f"run {self.client.run_dir.name}: {st.state if st else '...'} {self.monitor.kimg:.1f} kimg"
+        run = self.session.status_text()
+        if run is not None:
             right = run + "   |   " + right
         w = imgui.calc_text_size(right).x
         imgui.same_line(imgui.get_window_width() - w - ctx.px(12))
@@ -707,7 +595,6 @@ class App:
             if not opts.offscreen:
                 frame_loop_sleep(t0, self.perf.fps_cap)
         if opts.benchmark:
-            import json
 
             print(
                 json.dumps(
@@ -723,7 +610,6 @@ class App:
         if opts.debug_state and self._frame % opts.debug_every == 0:
             if opts.debug_screenshot:
                 _save_png(self.host.read_frame(), opts.debug_screenshot)
-            from core.io.atomic import atomic_write_json
 
             atomic_write_json(opts.debug_state, self.debug_state())
 
@@ -750,7 +636,7 @@ class App:
         }
         state["augment"] = _augment_summary(self.augment)
         state["monitor"] = _monitor_summary(self.monitor, self.client)
-        state["control"] = {"message": self.control.message, "error": self.control.error}
+        state["control"] = self.session.summary()
         if self.model is not None:
             m = self.model
             state["model"] = {
@@ -774,22 +660,12 @@ class App:
 
     def _say_goodbye(self) -> None:
         """Closing the GUI never stops a training: say where it goes on and how to come back."""
-        st = self.client.status()
-        alive = self.client.trainer_running() or (
-            st is not None and st.state in ("running", "paused") and not st.stale
-        )
-        if self.client.run_dir is not None and alive:
-            pid = f" (pid {self.client.proc.pid})" if self.client.trainer_running() else ""
-            print(
-                f"launch_viz: training continues in the background in {self.client.run_dir}{pid}; "
-                "start launch_viz.py again to re-attach",
-                file=sys.stderr,
-            )
+        text = self.session.goodbye()
+        if text is not None:
+            print(text, file=sys.stderr)
 
 
 def _augment_summary(aug: Any) -> dict[str, Any]:
-    import hashlib
-
     out: dict[str, Any] = {
         "p": aug.p,
         "preset": aug.preset,
@@ -843,6 +719,7 @@ def _fit_image(w: int, h: int, ctx: Any) -> tuple[Any, Any]:
     """Where to draw a w x h image in the remaining area: centred, whole-number zoom when enlarging."""
     from imgui_bundle import imgui
 
+
     avail = imgui.get_content_region_avail()
     origin = imgui.get_cursor_screen_pos()
     zoom = min(avail.x / max(w, 1), avail.y / max(h, 1))
@@ -854,8 +731,6 @@ def _fit_image(w: int, h: int, ctx: Any) -> tuple[Any, Any]:
 
 
 def _image_summary(result: Any) -> dict[str, Any] | None:
-    import hashlib
-
     if result is None or result.image is None:
         return None
     img = result.image
@@ -870,12 +745,6 @@ def _image_summary(result: Any) -> dict[str, Any] | None:
 
 
 def _save_png(image: Any, path: Path) -> None:
-    import io
-
-    from PIL import Image
-
-    from core.io.atomic import atomic_write_bytes
-
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import time
 from typing import Any, Protocol
 
 import numpy as np
@@ -183,7 +182,6 @@ class EglHost:
         self._frame_dt = frame_dt
         self._fb = Framebuffer(width, height)
         self._renderer = ProgrammablePipelineRenderer()
-        self._last = time.perf_counter()
 
     def ui_scale(self) -> float:
         return self._scale

@@ -142,19 +142,22 @@ class RunClient:
         log.info("started trainer pid %d, output in %s", proc.pid, log_path)
 
     def poll(self) -> list[dict[str, Any]]:
-        """New events of the attached run (oldest first); also notices a just-started run's directory."""
-        if self._launch is not None:
-            self._check_launch(self._launch)
+        """New events of the attached run (oldest first)."""
         return self.reader.poll_events() if self.reader else []
 
-    def _check_launch(self, launch: _Launch) -> None:
+    def check_launch(self) -> Path | None:
+        """For a trainer this client started: its run directory once it appears (then attached and
+        returned, once); sets ``error`` if the trainer exits or times out before making one."""
+        launch = self._launch
+        if launch is None:
+            return None
         new = [
             d for d in list_run_dirs(launch.outdir) if d not in launch.known and (d / layout.RUN_JSON).is_file()
         ]
         if new:
             self._launch = None
             self.reader = RunReader(new[-1])
-            return
+            return new[-1]
         code = launch.proc.poll()
         if code is not None:
             self._launch = None

@@ -353,10 +353,6 @@ def _metrics(o: TrainingOptions, device: str) -> list[str]:
     return [m for m in o.metrics if m and m != "none"]
 
 
-def field_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(TrainingOptions)]
-
-
 __all__ = [
     "AUGPIPES",
     "AUG_MODES",

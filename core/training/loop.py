@@ -373,7 +373,7 @@ class Trainer:
             if net is not None:
                 copy_matching(getattr(self, name), net, name)
         self.aug.set_multipliers(*plan.multipliers)
-        if plan.state is None:
+        if not plan.exact:
             for key, value in plan.controller_overrides:
                 setattr(self.aug.controller, key, value)
             self.aug.sync()

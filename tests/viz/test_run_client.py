@@ -34,7 +34,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunClient]:
     c = RunClient()
     c.start(StartOptions(outdir=str(outdir), kimg=2, extra_args="--batch 8 --tick 0.016 --metrics none"))
     try:
-        _until(lambda: c.poll() is not None and (c.reader is not None or c.error), "the run directory")
+        _until(lambda: c.check_launch() is not None or c.reader is not None or c.error, "the run directory")
         assert c.error is None, c.error
         yield c
     finally:

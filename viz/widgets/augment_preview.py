@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from imgui_bundle import imgui
 from core.augment import BAND_NAMES, OP_NAMES, PRESETS, AugmentPipe
 from core.augment.modes import PMode, choices
 from core.io.images import from_uint8, to_hwc
+from viz.panel import Intent, Scene, SendAugment
 from viz.ui import FrameContext, help_marker, record_item, text_colored
 from viz.worker import LatestWorker
 
@@ -96,7 +97,6 @@ class AugmentPreviewState:
     preview: AugmentPreview | None = None
     error: str | None = None
     compute_ms: float = 0.0
-    send_request: bool = False
     sent_seq: int | None = None
     sent_kimg: float | None = None
     hovered: int | None = None  # index of the image under the mouse (for tooltips and tests)
@@ -217,7 +217,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def draw_augment_panel(state: AugmentPreviewState, ctx: FrameContext, run_attached: bool) -> None:
+def draw_augment_panel(state: AugmentPreviewState, ctx: FrameContext, run_attached: bool) -> bool:
+    """Draws the panel; True when the user asked to send the settings to the attached run."""
     imgui.set_next_item_width(-ctx.px(95))
     entered, state.dataset_input = imgui.input_text(
         "##aug_dataset", state.dataset_input, imgui.InputTextFlags_.enter_returns_true
@@ -238,7 +239,7 @@ def draw_augment_panel(state: AugmentPreviewState, ctx: FrameContext, run_attach
             _multiplier_slider(state, ctx, band, f"imgfilter octave band {i} (low to high frequencies)")
         imgui.tree_pop()
     imgui.separator()
-    _draw_send(state, ctx, run_attached)
+    return _draw_send(state, ctx, run_attached)
 
 
 def _draw_global(state: AugmentPreviewState, ctx: FrameContext) -> None:
@@ -273,7 +274,7 @@ def _multiplier_slider(state: AugmentPreviewState, ctx: FrameContext, name: str,
         imgui.set_tooltip(f"{tip} (ctrl+click to type a value above 1)")
 
 
-def _draw_send(state: AugmentPreviewState, ctx: FrameContext, run_attached: bool) -> None:
+def _draw_send(state: AugmentPreviewState, ctx: FrameContext, run_attached: bool) -> bool:
     imgui.set_next_item_width(ctx.px(120))
     modes = list(choices(PMode))
     changed, idx = imgui.combo("p mode##aug", modes.index(state.aug_mode), modes)
@@ -286,8 +287,7 @@ def _draw_send(state: AugmentPreviewState, ctx: FrameContext, run_attached: bool
         imgui.set_next_item_width(ctx.px(120))
         _, state.target = imgui.slider_float("target r_t##aug", state.target, 0.0, 1.0, "%.2f")
     imgui.begin_disabled(not run_attached)
-    if imgui.button("Send to training"):
-        state.send_request = True
+    send = imgui.button("Send to training")
     record_item(ctx, "aug_send")
     imgui.end_disabled()
     if not run_attached:
@@ -300,6 +300,20 @@ def _draw_send(state: AugmentPreviewState, ctx: FrameContext, run_attached: bool
             text_colored(
                 "ok", f"request {state.sent_seq} applied by the trainer at {state.sent_kimg:.1f} kimg"
             )
+    return send
+
+
+@dataclass
+class AugmentPanel:
+    name: ClassVar[str] = "augment"
+    title: ClassVar[str] = "Augmentation"
+    state: AugmentPreviewState = field(default_factory=AugmentPreviewState)
+
+    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
+        s = self.state
+        if draw_augment_panel(s, ctx, scene.run_attached):
+            return [SendAugment(dict(s.multipliers), s.aug_mode, s.target, s.p)]
+        return []
 
 
 def draw_augment_view(state: AugmentPreviewState, ctx: FrameContext, textures: Any) -> None:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from imgui_bundle import imgui
 from PIL import Image
 
 from core.io.atomic import atomic_write_bytes
+from viz.panel import Intent, SaveCapture, Scene
 from viz.ui import FrameContext, record_item, text_colored
 
-__all__ = ["CaptureState", "draw_capture", "save_png"]
+__all__ = ["CapturePanel", "CaptureState", "draw_capture", "save_png"]
 
 
 @dataclass
@@ -23,28 +25,29 @@ class CaptureState:
     prefix: str = "ada"
     last_saved: str | None = None
     error: str | None = None
-    save_request: bool = False  # set by the panel, performed by the app with the current image
 
 
-def draw_capture(state: CaptureState, ctx: FrameContext, what: str | None) -> None:
+def draw_capture(state: CaptureState, ctx: FrameContext, what: str | None) -> bool:
+    """Draws the panel; True when the user asked to save ``what``."""
+    save = False
     imgui.set_next_item_width(-ctx.px(70))
     _, state.folder = imgui.input_text("Folder", state.folder)
     imgui.set_next_item_width(ctx.px(140))
     _, state.prefix = imgui.input_text("Name prefix", state.prefix)
     imgui.begin_disabled(what is None)
     if imgui.button(f"Save {what or 'image'} as PNG"):
-        state.save_request = True
+        save = True
     record_item(ctx, "capture_button")
     imgui.end_disabled()
     if state.error:
         text_colored("error", state.error)
     elif state.last_saved:
         text_colored("ok", f"saved {state.last_saved}")
+    return save
 
 
 def save_png(state: CaptureState, image: np.ndarray, label: str) -> None:
     """Write ``image`` to ``<folder>/<prefix>-<label>-<time>.png`` (atomically); record the outcome."""
-    state.save_request = False
     folder = Path(state.folder).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -60,3 +63,14 @@ def save_png(state: CaptureState, image: np.ndarray, label: str) -> None:
         state.last_saved, state.error = str(path), None
     except OSError as exc:
         state.error = f"could not save into {folder}: {exc.strerror or exc}"
+
+
+@dataclass
+class CapturePanel:
+    name: ClassVar[str] = "capture"
+    title: ClassVar[str] = "Capture"
+    state: CaptureState = field(default_factory=CaptureState)
+
+    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
+        what = scene.capture_label if scene.capture_image is not None else None
+        return [SaveCapture()] if draw_capture(self.state, ctx, what) else []

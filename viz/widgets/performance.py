@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from imgui_bundle import imgui, implot
 
+from viz.panel import Intent, Scene
 from viz.ui import FrameContext
 
-__all__ = ["PerfState", "draw_performance"]
+__all__ = ["PerfState", "PerformancePanel", "draw_performance"]
 
 HISTORY = 240
 
@@ -63,3 +65,14 @@ def draw_performance(state: PerfState, ctx: FrameContext) -> None:
         if state.render_ms:
             implot.plot_line("render", np.asarray(state.render_ms, dtype=np.float64))
         implot.end_plot()
+
+
+@dataclass
+class PerformancePanel:
+    name: ClassVar[str] = "performance"
+    title: ClassVar[str] = "Performance"
+    state: PerfState = field(default_factory=PerfState)
+
+    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
+        draw_performance(self.state, ctx)
+        return []

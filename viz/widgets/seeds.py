@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from imgui_bundle import imgui
 
+from viz.panel import Intent, Scene
 from viz.renderer import LATTICE_WIDTH, lattice_point, lattice_seed
 from viz.ui import FrameContext, help_marker, record_item
 
-__all__ = ["SeedsState", "draw_seeds", "drag_lattice"]
+__all__ = ["SeedsPanel", "SeedsState", "drag_lattice", "draw_seeds"]
 
 GRID_MAX = 8
 
@@ -74,3 +76,14 @@ def drag_lattice(state: SeedsState, dx_px: float, dy_px: float, image_px: float)
     # Dragging the picture right shows what lies to its left, like panning a map.
     state.x = max(0.0, x0 - dx_px * step)
     state.y = max(0.0, y0 - dy_px * step)
+
+
+@dataclass
+class SeedsPanel:
+    name: ClassVar[str] = "seeds"
+    title: ClassVar[str] = "Seeds"
+    state: SeedsState = field(default_factory=SeedsState)
+
+    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
+        draw_seeds(self.state, ctx, scene.c_dim)
+        return []

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from imgui_bundle import imgui
 
+from viz.panel import Intent, OpenSource, Scene
 from viz.ui import FrameContext, help_marker, record_item, text_colored
 
-__all__ = ["SnapshotState", "draw_snapshot"]
+__all__ = ["SnapshotPanel", "SnapshotState", "draw_snapshot"]
 
 
 @dataclass
@@ -24,14 +26,15 @@ class SnapshotState:
     loading: bool = False
     load_ms: float = 0.0
     follow_run: bool = True  # for a run directory: reload when newer weights appear
-    open_request: str | None = None  # set by the panel, consumed by the app
 
     @property
     def is_run_dir(self) -> bool:
         return self.source is not None and Path(self.source).is_dir()
 
 
-def draw_snapshot(state: SnapshotState, ctx: FrameContext) -> None:
+def draw_snapshot(state: SnapshotState, ctx: FrameContext) -> str | None:
+    """Draws the panel; returns the path the user asked to open, if any."""
+    open_path: str | None = None
     imgui.set_next_item_width(-ctx.px(95))
     entered, state.path_input = imgui.input_text(
         "##snapshot_path", state.path_input, imgui.InputTextFlags_.enter_returns_true
@@ -39,7 +42,7 @@ def draw_snapshot(state: SnapshotState, ctx: FrameContext) -> None:
     record_item(ctx, "snapshot_path")
     imgui.same_line()
     if (imgui.button("Open") or entered) and state.path_input.strip():
-        state.open_request = state.path_input.strip()
+        open_path = state.path_input.strip()
     help_marker(
         "A snapshot (.safetensors + .json), a public StyleGAN2-ADA .pkl (imported without running its "
         "code), or a run directory (follows its newest snapshot and live weights)."
@@ -48,11 +51,12 @@ def draw_snapshot(state: SnapshotState, ctx: FrameContext) -> None:
         for item in state.recent:
             if imgui.selectable(item, item == state.source)[0]:
                 state.path_input = item
-                state.open_request = item
+                open_path = item
         imgui.end_combo()
     if state.source and Path(state.source).is_dir():
         _, state.follow_run = imgui.checkbox("Follow newest weights of the run", state.follow_run)
     _draw_status(state)
+    return open_path
 
 
 def _draw_status(state: SnapshotState) -> None:
@@ -66,3 +70,14 @@ def _draw_status(state: SnapshotState) -> None:
             imgui.text_disabled(f"from {Path(state.loaded_file).name} ({state.load_ms:.0f} ms)")
     elif not state.loading and not state.error:
         imgui.text_disabled("no generator loaded")
+
+
+@dataclass
+class SnapshotPanel:
+    name: ClassVar[str] = "snapshot"
+    title: ClassVar[str] = "Snapshot"
+    state: SnapshotState = field(default_factory=SnapshotState)
+
+    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
+        path = draw_snapshot(self.state, ctx)
+        return [OpenSource(path)] if path else []

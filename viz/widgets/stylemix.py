@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from imgui_bundle import imgui
 
+from viz.panel import Intent, Scene
 from viz.ui import FrameContext, help_marker
 
-__all__ = ["StyleMixState", "draw_stylemix"]
+__all__ = ["StyleMixPanel", "StyleMixState", "draw_stylemix"]
 
 
 @dataclass
@@ -40,3 +42,14 @@ def draw_stylemix(state: StyleMixState, ctx: FrameContext, num_ws: int) -> None:
         "Layers", state.lo, state.hi, 0.1, 0, max(1, num_ws), "from %d", "to %d"
     )
     imgui.text_disabled(f"{num_ws} layers of w in this generator")
+
+
+@dataclass
+class StyleMixPanel:
+    name: ClassVar[str] = "stylemix"
+    title: ClassVar[str] = "Style mixing"
+    state: StyleMixState = field(default_factory=StyleMixState)
+
+    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
+        draw_stylemix(self.state, ctx, scene.num_ws)
+        return []

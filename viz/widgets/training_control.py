@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 from imgui_bundle import imgui
 
 from core.augment import PRESETS, Mechanism
 from core.augment.modes import choices
 from core.networks.presets import CFG_NAMES
+from viz.panel import Intent, RunAction, Scene
 from viz.run_client import StartOptions
 from viz.ui import FrameContext, help_marker, record_item, text_colored
 
-__all__ = ["CONFIGS", "ControlAction", "TrainingControlState", "draw_training_control"]
+__all__ = ["CONFIGS", "ControlAction", "TrainingControlPanel", "TrainingControlState", "draw_training_control"]
 
 # The laptop preset first: a run started from the GUI most often trains on this machine.
 CONFIGS = ("cpu32", *(name for name in CFG_NAMES if name != "cpu32"))
@@ -30,6 +32,9 @@ class ControlAction:
     resume: bool = False
     stop: bool = False
     snapshot: bool = False
+
+    def any(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
 
 
 @dataclass
@@ -141,3 +146,15 @@ def _draw_run_buttons(
     act.detach = imgui.button("Detach")
     if live:
         imgui.text_disabled("Closing this window leaves the training running.")
+
+
+@dataclass
+class TrainingControlPanel:
+    name: ClassVar[str] = "control"
+    title: ClassVar[str] = "Training control"
+    state: TrainingControlState = field(default_factory=TrainingControlState)
+
+    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
+        run = str(scene.run_dir) if scene.run_dir else None
+        act = draw_training_control(self.state, ctx, run, scene.run_state, scene.run_starting)
+        return [RunAction(act)] if act.any() else []

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from imgui_bundle import imgui, implot
 from PIL import Image
 
-from core.rundir import RunStatus, layout, schema
+from core.rundir import RunReader, RunStatus, layout, schema
+from viz.panel import Intent, Scene
 from viz.ui import FrameContext, text_colored
 
-__all__ = ["MonitorState", "PLOTS", "draw_monitor_panel", "draw_monitor_view", "ingest", "load_preview"]
+__all__ = ["PLOTS", "MonitorPanel", "MonitorState", "draw_monitor_panel", "draw_monitor_view", "ingest", "load_preview"]
 
 # (plot title, [(legend, stat key)]); r_t's plot also draws the ADA target.
 PLOTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
@@ -201,25 +202,18 @@ def _plot_target(state: MonitorState) -> None:
 
 
 def refresh(
-    state: MonitorState, client: Any, now: float, poll_s: float = 0.25, log_s: float = 2.0
+    state: MonitorState, reader: RunReader | None, now: float, poll_s: float = 0.25, log_s: float = 2.0
 ) -> list[dict[str, Any]]:
-    """Read what the attached run wrote since the last call (at most every ``poll_s`` seconds).
-
-    Returns the new events (the app also looks for its control requests among them).
-    """
-    reader = client.reader
+    """Read what the attached run wrote since the last call (at most every ``poll_s`` seconds) into
+    ``state``; it touches nothing else. Returns the new events (the app also looks for its control
+    requests among them)."""
     if reader is None or now - state.last_poll < poll_s:
-        if client.starting and now - state.last_poll >= poll_s:
-            state.last_poll = now
-            client.poll()  # notices the run directory of a trainer just started
         return []
     state.last_poll = now
     if reader.resets != state.resets:
         state.clear()
         state.resets = reader.resets
-    events = client.poll()
-    if client.reader is not reader:
-        return events
+    events = reader.poll_events()
     ingest(state, events, reader.options())
     state.status = reader.status()
     state.fakes_path, state.fakes = load_preview(
@@ -232,3 +226,14 @@ def refresh(
         state.last_log = now
         state.log_tail = reader.log_tail(40)
     return events
+
+
+@dataclass
+class MonitorPanel:
+    name: ClassVar[str] = "monitor"
+    title: ClassVar[str] = "Training monitor"
+    state: MonitorState = field(default_factory=MonitorState)
+
+    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
+        draw_monitor_panel(self.state, ctx, scene.run_dir)
+        return []

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from imgui_bundle import imgui
 
+from viz.panel import Intent, Scene
 from viz.renderer import NOISE_MODES
 from viz.ui import FrameContext, help_marker, record_item
 
-__all__ = ["TruncNoiseState", "draw_trunc_noise"]
+__all__ = ["TruncNoisePanel", "TruncNoiseState", "draw_trunc_noise"]
 
 
 @dataclass
@@ -40,3 +42,14 @@ def draw_trunc_noise(state: TruncNoiseState, ctx: FrameContext, num_ws: int) -> 
     if changed:
         state.noise_mode = NOISE_MODES[idx]
     help_marker("const: the network's fixed noise; random: new noise each render; none: no noise.")
+
+
+@dataclass
+class TruncNoisePanel:
+    name: ClassVar[str] = "trunc_noise"
+    title: ClassVar[str] = "Truncation & noise"
+    state: TruncNoiseState = field(default_factory=TruncNoiseState)
+
+    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
+        draw_trunc_noise(self.state, ctx, scene.num_ws)
+        return []

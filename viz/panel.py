@@ -1,0 +1,83 @@
+"""The one panel protocol: each panel draws from its own typed state and returns what it wants done.
+
+A panel is a small class with a ``name`` (the key ``--panels`` opens by default), a ``title`` and
+``draw(ctx, scene) -> list[Intent]``. It reads the app's world only through :class:`Scene` (facts
+built once per frame) and changes it only through the intents it returns, which the app carries
+out after drawing. A new panel is one file in viz/widgets/ plus one line in the app's panel list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:  # kept light: the launcher imports this before it knows it will open a window
+    import numpy as np
+
+    from viz.ui import FrameContext
+
+__all__ = ["Intent", "Message", "OpenSource", "Panel", "RunAction", "SaveCapture", "Scene", "SendAugment"]
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What panels may know about the rest of the app during one frame (read-only)."""
+
+    num_ws: int = 1  # of the loaded generator (1 while none is loaded)
+    c_dim: int = 0
+    run_dir: Path | None = None  # the attached run
+    run_state: str = "unknown"  # running / paused / finished / failed / stopped / unknown
+    run_starting: bool = False  # a trainer this GUI started has not made its run directory yet
+    capture_image: np.ndarray | None = None  # what Capture would save, and its file label
+    capture_label: str = "image"
+
+    @property
+    def run_attached(self) -> bool:
+        return self.run_dir is not None
+
+
+@dataclass(frozen=True)
+class OpenSource:
+    """Open a snapshot, a public .pkl or a run directory in the generator view."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class SendAugment:
+    """Send augmentation settings to the attached run (control.json)."""
+
+    multipliers: dict[str, float]
+    mode: str  # a PMode value
+    target: float
+    p: float
+
+
+@dataclass(frozen=True)
+class RunAction:
+    """Start, attach, detach, pause, resume, stop or snapshot (viz.widgets.training_control.ControlAction)."""
+
+    action: Any
+
+
+@dataclass(frozen=True)
+class SaveCapture:
+    """Save the scene's capture image as a PNG."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """A line for the status bar."""
+
+    text: str
+
+
+Intent = OpenSource | SendAugment | RunAction | SaveCapture | Message
+
+
+class Panel(Protocol):
+    name: ClassVar[str]
+    title: ClassVar[str]
+
+    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]: ...
