@@ -23,6 +23,7 @@ from typing import Any
 from PIL import Image
 
 from core.io.atomic import atomic_write_bytes, atomic_write_json
+from core.io.cli import OneLineParser
 from viz.panel import Intent, Message, OpenSource, Panel, RunAction, SaveCapture, Scene, SendAugment
 
 # The demo generator shipped with the package (see docs/demo.md for how it was trained).
@@ -76,7 +77,7 @@ class AppOptions:
 
 
 def parse_args(argv: list[str] | None) -> AppOptions:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="launch_viz.py",
         description="ADA Studio visualizer: browse a generator's seeds, preview augmentations, "
         "start, watch and steer trainings.",
@@ -573,6 +574,11 @@ class App:
         opts = self.opts
         frames = opts.offscreen or opts.max_frames
         if opts.offscreen:
+            self.renderer.wait_idle(timeout=120.0)  # the model's load: no frames of a target that fails
+            self._poll_renderer()
+            if opts.target and self.snapshot.error:
+                print(f"launch_viz: {self.snapshot.error}", file=sys.stderr)
+                return 2
             opts.out.mkdir(parents=True, exist_ok=True)
         last = time.perf_counter()
         while not self.host.should_close() and (frames == 0 or self._frame < frames):
@@ -595,7 +601,6 @@ class App:
             if not opts.offscreen:
                 frame_loop_sleep(t0, self.perf.fps_cap)
         if opts.benchmark:
-
             print(
                 json.dumps(
                     {**self.perf.summary(), "frames": self._frame, "images": len(self.perf.latency_ms)}

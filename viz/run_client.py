@@ -8,9 +8,12 @@ writes the same files as for a run started on a cluster: events and previews thr
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core.augment import Mechanism, PMode
-from core.rundir import ControlRequest, RunReader, RunStatus, is_run_dir, layout, list_run_dirs, write_control
+from core.rundir import ControlRequest, RunReader, RunStatus, is_run_dir, layout, write_control
 from core.training.cli import options_to_argv
 from core.training.config import TrainingOptions, uses_ada_pipe
 
@@ -30,6 +33,9 @@ __all__ = ["REPO_ROOT", "RunClient", "StartOptions", "trainer_command"]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAINER = REPO_ROOT / "train_headless.py"
 START_TIMEOUT_S = 120.0  # the trainer makes its run directory after imports and dataset checks
+# The trainer writes the path of the run directory it made to the file this variable names, so a
+# launcher learns it from the trainer itself (never by comparing folder listings).
+RUN_DIR_FILE_ENV = "ADA_STUDIO_RUN_DIR_FILE"
 
 
 @dataclass
@@ -87,7 +93,7 @@ def trainer_command(opts: StartOptions, python: str = sys.executable) -> list[st
 class _Launch:
     proc: subprocess.Popen[bytes]
     outdir: Path
-    known: set[Path]
+    run_dir_file: Path
     log_path: Path
     started: float
 
@@ -122,23 +128,26 @@ class RunClient:
 
     def start(self, opts: StartOptions) -> None:
         """Launch a trainer in the background; the run directory it makes is attached once it appears."""
-        outdir = Path(opts.outdir).expanduser()
+        # Relative paths in the form mean the GUI's working folder, wherever the GUI was started.
+        outdir = Path(opts.outdir).expanduser().resolve()
         outdir.mkdir(parents=True, exist_ok=True)
-        log_path = outdir / f"launch-{time.strftime('%Y%m%d-%H%M%S')}.log"
-        known = set(list_run_dirs(outdir))
+        opts = dataclasses.replace(opts, outdir=str(outdir))
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        log_path = outdir / f"launch-{stamp}.log"
+        run_dir_file = outdir / f".launch-{stamp}-{os.getpid()}.rundir"
+        run_dir_file.unlink(missing_ok=True)
         with open(log_path, "wb") as out:
             # Own session: the trainer survives the GUI closing, Ctrl+C in its terminal included.
             proc = subprocess.Popen(
                 trainer_command(opts),
-                cwd=REPO_ROOT,
-                env=trainer_env(),
+                env={**trainer_env(), RUN_DIR_FILE_ENV: str(run_dir_file)},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.proc, self.error = proc, None
-        self._launch = _Launch(proc, outdir, known, log_path, time.monotonic())
+        self._launch = _Launch(proc, outdir, run_dir_file, log_path, time.monotonic())
         log.info("started trainer pid %d, output in %s", proc.pid, log_path)
 
     def poll(self) -> list[dict[str, Any]]:
@@ -151,22 +160,23 @@ class RunClient:
         launch = self._launch
         if launch is None:
             return None
-        new = [
-            d for d in list_run_dirs(launch.outdir) if d not in launch.known and (d / layout.RUN_JSON).is_file()
-        ]
-        if new:
+        run_dir = _read_run_dir_file(launch.run_dir_file)
+        if run_dir is not None:
             self._launch = None
-            self.reader = RunReader(new[-1])
-            return new[-1]
+            launch.run_dir_file.unlink(missing_ok=True)
+            self.reader = RunReader(run_dir)
+            return run_dir
         code = launch.proc.poll()
         if code is not None:
             self._launch = None
             tail = _tail(launch.log_path, 3)
             self.error = f"the trainer exited ({code}) before making its run directory: {tail or 'no output'}"
         elif time.monotonic() - launch.started > START_TIMEOUT_S:
+            # A trainer the GUI cannot follow is stopped, never left running unseen.
             self._launch = None
+            _stop_process_group(launch.proc)
             self.error = (
-                f"no run directory appeared in {launch.outdir} within {START_TIMEOUT_S:.0f} s; "
+                f"the trainer made no run directory within {START_TIMEOUT_S:.0f} s and was stopped; "
                 f"see {launch.log_path}"
             )
 
@@ -211,6 +221,28 @@ class RunClient:
             if ev.get("kind") == "control" and isinstance(ev.get("seq"), int) and ev["seq"] >= seq:
                 return float(ev.get("kimg", 0.0))
         return None
+
+
+def _read_run_dir_file(path: Path) -> Path | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    run_dir = Path(text) if text else None
+    return run_dir if run_dir is not None and (run_dir / layout.RUN_JSON).is_file() else None
+
+
+def _stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the trainer's process group (it was started in a session of its own)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _tail(path: Path, n: int) -> str:

@@ -105,7 +105,16 @@ class Storage:
         if self.is_zip:
             return sorted(n for n in self._zipfile().namelist() if not n.endswith("/"))
         names = []
-        for root, _dirs, files in os.walk(self.path):
+        # Linked folders are followed (a dataset assembled from links is common); a link back to a
+        # folder already walked (a loop, or the same folder twice) is walked once, with a warning.
+        seen: set[tuple[int, int]] = set()
+        for root, dirs, files in os.walk(self.path, followlinks=True):
+            st = os.stat(root)
+            if (st.st_dev, st.st_ino) in seen:
+                log.warning("%s: already read through another path (a linked folder); not read again", root)
+                dirs[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
             rel_root = Path(root).relative_to(self.path)
             names += [(rel_root / f).as_posix() for f in files]
         return sorted(names)

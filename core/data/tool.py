@@ -19,18 +19,20 @@ import os
 import secrets
 import shutil
 import sys
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from core.data.dataset import LABELS_FILE, Storage, _is_image_name, image_extensions
-from core.io.atomic import atomic_path
+from core.io.atomic import atomic_path, remove_stale_temps
+from core.io.cli import OneLineParser
 
 TRANSFORMS = ("center-crop", "center-crop-wide", "pad")
 RESIZE_FILTERS = {"box": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
@@ -100,6 +102,7 @@ class _DirWriter:
     def __init__(self, dest: Path) -> None:
         if dest.exists() and any(dest.iterdir()):
             raise ToolError(f"--dest {dest} is a folder that is not empty; give a new or empty folder")
+        remove_stale_temps(dest)  # what an earlier, killed conversion to the same folder left
         self.dest = dest
         # os.mkdir applies the umask (mkdtemp would force 0700 on the finished dataset).
         self.tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp"
@@ -189,7 +192,7 @@ def _reason(exc: BaseException) -> str:
 def _scan(storage: Storage, names: Sequence[str], report: ToolReport) -> list[tuple[str, str]]:
     """(name, mode) of every file whose header reads; the others go to ``report.skipped``."""
     readable = []
-    for name in tqdm(names, desc="scanning", unit="img", leave=False, file=sys.stderr):
+    for name in tqdm(names, desc="scanning", unit="img", leave=False, file=sys.stderr, disable=None):
         try:
             with storage.open(name) as stream, Image.open(stream) as img:
                 readable.append((name, img.mode))
@@ -235,7 +238,7 @@ def convert_dataset(opts: ToolOptions) -> ToolReport:
     out_labels: list[list[Any]] = []
     try:
         total = min(len(readable), opts.max_images or len(readable))
-        with tqdm(total=total, desc="converting", unit="img", file=sys.stderr) as bar:
+        with tqdm(total=total, desc="converting", unit="img", file=sys.stderr, disable=None) as bar:
             for position, (name, _mode) in enumerate(readable):
                 if report.written == total:
                     break
@@ -278,17 +281,11 @@ def _background(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one ``error:`` line (exit code 2) instead of usage soup."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m core.data.tool", description=__doc__.split("\n\n")[0])
     p.add_argument("--source", required=True, type=Path, help="folder (searched recursively) or zip")
     p.add_argument("--dest", required=True, type=Path, help="output .zip (recommended) or new folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --dest zip")
     p.add_argument("--resolution", required=True, type=int, help="output side length, a power of two")
     p.add_argument(
         "--transform",
@@ -336,6 +333,14 @@ def _options(args: argparse.Namespace) -> ToolOptions:
         raise ToolError("--dest must differ from --source")
     if not args.dest.parent.is_dir():
         raise ToolError(f"--dest {args.dest}: folder {args.dest.parent} does not exist")
+    if args.dest.is_file() and not args.overwrite:
+        raise ToolError(f"--dest {args.dest} exists; add --overwrite to replace it, or give a new name")
+    try:  # the real test of writing there (access() says yes to root on read-only and virtual file systems)
+        with tempfile.TemporaryFile(dir=args.dest.parent):
+            pass
+    except OSError as e:
+        raise ToolError(f"--dest {args.dest}: cannot write in {args.dest.parent} ({e.strerror or e}); choose "
+                        "another place") from None
     return ToolOptions(
         source=args.source,
         dest=args.dest,
@@ -374,6 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = convert_dataset(opts)
     except ToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the destination refused the write (a read-only or virtual file system, a full disk)
+        print(f"error: --dest {args.dest}: cannot write it ({exc.strerror or exc}); choose another place",
+              file=sys.stderr)
         return 2
     _print_report(report, opts)
     return 0

@@ -9,15 +9,22 @@ and the destination is left untouched.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import secrets
+import shutil
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "remove_stale_temps"]
+
+# A temporary file untouched for this long belongs to a writer that died (a live writer of a large
+# file touches it continuously); younger ones may belong to a writer working right now.
+STALE_TEMP_S = 60.0
 
 
 def _fsync_file(path: Path) -> None:
@@ -60,6 +67,29 @@ def _create_temp(folder: Path, name: str) -> Path:
     raise FileExistsError(f"{folder}: could not create a unique temporary file for {name}")
 
 
+def remove_stale_temps(path: str | os.PathLike[str], older_than_s: float = STALE_TEMP_S) -> list[Path]:
+    """Remove the leftovers (``.NAME.*.tmp`` files or folders) of earlier killed writes of ``path``."""
+    dest = Path(path)
+    removed = []
+    now = time.time()
+    try:
+        leftovers = list(dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for tmp in leftovers:
+        try:
+            if now - tmp.lstat().st_mtime < older_than_s:
+                continue
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            continue  # another process removed it, or it is not ours to remove
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is fsynced and renamed onto ``path``.
@@ -71,6 +101,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     dest = Path(path)
     folder = dest.parent
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest)
     tmp = _create_temp(folder, dest.name)
     mode = stat.S_IMODE(tmp.stat().st_mode)
     try:

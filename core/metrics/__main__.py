@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from core.data import DatasetError
-from core.data.tool import OneLineParser
+from core.io.cli import OneLineParser
 from core.metrics.evaluate import METRICS, MetricOptions, MetricResult, append_records, compute_metrics
 from core.metrics.extractors import MetricsError
 from core.rundir import layout
@@ -93,6 +93,19 @@ def _print(result: MetricResult) -> None:
     )
 
 
+def _check_data_matches(G: torch.nn.Module, data: str) -> None:
+    """Fakes and reals must be the same kind of image, or the distance measures the mismatch."""
+    from core.data import ImageDataset
+
+    ds = ImageDataset(data)
+    if (ds.resolution, ds.num_channels) != (G.img_resolution, G.img_channels):
+        raise MetricsError(
+            f"--data {data}: {ds.resolution} px with {ds.num_channels} channel(s), but the generator makes "
+            f"{G.img_resolution} px with {G.img_channels}; use the dataset it was trained on (or one made "
+            f"with python -m core.data.tool --resolution {G.img_resolution})"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     options = MetricOptions(
         num_gen=args.num_gen,
@@ -110,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     data = args.data or _dataset_from_meta(meta)
     if data is None:
         raise MetricsError(f"--data is needed: {args.network} does not record its dataset")
+    _check_data_matches(G, data)
     results = compute_metrics(G, data, args.metrics, options)
     for result in results.values():
         _print(result)

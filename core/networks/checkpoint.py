@@ -21,7 +21,6 @@ Command line: ``python -m core.networks.checkpoint info IN`` / ``convert IN OUT`
 
 from __future__ import annotations
 
-import argparse
 import base64
 import importlib
 import importlib.metadata
@@ -44,6 +43,7 @@ import torch
 from torch import nn
 
 from core.io.atomic import atomic_path, atomic_write_json
+from core.io.cli import OneLineParser
 from core.io.tensors import read_tensor_file
 from core.networks.stylegan2 import Discriminator, Generator
 from core.rundir import layout
@@ -716,6 +716,9 @@ def _describe_augment(ckpt: Checkpoint) -> str:
 
 
 def _convert(src: str, dst: str) -> list[str]:
+    folder = Path(dst).expanduser().parent
+    if not folder.is_dir():
+        raise CheckpointError(f"{dst}: the folder {folder} does not exist; create it first or write elsewhere")
     ckpt = load_any(src)
     metadata = {k: v for k, v in ckpt.meta.items() if k not in DERIVED_META_KEYS}
     metadata["converted_from"] = str(Path(src).resolve())
@@ -729,7 +732,7 @@ def _convert(src: str, dst: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """``ada-convert info IN`` / ``ada-convert convert IN OUT``; errors: one line, exit status 2."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ada-convert", description="Inspect or convert snapshots (ours or public StyleGAN2-ADA .pkl)."
     )
     sub = parser.add_subparsers(dest="command", required=True)

@@ -60,6 +60,7 @@ _KIND_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TAG = r"\d{6,}(?:\.\d{3})?"
 _TAGGED_RE = re.compile(rf"^(?P<kind>.+)-(?P<kimg>{_TAG})\.png$")
 _SNAPSHOT_KIMG_RE = re.compile(rf"{SNAPSHOT_PREFIX}-({_TAG})")
+_ROLLING_RE = re.compile(rf"{ROLLING_PREFIX}-(\d{{12}})")
 _RESUME_NAMES = ("ffhq256", "ffhq512", "ffhq1024", "celebahq256", "lsundog256")
 
 
@@ -308,6 +309,31 @@ def _read_latest_pointer(pointer: Path) -> Path | None:
         log.warning("%s: names %s, which is missing; looking for the newest snapshot instead", pointer, name)
         return None
     return json_path
+
+
+def resume_candidates(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Every snapshot and rolling checkpoint of a run (their .json commit markers), the one latest.json
+    names first, then newest first: the order a resume tries them in."""
+    folder = Path(run_dir) / SNAPSHOTS
+    if not folder.is_dir():
+        return []
+    found: list[tuple[float, Path]] = []
+    for p in folder.glob("*.json"):
+        if p.name == LATEST or p.name.endswith(".resume.json"):
+            continue
+        kimg = snapshot_kimg(p)
+        if kimg is None and (m := _ROLLING_RE.fullmatch(p.stem)) is not None:
+            kimg = int(m.group(1)) / 1000
+        if kimg is not None:
+            found.append((kimg, p))
+    ordered = [p for _, p in sorted(found, key=lambda kp: (kp[0], not kp[1].name.startswith(ROLLING_PREFIX)),
+                                    reverse=True)]
+    pointer = folder / LATEST
+    named = _read_latest_pointer(pointer) if pointer.is_file() else None
+    if named is not None and named in ordered:
+        ordered.remove(named)
+        ordered.insert(0, named)
+    return ordered
 
 
 def metrics_path(run_dir: str | os.PathLike[str]) -> Path:

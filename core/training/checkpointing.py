@@ -1,8 +1,9 @@
 """Checkpointing: writing a run's snapshots, and the one policy for resuming from one.
 
-A resume starts from a run directory (its newest complete snapshot), one of our snapshots, or a
-public .pkl. :func:`plan_resume` decides everything a resume changes, from the saved run and the
-options the user gave at this launch; the trainer applies the plan. The rules:
+A resume starts from a run directory (the newest of its snapshots that loads; a run with none falls
+back to the one it was resumed from), one of our snapshots, or a public .pkl. :func:`plan_resume`
+decides everything a resume changes, from the saved run and the options the user gave at this
+launch; the trainer applies the plan. The rules:
 
 - Weights: every tensor of G, D and G_ema whose name and shape match (the public rule).
 - The pipe's per-op multipliers: the run's as it left them (GUI slider changes included); with
@@ -17,6 +18,7 @@ options the user gave at this launch; the trainer applies the plan. The rules:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -41,6 +43,94 @@ CONTROLLER_OPTIONS: dict[str, tuple[str, ...]] = {
 WEIGHTS_ONLY_ADA_KIMG = 100.0  # the public trainer's ada_kimg after a resume
 
 
+class ResumeError(ValueError):
+    """Nothing that --resume names can be resumed from; the message says what was tried and why."""
+
+
+@dataclass
+class ResumeSource:
+    """A snapshot that loaded, with its resume state (None: weights only), and what was skipped for it."""
+
+    snapshot: Path
+    checkpoint: ckpt_io.Checkpoint
+    state: dict[str, Any] | None
+    skipped: list[str] = field(default_factory=list)  # "<file>: <why>" for each newer one that did not load
+
+
+def load_resume_source(source: str | Path, device: Any = "cpu") -> ResumeSource:
+    """Load what ``--resume`` names. A snapshot or .pkl must load. A run directory gives the newest of its
+    snapshots and rolling checkpoints that loads (latest.json's first); a run with none that loads
+    resumes from what it itself was resumed from (its run.json), and so on along the chain."""
+    path = Path(source)
+    if not path.is_dir():
+        try:
+            return _load_one(path, device)
+        except Exception as e:  # a truncated file, random bytes, a bad .json: one line, the file named
+            raise ResumeError(f"--resume {source}: {_why(e)}") from None
+    skipped: list[str] = []
+    visited: set[Path] = set()
+    run: Path | None = path
+    while run is not None and run.resolve() not in visited:
+        visited.add(run.resolve())
+        for candidate in layout.resume_candidates(run):
+            try:
+                found = _load_one(candidate, device)
+            except Exception as e:
+                skipped.append(f"{candidate}: {_why(e)}")
+                continue
+            found.skipped = skipped
+            return found
+        run = _resumed_from(run, skipped)
+    if not skipped:
+        chain = " (nor has the run it was resumed from)" if len(visited) > 1 else ""
+        raise ResumeError(f"--resume {source}: the run directory has no snapshot yet{chain}; resume from one "
+                          "that has, or start anew")
+    raise ResumeError(f"--resume {source}: no snapshot loads ({len(skipped)} tried; newest: {skipped[0]})")
+
+
+def _resumed_from(run: Path, skipped: list[str]) -> Path | None:
+    """The run directory (or snapshot) ``run`` itself was resumed from, per its run.json."""
+    try:
+        options = json.loads((run / layout.RUN_JSON).read_text(encoding="utf-8"))["options"]
+        earlier = options.get("resume")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not earlier:
+        return None
+    earlier_path = Path(earlier)
+    if not earlier_path.is_absolute():  # run.json written before paths were stored absolute
+        earlier_path = Path.cwd() / earlier_path
+    if not earlier_path.exists():
+        skipped.append(f"{earlier}: the run it was resumed from is gone")
+        return None
+    if earlier_path.is_dir():
+        return earlier_path
+    # It was resumed from a snapshot file: that file is the only candidate left.
+    try:
+        _load_one(earlier_path, "cpu")
+    except Exception as e:
+        skipped.append(f"{earlier_path}: {_why(e)}")
+        return None
+    return earlier_path.parent.parent if earlier_path.parent.name == layout.SNAPSHOTS else None
+
+
+def _load_one(path: Path, device: Any) -> ResumeSource:
+    ckpt = ckpt_io.load_any(path, device=device)
+    state = None
+    resume_json = ckpt_io.resume_paths(path)[1]
+    if ckpt.path is not None and resume_json.is_file():
+        state = ckpt_io.load_resume_state(resume_json, device=device)
+        meta_nimg = ckpt.meta.get("cur_nimg")
+        if meta_nimg is not None and int(meta_nimg) != int(state["cur_nimg"]):
+            raise RuntimeError("the snapshot and its resume state are from different moments")
+    return ResumeSource(path, ckpt, state)
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return text or type(e).__name__
+
+
 @dataclass
 class ResumePlan:
     """What a resume changes; ``Trainer.apply_resume`` carries it out."""
@@ -57,27 +147,16 @@ class ResumePlan:
         return self.state is not None
 
 
-def resolve_snapshot(source: str | Path) -> Path:
-    """The snapshot a --resume source names: a run directory's newest complete one, or the file itself."""
-    path = Path(source)
-    if path.is_dir():
-        found = layout.latest_snapshot(path)
-        if found is None:
-            raise RuntimeError(f"--resume {source}: the run directory has no snapshot yet")
-        return found
-    return path
-
-
-def plan_resume(source: str | Path, given: Collection[str], launch_controller: dict[str, Any],
-                launch_multipliers: dict[str, float], has_pipe: bool, device: Any = "cpu") -> ResumePlan:
-    """Load what ``source`` holds and decide what the resume changes (see the module's rules).
+def plan_resume(source: ResumeSource, given: Collection[str], launch_controller: dict[str, Any],
+                launch_multipliers: dict[str, float], has_pipe: bool) -> ResumePlan:
+    """Decide what resuming from ``source`` changes (see the module's rules).
 
     ``given``: the options given at this launch; ``launch_controller``: the p controller's state as this
     launch's options resolved it; ``launch_multipliers``: this launch's --aug-mult.
     """
-    path = resolve_snapshot(source)
-    ckpt = ckpt_io.load_any(path, device=device)
+    path, ckpt = source.snapshot, source.checkpoint
     plan = ResumePlan(path, ckpt, None)
+    plan.notes += [f"skipped {line}" for line in source.skipped]
     legacy = ckpt.meta.get("source") == ckpt_io.LEGACY_SOURCE
     if ckpt.augment_pipe is not None and has_pipe and not legacy:
         if "augpipe" in given:  # another preset asked for: the run's per-op settings do not carry over
@@ -86,13 +165,8 @@ def plan_resume(source: str | Path, given: Collection[str], launch_controller: d
             plan.multipliers.append(ckpt.augment_pipe.multipliers())
             if "aug_mult" in given:  # ... with the ops named at this launch changed
                 plan.multipliers.append(dict(launch_multipliers))
-    resume_json = ckpt_io.resume_paths(path)[1]
-    if ckpt.path is not None and resume_json.is_file():
-        plan.state = ckpt_io.load_resume_state(resume_json, device=device)
-        meta_nimg = ckpt.meta.get("cur_nimg")
-        if meta_nimg is not None and int(meta_nimg) != int(plan.state["cur_nimg"]):
-            raise RuntimeError("--resume: the snapshot and its resume state are from different moments; "
-                               "pick another snapshot")
+    if source.state is not None:
+        plan.state = source.state
         plan.controller_overrides = _given_controller_settings(plan.state["augment"], launch_controller, given,
                                                                plan.notes)
     else:

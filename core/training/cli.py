@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,6 +179,11 @@ def parse_options(argv: list[str]) -> tuple[TrainingOptions, bool, dict[str, Any
     given = vars(build_parser().parse_args(argv))
     dry_run = bool(given.pop("dry_run", False))
     replay = given.pop("replay", None)
+    for option in ("resume", "replay"):  # the real cause first: a missing run hides behind "--data is required"
+        path = given.get(option) if option == "resume" else replay
+        if path is not None and not Path(path).exists():
+            raise OptionError(f"--{option} {path}: no such file or directory; give a run directory, a snapshot "
+                              "(.json/.safetensors) or a .pkl")
     if replay is None and given.get("resume") and "data" not in given and Path(given["resume"]).is_dir():
         replay = given["resume"]  # continue a run: its own options, overridden by what is given
     defaults = TrainingOptions().to_dict()
@@ -206,6 +213,21 @@ def _replayed(path: str) -> TrainingOptions:
     return TrainingOptions.from_dict({**known, "resume": None})
 
 
+# Options that name files: stored absolute in run.json, so a resume or the metrics CLI started from
+# another folder finds them.
+_PATH_OPTIONS = ("outdir", "data", "metricdata", "resume")
+
+
+def absolute_paths(o: TrainingOptions) -> TrainingOptions:
+    """``o`` with its file options made absolute (``builtin:`` datasets stay as they are)."""
+    changes = {}
+    for name in _PATH_OPTIONS:
+        value = getattr(o, name)
+        if value and not str(value).startswith("builtin:"):
+            changes[name] = os.path.abspath(os.path.expanduser(value))
+    return dataclasses.replace(o, **changes)
+
+
 def _open_dataset(o: TrainingOptions) -> Any:
     from core.data import DatasetError, ImageDataset
 
@@ -216,14 +238,33 @@ def _open_dataset(o: TrainingOptions) -> Any:
     return dataset
 
 
+def _check_gpus(o: TrainingOptions) -> None:
+    """--gpus N asks for N CUDA devices unless --device cpu says N CPU processes."""
+    if o.gpus <= 1 or o.device == "cpu":
+        return
+    import torch
+
+    found = torch.cuda.device_count()
+    if found >= o.gpus:
+        return
+    where = f"only {found} CUDA device(s) here" if found else "no CUDA device here"
+    hint = "; lower --gpus" + (f", or add --device cpu to run {o.gpus} CPU processes" if o.device == "auto" else "")
+    raise OptionError(f"--gpus {o.gpus}: {where}{hint}")
+
+
 def _check_paths(o: TrainingOptions) -> None:
     if o.resume is not None and not Path(o.resume).exists():
         raise OptionError(f"--resume {o.resume}: no such file or directory; give a run directory, a snapshot "
                           "(.json/.safetensors) or a .pkl")
     if o.metricdata is not None and not o.metricdata.startswith("builtin:") and not Path(o.metricdata).exists():
         raise OptionError(f"--metricdata {o.metricdata}: no such file or directory")
-    if Path(o.outdir).exists() and not Path(o.outdir).is_dir():
+    outdir = Path(o.outdir)
+    if outdir.exists() and not outdir.is_dir():
         raise OptionError(f"--outdir {o.outdir} is a file; give a folder")
+    existing = next((p for p in (outdir, *outdir.parents) if p.exists()), None)
+    if existing is not None and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
+        what = "is a file" if not existing.is_dir() else "cannot be written"
+        raise OptionError(f"--outdir {o.outdir}: {existing} {what}; choose a folder you can write to")
 
 
 def _desc(o: TrainingOptions, dataset: Any, spec: TrainingSpec, explicit: dict[str, Any]) -> str:
@@ -331,8 +372,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rank = int(os.environ.get("RANK", "0")) if dist_util.launched_by_torchrun() else 0
     _setup_console_logging(rank)
+    from core.training.checkpointing import ResumeError, load_resume_source
+
     try:
         opts, dry_run, given = parse_options(argv)
+        # What --resume names is loaded first: a run with nothing to resume from is the real cause of
+        # any option its run.json lacks. It is loaded to the CPU; the trainer moves it.
+        resume = load_resume_source(opts.resume) if opts.resume else None
         check_options(opts)
         world = dist_util.env_world_size()
         if dist_util.launched_by_torchrun():
@@ -341,17 +387,20 @@ def main(argv: list[str] | None = None) -> int:
                                   "or make them agree")
             opts.gpus = world
             check_options(opts)
+        else:
+            _check_gpus(opts)
+        opts = absolute_paths(opts)
         _check_paths(opts)
         dataset = _open_dataset(opts)
-    except OptionError as e:
+    except (OptionError, ResumeError) as e:
         print(f"train_headless.py: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     if opts.gpus > 1 and not dry_run and not dist_util.launched_by_torchrun():
         return _relaunch_under_torchrun(opts, argv)
-    return _run(opts, dataset, dry_run, given)
+    return _run(opts, dataset, dry_run, given, resume)
 
 
-def _run(opts: TrainingOptions, dataset: Any, dry_run: bool, given: dict[str, Any]) -> int:
+def _run(opts: TrainingOptions, dataset: Any, dry_run: bool, given: dict[str, Any], resume: Any) -> int:
     from core.training import distributed as dist_util
 
     try:
@@ -369,15 +418,20 @@ def _run(opts: TrainingOptions, dataset: Any, dry_run: bool, given: dict[str, An
         print(json.dumps(spec.to_dict(), indent=2))
         return EXIT_OK
     assert env is not None
-    return _train(spec, env, dataset, _desc(opts, dataset, spec, given), given)
+    return _train(spec, env, dataset, _desc(opts, dataset, spec, given), given, resume)
 
 
-def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[str, Any]) -> int:
-    from core.rundir import RunWriter, new_run_dir
+def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[str, Any], resume: Any) -> int:
+    from core.rundir import RunWriter
     from core.training import distributed as dist_util
     from core.training.loop import Trainer
 
-    run_dir = new_run_dir(spec.options.outdir, desc) if env.is_main else None
+    try:  # the last thing that can fail on the user's input, before a run directory exists
+        run_dir = _make_run_dir(spec.options.outdir, desc) if env.is_main else None
+    except OptionError as e:
+        print(f"train_headless.py: error: {e}", file=sys.stderr)
+        dist_util.shutdown(env, False)
+        return EXIT_USAGE
     writer = RunWriter(run_dir, rank=env.rank, live_interval_s=spec.live_interval)
     handler = writer.log_handler() if env.is_main else None
     if handler is not None:
@@ -385,6 +439,7 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[st
         writer.write_run_json({**spec.options.to_dict(), "resolved": spec.to_dict(), "dataset": dataset.describe(),
                                "world_size": env.world_size})
         log.info("run directory: %s", run_dir)
+        _tell_launcher(run_dir)
     bar = _ProgressBar(spec.total_kimg, 0.0) if env.is_main else None
     trainer = None
     code, success = EXIT_FAILED, False
@@ -392,7 +447,7 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[st
     # arrives while this rank handles its failed collective, and must not cut the status line short.
     with dist_util.sigterm_as_exception() as sigterm:
         try:
-            trainer = Trainer(spec, run_dir, env, dataset, resume=spec.options.resume,
+            trainer = Trainer(spec, run_dir, env, dataset, resume=resume,
                               progress_fn=bar, writer=writer, given=given)
             if bar is not None:
                 bar.bar.reset(total=spec.total_kimg)
@@ -414,7 +469,11 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[st
             code = EXIT_INTERRUPTED
         except Exception as e:
             sigterm.ending()
-            log.exception("training failed: %s", e)
+            if run_dir is not None:  # the console gets one line, log.txt the whole traceback
+                log.error("training failed: %s: %s (traceback in %s)", type(e).__name__, e, run_dir / layout.LOG_TXT)
+                writer.log(traceback.format_exc())
+            else:
+                log.exception("training failed: %s", e)
             writer.status("failed", trainer.kimg if trainer else 0.0, message=f"{type(e).__name__}: {e}")
         finally:
             sigterm.ending()
@@ -427,6 +486,29 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[st
                 logging.getLogger().removeHandler(handler)
             dist_util.shutdown(env, success)
     return code
+
+
+def _tell_launcher(run_dir: Path) -> None:
+    """A launcher (the GUI) that named a file in ADA_STUDIO_RUN_DIR_FILE learns the run directory from it."""
+    target = os.environ.get("ADA_STUDIO_RUN_DIR_FILE")
+    if not target:
+        return
+    from core.io.atomic import atomic_write_text
+
+    try:
+        atomic_write_text(target, str(run_dir.resolve()))
+    except OSError as e:
+        log.warning("could not tell the launcher the run directory (%s: %s)", target, e)
+
+
+def _make_run_dir(outdir: str, desc: str) -> Path:
+    from core.rundir import new_run_dir
+
+    try:
+        return new_run_dir(outdir, desc)
+    except OSError as e:
+        raise OptionError(f"--outdir {outdir}: cannot make a run directory there ({e.strerror or e}); "
+                          "choose a folder you can write to") from None
 
 
 @contextlib.contextmanager

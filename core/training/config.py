@@ -224,6 +224,8 @@ def _check_choices(o: TrainingOptions) -> None:
         raise OptionError(f"--augpipe {o.augpipe!r} is unknown; use one of {', '.join(AUGPIPES)}")
     if o.cfg not in CFG_NAMES:
         raise OptionError(f"--cfg {o.cfg!r} is unknown; use one of {', '.join(CFG_NAMES)}")
+    if o.desc is not None and (not o.desc or any(sep in o.desc for sep in ("/", "\\")) or o.desc in (".", "..")):
+        raise OptionError(f"--desc {o.desc!r}: it becomes part of a folder name; use letters, digits, '-' or '_'")
     if o.device not in DEVICES:
         raise OptionError(f"--device {o.device!r} is unknown; use one of {', '.join(DEVICES)}")
 
@@ -308,7 +310,10 @@ def resolve_spec(o: TrainingOptions, data: DataSpec, num_gpus: int, device: str)
                           " give --batch and --batch-gpu explicitly")
     mbstd = min(o.mbstd_group or cfg.mbstd_group, batch_gpu)
     if batch_gpu % mbstd != 0:
-        raise OptionError(f"--batch-gpu {batch_gpu} is not a multiple of --mbstd-group {mbstd}; change one of them")
+        # Name what the user gave: --batch-gpu derives from --batch when it was not given.
+        what = f"--batch-gpu {batch_gpu}" if o.batch_gpu else f"--batch {batch} ({batch_gpu} per process and round)"
+        raise OptionError(f"{what} is not a multiple of --mbstd-group {mbstd}; pick a multiple of {mbstd}, or set "
+                          "--mbstd-group")
     G_kwargs = cfg.G_kwargs(data.label_dim, data.resolution, data.channels)
     D_kwargs = cfg.D_kwargs(data.label_dim, data.resolution, data.channels)
     if o.map_depth is not None:

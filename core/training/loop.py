@@ -35,7 +35,14 @@ from core.networks import Discriminator, Generator
 from core.rundir import RunWriter, layout
 from core.training import distributed as dist_util
 from core.training.augment_state import AugmentState
-from core.training.checkpointing import Checkpointer, ResumePlan, copy_matching, plan_resume
+from core.training.checkpointing import (
+    Checkpointer,
+    ResumePlan,
+    ResumeSource,
+    copy_matching,
+    load_resume_source,
+    plan_resume,
+)
 from core.training.config import TrainingSpec
 from core.training.distributed import DistEnv
 from core.training.ema import ema_beta, update_ema
@@ -123,7 +130,7 @@ class Trainer:
         run_dir: Path | None,
         env: DistEnv,
         dataset: ImageDataset,
-        resume: str | None = None,
+        resume: str | ResumeSource | None = None,
         progress_fn: Callable[[Progress], None] | None = None,
         writer: RunWriter | None = None,
         given: Collection[str] = (),
@@ -167,8 +174,9 @@ class Trainer:
         self._kept_nimg = -1  # cur_nimg of the last kept snapshot
         self._grid_z, self._grid_c, self._grid_reals = self._preview_inputs()
         if resume:
-            self.apply_resume(plan_resume(resume, given, self.aug.controller.state_dict(),
-                                          spec.augment.multipliers, self.aug.pipe is not None, self.device))
+            source = resume if isinstance(resume, ResumeSource) else load_resume_source(resume, self.device)
+            self.apply_resume(plan_resume(source, given, self.aug.controller.state_dict(),
+                                          spec.augment.multipliers, self.aug.pipe is not None))
         for module in (self.G, self.D, self.G_ema):
             dist_util.broadcast_module_(module, env)
 

@@ -162,3 +162,38 @@ def test_every_form_choice_is_a_command_the_trainer_accepts(aug: str, with_dataa
     assert opts.augpipe == ("color" if form.uses_pipe else None)
     assert opts.p == (0.3 if aug == "fixed" else None)
     assert opts.target == (0.7 if aug in ("ada", "apa") else None)
+
+
+def test_start_from_another_folder_attaches_the_run_it_launched(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The GUI started from a user's folder: a relative outdir means that folder, and the trainer tells
+    # the GUI its run directory (it used to train unseen under the repository).
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.chdir(home)
+    c = RunClient()
+    c.start(StartOptions(outdir="runs", kimg=0.016, extra_args="--batch 8 --tick 0.016 --metrics none --workers 0"))
+    try:
+        _until(lambda: c.check_launch() is not None or c.error, "the run directory")
+        assert c.error is None, c.error
+        assert c.run_dir is not None and c.run_dir.parent == home / "runs"
+        _until(lambda: c.status() is not None and c.status().state == "finished", "the run to finish")
+    finally:
+        if c.proc is not None and c.proc.poll() is None:
+            c.proc.kill()
+
+
+def test_a_trainer_that_makes_no_run_directory_is_stopped_not_orphaned(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import viz.run_client as run_client
+
+    hang = tmp_path / "hang.py"
+    hang.write_text("import time\ntime.sleep(120)\n")
+    monkeypatch.setattr(run_client, "TRAINER", hang)
+    monkeypatch.setattr(run_client, "START_TIMEOUT_S", 1.0)
+    c = RunClient()
+    c.start(StartOptions(outdir=str(tmp_path / "runs")))
+    _until(lambda: c.check_launch() is not None or c.error, "the launch to time out")
+    assert c.error is not None and "was stopped" in c.error
+    assert c.proc is not None and c.proc.poll() is not None  # ended, not left running unseen
+    assert not c.starting and c.reader is None
