@@ -55,9 +55,7 @@ def check_styles(styles: list[int], num_ws: int) -> None:
         raise StudioError(f"--styles {bad[0]}: out of range; this network has {num_ws} ws (0-{num_ws - 1})")
 
 
-def seed_ws(
-    G: nn.Module, seeds: list[int], label: torch.Tensor, psi: float
-) -> dict[int, torch.Tensor]:
+def seed_ws(G: nn.Module, seeds: list[int], label: torch.Tensor, psi: float) -> dict[int, torch.Tensor]:
     """ws [num_ws, w_dim] by seed; truncation written out as the public tool does it."""
     z = np.stack([np.random.RandomState(seed).randn(G.z_dim) for seed in seeds])
     c = label.repeat([len(seeds), 1]) if G.c_dim else None
