@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from core.io.tensors import read_tensor_file
 from core.networks import Generator
@@ -44,3 +46,13 @@ def fixture_pkl(shared_fixtures: Path) -> Path:
 def reference() -> dict[str, np.ndarray]:
     with np.load(REFERENCE) as data:
         return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # These networks are tiny: a second thread buys nothing, and with other jobs on the same
+    # cores it made steps several times slower. The public-parity tests pass at 1 and 2 threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
