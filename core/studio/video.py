@@ -6,7 +6,8 @@ StyleGAN3's gen_video, the keyframes are dealt to the cells in order: with a 2x1
 follows smoothstep, so the walk slows down at each keyframe instead of turning abruptly.
 
 Outputs: ``.mp4`` (H.264 through imageio-ffmpeg's bundled ffmpeg), ``.gif`` (Pillow), or a folder
-(name ending in ``/``) of PNG frames. Frames are rendered one at a time and handed to the encoder.
+(name ending in ``/``) of PNG frames. Frames are rendered one at a time and handed to the encoder,
+so memory does not grow with the length of the video.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Protocol
 import numpy as np
 import PIL.Image
 import torch
+from PIL import GifImagePlugin
 from torch import nn
 from tqdm import tqdm
 
@@ -217,22 +219,24 @@ def _frames_sink(folder: Path) -> Iterator[FrameSink]:
 
 
 def write_gif(path: Path, frames: Iterator[np.ndarray], fps: float) -> int:
-    """Pillow encodes the frames as they come (it keeps each palettised frame until it writes)."""
+    """Encode and write each frame as it comes, with its own 256-colour palette; loops forever.
+
+    Pillow's ``save(save_all=True)`` keeps every frame until the end (to merge equal ones), so the
+    file is assembled from Pillow's per-frame GIF helpers instead: header, frames, trailer.
+    """
+    duration = round(1000 / fps)
     count = 0
-
-    def pil_frames() -> Iterator[PIL.Image.Image]:
-        nonlocal count
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         for frame in frames:
+            image = PIL.Image.fromarray(_rgb(frame), "RGB").convert("P", palette=PIL.Image.Palette.ADAPTIVE)
+            if count == 0:
+                header, _ = GifImagePlugin.getheader(image, None, {"loop": 0, "duration": duration})
+                f.writelines(header)
+            f.writelines(GifImagePlugin.getdata(image, (0, 0), duration=duration, include_color_table=True))
             count += 1
-            yield PIL.Image.fromarray(_rgb(frame), "RGB")
-
-    stream = pil_frames()
-    first = next(stream)
-    with atomic_path(path) as tmp:
-        first.save(
-            tmp, format="GIF", save_all=True, append_images=stream, duration=round(1000 / fps), loop=0,
-            optimize=False,
-        )  # fmt: skip
+        if count == 0:
+            raise StudioError(f"--out {path}: no frames to write")
+        f.write(b";")  # the GIF trailer
     return count
 
 

@@ -20,6 +20,8 @@ import PIL.Image
 import pytest
 import torch
 
+from core.networks import Generator
+from core.networks.checkpoint import save_checkpoint
 from core.studio.__main__ import main
 from core.studio.common import parse_number_list
 from core.studio.generate import generate_images
@@ -63,6 +65,16 @@ def test_batched_seeds_match_one_at_a_time(fixture_G):
         diff = np.abs(other.astype(int) - single)
         assert diff.max() <= 1
         assert (diff > 0).mean() < 1e-3  # measured: ~2e-5
+
+
+def test_run_directory_means_its_newest_snapshot(fixture_G, reference, tmp_path):
+    snapshots = tmp_path / "run" / "snapshots"
+    save_checkpoint(snapshots / "network-snapshot-000004", G_ema=Generator(**fixture_G.init_kwargs))  # older
+    save_checkpoint(snapshots / "network-snapshot-000012", G_ema=fixture_G)
+    args = ["generate", "--network", str(tmp_path / "run"), "--seeds", _seeds_arg(reference["seeds"])]
+    assert main([*args, "--trunc", "0.7", "--outdir", str(tmp_path / "out")]) == 0
+    for seed, expected in zip(reference["seeds"], reference["img_psi07_const"], strict=True):
+        assert np.array_equal(_png(tmp_path / "out" / f"seed{int(seed):04d}.png"), expected)
 
 
 def test_grid_is_row_major_with_black_empty_cells(fixture_snapshot, tmp_path):
