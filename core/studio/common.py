@@ -160,14 +160,18 @@ def seeds_to_z(seeds: Iterable[int], z_dim: int, device: torch.device) -> torch.
 def load_ws_file(path: Path, G: nn.Module, option: str) -> np.ndarray:
     """ws [N, num_ws, w_dim] (float32) from a projected_w.npz-style file (key ``w``)."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "w" not in data:
-                raise StudioError(f"{option} {path}: no array named 'w' (found: {', '.join(data.files) or 'none'})")
-            ws = np.asarray(data["w"])
-    except StudioError:
-        raise
+        data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise StudioError(f"{option} {path}: not a readable .npz file ({exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise StudioError(f"{option} {path}: a bare array, not an .npz file with an array named 'w'")
+    with data:
+        if "w" not in data.files:
+            raise StudioError(f"{option} {path}: no array named 'w' (found: {', '.join(data.files) or 'none'})")
+        try:
+            ws = np.asarray(data["w"])
+        except (OSError, ValueError, EOFError) as exc:  # object arrays (pickles) and damaged members
+            raise StudioError(f"{option} {path}: cannot read its 'w' ({exc})") from None
     expected = (G.num_ws, G.w_dim)
     if ws.ndim != 3 or tuple(ws.shape[1:]) != expected or not np.issubdtype(ws.dtype, np.floating):
         raise StudioError(

@@ -182,6 +182,8 @@ def load_target(path: Path, resolution: int, channels: int) -> np.ndarray:
             image.load()
     except PIL.UnidentifiedImageError:
         raise StudioError(f"--target {path}: not an image Pillow can read") from None
+    except PIL.Image.DecompressionBombError as exc:
+        raise StudioError(f"--target {path}: {exc}") from None
     except OSError as exc:  # missing, unreadable, or truncated image data
         raise StudioError(f"--target {path}: cannot read the image ({exc.strerror or exc})") from None
     w, h = image.size

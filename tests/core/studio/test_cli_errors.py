@@ -37,6 +37,8 @@ def _inputs(folder: Path) -> dict[str, str]:
     (folder / "junk.png").write_text("not an image")
     (folder / "afile").write_text("x")
     np.savez(folder / "wrong_w.npz", w=np.zeros([1, 3, 5], np.float32))
+    np.savez(folder / "object_w.npz", w=np.array([{"a": 1}], dtype=object))  # would need pickle
+    np.save(folder / "bare.npy", np.zeros([1, 8, 64], np.float32))
     files = {"grey": "grey.png", "clear": "clear.png", "rgb": "rgb.png", "junk": "junk.png", "afile": "afile"}
     networks = {
         "demo": DEMO,
@@ -47,6 +49,8 @@ def _inputs(folder: Path) -> dict[str, str]:
         **{key: str(path) for key, path in networks.items()},
         **{key: str(folder / name) for key, name in files.items()},
         "wrong_w": str(folder / "wrong_w.npz"),
+        "object_w": str(folder / "object_w.npz"),
+        "bare": str(folder / "bare.npy"),
     }
 
 
@@ -93,6 +97,9 @@ CASES = {
     ),
     "video out kind": ([*VID, "--out", "walk.avi"], ".mp4"),
     "projected w of another network": ([*GEN, "--projected-w", "{wrong_w}"], "shape"),
+    "projected w needing pickle": ([*GEN, "--projected-w", "{object_w}"], "allow_pickle"),
+    "projected w as a bare .npy": ([*GEN, "--projected-w", "{bare}"], "bare array"),
+    "keyframes file missing": ([*VID[:3], "--keyframes", "nowhere.npz", "--out", "w.gif"], "nowhere.npz"),
     "missing option": (["generate", "--seeds", "1", "--outdir", "out"], "--network"),
 }
 SUBPROCESS_CASES = ("missing option", "negative seed", "grey target for an RGB G", "trunc without w_avg")
