@@ -204,6 +204,8 @@ def _mp4_sink(path: Path, fps: float) -> Iterator[FrameSink]:
         finally:
             if sink.writer is not None:
                 sink.writer.close()
+        if sink.writer is None:  # an empty temporary file must not become the video
+            raise StudioError(f"--out {path}: no frames to write")
 
 
 @contextlib.contextmanager

@@ -92,3 +92,33 @@ def test_grid_is_row_major_with_black_empty_cells(fixture_snapshot, tmp_path):
 def test_seed_syntax():
     assert parse_number_list("0-3,42, 7") == [0, 1, 2, 3, 42, 7]
     assert parse_number_list("4294967295") == [2**32 - 1]
+
+
+def test_conditional_network_takes_its_class_in_every_command(tmp_path):
+    G = Generator(z_dim=8, c_dim=3, w_dim=8, img_resolution=8, img_channels=3, synthesis_kwargs={"channel_base": 64})
+    with torch.no_grad():
+        G.mapping.embed.weight.mul_(10)  # make the label matter visibly in a random network
+    net = str(save_checkpoint(tmp_path / "cond", G_ema=G))
+    for cls in (0, 2):
+        assert (
+            main(
+                [
+                    "generate",
+                    "--network",
+                    net,
+                    "--seeds",
+                    "5",
+                    "--class",
+                    str(cls),
+                    "--outdir",
+                    str(tmp_path / f"c{cls}"),
+                ]
+            )
+            == 0
+        )
+    assert not np.array_equal(_png(tmp_path / "c0" / "seed0005.png"), _png(tmp_path / "c2" / "seed0005.png"))
+    mix = ["mix", "--network", net, "--rows", "1", "--cols", "2", "--styles", "0-1", "--class", "1"]
+    assert main([*mix, "--out", str(tmp_path / "mix.png")]) == 0
+    video = ["video", "--network", net, "--seeds", "1,2", "--seconds", "1", "--fps", "2", "--class", "1"]
+    assert main([*video, "--out", str(tmp_path / "frames") + "/"]) == 0
+    assert len(list((tmp_path / "frames").iterdir())) == 2
