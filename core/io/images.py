@@ -48,14 +48,19 @@ def image_grid(
     x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
     if x.ndim != 4:
         raise ValueError(f"image_grid: expected images [N, C, H, W], got shape {list(x.shape)}")
+    return tile(list(to_hwc(x, rgb=rgb, drange=drange)), cols)
+
+
+def tile(images: list[np.ndarray], cols: int, rows: int | None = None) -> np.ndarray:
+    """uint8 images [H, W, C] in row-major cells of a black canvas ``rows`` (default: as many as needed)
+    by ``cols`` cells; cells past the last image stay black."""
     if cols < 1:
-        raise ValueError(f"image_grid: cols must be >= 1, got {cols}")
-    hwc = to_hwc(x, rgb=rgb, drange=drange)
-    n, h, w, c = hwc.shape
-    rows = -(-n // cols)
+        raise ValueError(f"image grid: cols must be >= 1, got {cols}")
+    h, w, c = images[0].shape
+    rows = -(-len(images) // cols) if rows is None else rows
     grid = np.zeros((rows * h, cols * w, c), dtype=np.uint8)
-    for i in range(n):
+    for i, image in enumerate(images):
         r, q = divmod(i, cols)
-        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = hwc[i]
+        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = image
     return grid
 

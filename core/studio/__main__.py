@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from core.data.tool import OneLineParser
+from core.io.cli import OneLineParser
 from core.studio.common import NOISE_MODES, StudioError, parse_number_list
 
 log = logging.getLogger("core.studio")

@@ -185,11 +185,6 @@ def load_ws_file(path: Path, G: nn.Module, option: str) -> np.ndarray:
 # Images
 
 
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] in about [-1, 1] -> [N, H, W, C] uint8, rounding as the public tools do."""
-    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-
 def to_pil(image: np.ndarray) -> PIL.Image.Image:
     if image.shape[2] == 1:
         return PIL.Image.fromarray(image[:, :, 0], "L")
@@ -202,16 +197,6 @@ def save_png(path: Path, image: np.ndarray | PIL.Image.Image) -> Path:
     with atomic_path(path) as tmp:
         pil.save(tmp, format="PNG")
     return path
-
-
-def tile(images: list[np.ndarray], columns: int, rows: int) -> np.ndarray:
-    """Images [H, W, C] in row-major cells of a black canvas."""
-    h, w, c = images[0].shape
-    canvas = np.zeros([rows * h, columns * w, c], dtype=np.uint8)
-    for idx, image in enumerate(images):
-        y, x = divmod(idx, columns)
-        canvas[y * h : (y + 1) * h, x * w : (x + 1) * w] = image
-    return canvas
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from core.io.images import tile, to_hwc
 from core.studio.common import (
     NetworkOptions,
     StudioError,
@@ -24,8 +25,6 @@ from core.studio.common import (
     resolve_device,
     save_png,
     seeds_to_z,
-    tile,
-    to_uint8,
 )
 
 log = logging.getLogger(__name__)
@@ -54,14 +53,14 @@ def generate_images(
         chunk = seeds[start : start + batch]
         z = seeds_to_z(chunk, G.z_dim, device)
         img = G(z, label.repeat([len(chunk), 1]), truncation_psi=psi, noise_mode=noise_mode)
-        yield from to_uint8(img)
+        yield from to_hwc(img)
 
 
 @torch.no_grad()
 def render_ws(G: nn.Module, ws: np.ndarray, noise_mode: str, device: torch.device) -> Iterator[np.ndarray]:
     """uint8 images of saved ws, one at a time as the public generate.py --projected-w does."""
     for w in torch.from_numpy(ws).to(device):
-        yield to_uint8(G.synthesis(w.unsqueeze(0), noise_mode=noise_mode))[0]
+        yield to_hwc(G.synthesis(w.unsqueeze(0), noise_mode=noise_mode))[0]
 
 
 def run_generate(opts: GenerateOptions) -> list[Path]:

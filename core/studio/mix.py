@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.io.images import to_hwc
 from core.studio.common import (
     NetworkOptions,
     StudioError,
@@ -26,7 +27,6 @@ from core.studio.common import (
     make_label,
     resolve_device,
     save_png,
-    to_uint8,
 )
 
 log = logging.getLogger(__name__)
@@ -74,13 +74,13 @@ def style_mix(
     # The public tool maps list(set(...)) in one batch; the same order gives the same pixels.
     all_seeds = list(set(rows + cols))
     w_by_seed = seed_ws(G, all_seeds, label, psi)
-    plain = to_uint8(G.synthesis(torch.stack([w_by_seed[s] for s in all_seeds]), noise_mode=noise_mode))
+    plain = to_hwc(G.synthesis(torch.stack([w_by_seed[s] for s in all_seeds]), noise_mode=noise_mode))
     images = {(s, s): image for s, image in zip(all_seeds, plain, strict=True)}
     for row in rows:
         for col in cols:
             w = w_by_seed[row].clone()
             w[styles] = w_by_seed[col][styles]
-            images[(row, col)] = to_uint8(G.synthesis(w.unsqueeze(0), noise_mode=noise_mode))[0]
+            images[(row, col)] = to_hwc(G.synthesis(w.unsqueeze(0), noise_mode=noise_mode))[0]
     return MixResult(images=images, grid=_canvas(images, rows, cols))
 
 

@@ -31,6 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from core.io.atomic import atomic_path, atomic_write_json
+from core.io.images import from_uint8, to_hwc
 from core.metrics.extractors import DETECTORS
 from core.studio.common import (
     NetworkOptions,
@@ -40,7 +41,6 @@ from core.studio.common import (
     make_label,
     resolve_device,
     save_png,
-    to_uint8,
 )
 from core.studio.video import check_video_out, write_video
 
@@ -128,7 +128,7 @@ class PixelDistance:
     MIN_SIZE = 8
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        return images / 127.5 - 1
+        return from_uint8(images)
 
     def __call__(self, target: torch.Tensor, synth: torch.Tensor) -> torch.Tensor:
         total = synth.new_zeros([])
@@ -293,7 +293,7 @@ def _progress_frames(G: nn.Module, projection: Projection, target: np.ndarray) -
     """target | projection after each step, side by side."""
     for w in projection.w_steps:
         with torch.no_grad():
-            synth = to_uint8(G.synthesis(w.reshape(1, 1, -1).repeat([1, G.num_ws, 1]), noise_mode="const"))[0]
+            synth = to_hwc(G.synthesis(w.reshape(1, 1, -1).repeat([1, G.num_ws, 1]), noise_mode="const"))[0]
         yield np.concatenate([target, synth], axis=1)
 
 
@@ -328,7 +328,7 @@ def _write_outputs(
     # The public projected_w.npz: the last step's w repeated to every layer, [1, num_ws, w_dim].
     ws = projection.w_steps[-1].reshape(1, 1, -1).repeat([1, G.num_ws, 1])
     with torch.no_grad():
-        proj = to_uint8(G.synthesis(ws, noise_mode="const"))[0]
+        proj = to_hwc(G.synthesis(ws, noise_mode="const"))[0]
     written = [save_png(outdir / "target.png", target), save_png(outdir / "proj.png", proj)]
     npz = outdir / "projected_w.npz"
     with atomic_path(npz) as tmp, open(tmp, "wb") as f:

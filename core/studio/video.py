@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from core.io.atomic import atomic_path
+from core.io.images import tile, to_hwc
 from core.studio.common import (
     NetworkOptions,
     StudioError,
@@ -42,8 +43,6 @@ from core.studio.common import (
     resolve_device,
     save_png,
     seeds_to_z,
-    tile,
-    to_uint8,
 )
 
 log = logging.getLogger(__name__)
@@ -130,7 +129,7 @@ def render_frames(
     center = w_avg if w_avg is not None else torch.zeros([G.w_dim], device=keys.device)
     for frame in range(num_frames):
         ws = frame_ws(keys, frame, num_frames, loop, kind, center)
-        yield tile(list(to_uint8(G.synthesis(ws, noise_mode=noise_mode))), *grid)
+        yield tile(list(to_hwc(G.synthesis(ws, noise_mode=noise_mode))), *grid)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import numpy as np
 import PIL.Image
 import torch
 
+from core.io.images import to_hwc
 from core.studio.__main__ import main
-from core.studio.common import to_uint8
 from core.studio.mix import seed_ws, style_mix
 
 
@@ -37,12 +37,12 @@ def test_mix_layout_and_cells_are_the_mixed_ws(fixture_G):
         ws = seed_ws(fixture_G, list(set(rows + cols)), label, 1.0)  # the same mapping batch as style_mix
         for k, col in enumerate(cols, start=1):
             assert np.array_equal(grid[:r, k * r : (k + 1) * r], result.images[(col, col)])
-            expected = to_uint8(fixture_G.synthesis(ws[col].unsqueeze(0), noise_mode="const"))[0]
+            expected = to_hwc(fixture_G.synthesis(ws[col].unsqueeze(0), noise_mode="const"))[0]
             assert np.abs(expected.astype(int) - result.images[(col, col)]).max() <= 1  # batched there
         for i, row in enumerate(rows, start=1):
             assert np.array_equal(grid[i * r : (i + 1) * r, :r], result.images[(row, row)])
             for k, col in enumerate(cols, start=1):
                 mixed = ws[row].clone()
                 mixed[styles] = ws[col][styles]
-                expected = to_uint8(fixture_G.synthesis(mixed.unsqueeze(0), noise_mode="const"))[0]
+                expected = to_hwc(fixture_G.synthesis(mixed.unsqueeze(0), noise_mode="const"))[0]
                 assert np.array_equal(grid[i * r : (i + 1) * r, k * r : (k + 1) * r], expected)
