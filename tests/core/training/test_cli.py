@@ -215,7 +215,12 @@ def test_ctrl_c_stops_at_the_minibatch_with_a_snapshot_and_exits_130(tiny_data: 
     assert json.loads(snapshot.read_text())["meta"]["kimg"] == pytest.approx(states[-1]["kimg"])
 
 
-def test_the_first_ctrl_c_asks_for_a_stop_a_copy_of_it_is_ignored_and_a_second_aborts() -> None:
+def test_the_first_ctrl_c_asks_for_a_stop_a_copy_of_it_is_ignored_and_a_second_aborts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    from core.training import cli
     from core.training.cli import _ctrl_c_stops
 
     class Flags:
@@ -224,18 +229,32 @@ def test_the_first_ctrl_c_asks_for_a_stop_a_copy_of_it_is_ignored_and_a_second_a
         def request_interrupt(self) -> None:
             self.requests += 1
 
+    # A fake clock: on a loaded machine real sleeps can stretch past the repeat window, and the
+    # copy would then count as a second press (and the test would pass without checking the copy).
+    clock = [1000.0]
+    monkeypatch.setattr(cli, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+
+    def settle() -> None:  # the handler runs in this thread at the next bytecode; give it a few
+        for _ in range(50):
+            time.sleep(0.01)
+
     trainer, before = Flags(), signal.getsignal(signal.SIGINT)
+    stage = "first"
     with pytest.raises(KeyboardInterrupt), _ctrl_c_stops(trainer, repeat_after_s=0.5):
         os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # the handler runs in this thread at the next bytecode
+        settle()
         assert trainer.requests == 1
+        stage = "copy"
+        clock[0] += 0.49
         os.kill(os.getpid(), signal.SIGINT)  # the same Ctrl-C forwarded by torchrun's agent
-        time.sleep(0.05)
+        settle()
         assert trainer.requests == 1
-        time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGINT)  # pressed again
-        time.sleep(1)
+        stage = "second"
+        clock[0] += 0.02
+        os.kill(os.getpid(), signal.SIGINT)  # pressed again, 0.51 s after the first
+        settle()
         pytest.fail("the second Ctrl-C did not abort")
+    assert stage == "second", f"KeyboardInterrupt at the {stage} Ctrl-C"
     assert trainer.requests == 1
     assert signal.getsignal(signal.SIGINT) is before  # restored
 
