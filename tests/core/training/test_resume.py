@@ -240,7 +240,11 @@ def test_kill_minus_9_never_leaves_a_broken_file_and_resume_loses_at_most_a_tick
     tiny_data: Path, tmp_path: Path
 ) -> None:
     _DATA[:] = [tiny_data]
-    rng = random.Random(int(os.environ.get("KILL_TEST_SEED", time.time_ns() % 2**32)))
+    # A new kill moment each run, printed (pytest shows it with a failure): KILL_TEST_SEED=<n> repeats
+    # the same draws (the moments are offsets after the second tick, so a rerun lands close to it).
+    seed = int(os.environ.get("KILL_TEST_SEED", time.time_ns() % 2**32))
+    print(f"KILL_TEST_SEED={seed}")
+    rng = random.Random(seed)
     source: Path | None = None
     for attempt in range(2):
         outdir = tmp_path / f"out{attempt}"
