@@ -37,6 +37,7 @@ BAD = [
     (["--p", "0.3"], "--p only applies to --aug fixed"),
     (["--aug", "fixed"], "--aug fixed needs --p"),
     (["--aug", "fixed", "--p", "2"], "--p must be in [0, --p-max"),
+    (["--p-max", "5"], "--p-max must be at most 1"),
     (["--batch", "6", "--batch-gpu", "4"], "not divisible by --gpus x --batch-gpu"),
     (["--cond", "1"], "drop --cond for unlabeled data"),
     (["--with-dataaug"], "--with-dataaug only applies to --aug apa"),
