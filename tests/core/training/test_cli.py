@@ -186,10 +186,13 @@ def _start_and_wait_for_a_tick(data: Path, out: Path) -> tuple[subprocess.Popen[
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(out.glob("*/events.jsonl")):
         time.sleep(0.1)
-    (events_file,) = out.glob("*/events.jsonl")
-    while time.monotonic() < deadline and '"kind":"tick"' not in events_file.read_text():
+    files = list(out.glob("*/events.jsonl"))
+    while files and time.monotonic() < deadline and '"kind":"tick"' not in files[0].read_text():
         time.sleep(0.1)
-    return proc, events_file.parent
+    if not files or '"kind":"tick"' not in files[0].read_text():
+        proc.kill()
+        pytest.fail(f"the trainer wrote no tick within 120 s: {proc.communicate(timeout=30)[1][-3000:]}")
+    return proc, files[0].parent
 
 
 def _wait(proc: subprocess.Popen[str], timeout: float = 60) -> str:
@@ -214,6 +217,18 @@ def test_ctrl_c_stops_at_the_minibatch_with_a_snapshot_and_exits_130(tiny_data: 
     snapshot = reader.latest_snapshot()
     assert snapshot is not None
     assert json.loads(snapshot.read_text())["meta"]["kimg"] == pytest.approx(states[-1]["kimg"])
+
+
+def test_sigterm_ends_the_run_with_status_stopped_and_exit_130(tiny_data: Path, tmp_path: Path) -> None:
+    proc, run_dir = _start_and_wait_for_a_tick(tiny_data, tmp_path / "out")
+    proc.send_signal(signal.SIGTERM)  # what a scheduler or torchrun sends
+    err = _wait(proc)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    states = [e for e in RunReader(run_dir).poll_events() if e["kind"] == "status"]
+    assert [e["state"] for e in states] == ["started", "stopped"], states
+    assert states[-1]["message"] == "interrupted"
+    assert RunReader(run_dir).status().state == "stopped"
 
 
 def test_the_first_ctrl_c_asks_for_a_stop_a_copy_of_it_is_ignored_and_a_second_aborts(
