@@ -173,8 +173,22 @@ def test_crash_writing_tensors_leaves_nothing_loadable(tmp_path: Path, monkeypat
         load_checkpoint(tmp_path / "s")
 
 
-def test_killed_writer_never_yields_a_torn_snapshot(tmp_path: Path) -> None:
+def test_killed_writer_never_yields_a_torn_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A process rewriting one snapshot in a loop is killed; every load is complete or refused."""
+    import core.networks.checkpoint as ckpt_module
+
+    # Every other load is a slow reader: it waits 30 ms between the JSON and the tensors, so a
+    # rewrite lands in between (the writer pauses 20 ms between writes). Without that, the two
+    # reads are too close for a rewrite to fall between them and a mixed pair would go unseen.
+    slow = [False]
+    read_tensors = ckpt_module.read_tensor_file
+
+    def maybe_slow_read(path: Path) -> Any:
+        if slow[0]:
+            time.sleep(0.03)
+        return read_tensors(path)
+
+    monkeypatch.setattr(ckpt_module, "read_tensor_file", maybe_slow_read)
     stem = tmp_path / "live"
     script = textwrap.dedent(
         f"""
@@ -202,6 +216,7 @@ def test_killed_writer_never_yields_a_torn_snapshot(tmp_path: Path) -> None:
     loads, attempts, deadline = 0, 0, time.monotonic() + 120
 
     def load_once() -> int:
+        slow[0] = not slow[0]
         try:
             ckpt = load_checkpoint(stem)
         except CheckpointError:
