@@ -159,7 +159,7 @@ def test_a_trainer_that_makes_no_run_directory_in_time_is_reported(
     import viz.run_client as rc
 
     _fake_trainer(monkeypatch, "import time; time.sleep(60)")
-    monkeypatch.setattr(rc, "START_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(rc, "START_TIMEOUT_S", 5.0)
     c = RunClient()
     c.start(StartOptions(outdir=str(tmp_path)))
     try:
