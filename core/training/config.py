@@ -252,6 +252,8 @@ def _check_augment(o: TrainingOptions) -> None:
         raise OptionError(f"--p only applies to --aug fixed (got --aug {o.aug}); drop --p or use --aug fixed")
     if o.aug == Mechanism.FIXED and o.p is None:
         raise OptionError("--aug fixed needs --p: give the fixed augmentation probability, e.g. --p 0.2")
+    if o.p_max > 1:
+        raise OptionError(f"--p-max must be at most 1 (p is a probability; above 1 augmentations leak), got {o.p_max}")
     if o.p is not None and not 0 <= o.p <= o.p_max:
         raise OptionError(f"--p must be in [0, --p-max = {o.p_max}], got {o.p}")
     if o.target is not None and not Mechanism(o.aug).adaptive:

@@ -83,12 +83,16 @@ class _SlowModel(torch.nn.Module):
             3,
         )
         self.started = threading.Event()
+        self.gate = threading.Event()  # a render finishes only once the test opens it (set)
+        self.gate.set()
 
     def mapping(self, z, c, truncation_psi=1.0, truncation_cutoff=None, skip_w_avg_update=True):
         return z[:, None, :].repeat(1, 2, 1)
 
     def synthesis(self, ws, noise_mode="const"):
         self.started.set()
+        if not self.gate.wait(60):
+            raise TimeoutError("the test never opened the gate")
         time.sleep(self.delay)
         return torch.tanh(ws[:, :1, :1, :1]).expand(-1, 3, 4, 4)
 
@@ -118,12 +122,14 @@ def test_newest_request_wins_and_incompatible_stale_results_are_dropped() -> Non
         assert r.wait_idle(10)
         statuses, _ = r.poll()
         assert statuses[0].model is model
+        model.G.gate.clear()  # the first render below lasts until all three later requests are in
         r.submit(RenderRequest(model.key, x=1))
         assert model.G.started.wait(5)
         # While the first render runs, three more arrive: only the newest is rendered next.
         r.submit(RenderRequest(model.key, x=2, grid_w=2))
         r.submit(RenderRequest(model.key, x=3, grid_w=2))
         r.submit(RenderRequest(model.key, x=4, grid_w=2))
+        model.G.gate.set()
         results = _drain(r)
         # The first one (1x1) was superseded by a 2x1 request: a different layout, dropped.
         assert [res.request.x for res in results] == [4]
@@ -159,13 +165,20 @@ def test_gui_thread_never_waits_for_a_render() -> None:
         r.load("slow")
         assert r.wait_idle(10)
         r.poll()
+        # The render is held until the GUI thread's 100 submits and polls are done: a GUI thread
+        # that waited for it would never get there (a timer opens the gate after 30 s, so a broken
+        # renderer fails here instead of hanging). No time bound: a loaded machine cannot break it.
+        model.G.gate.clear()
+        timer = threading.Timer(30, model.G.gate.set)
+        timer.start()
         r.submit(RenderRequest(model.key, x=1))
         assert model.G.started.wait(5)
-        t0 = time.perf_counter()
         for i in range(100):
             r.submit(RenderRequest(model.key, x=2 + i))
             r.poll()
-        assert time.perf_counter() - t0 < 0.2  # the 1 s render is not in the way
+        assert not model.G.gate.is_set(), "the GUI thread's submit/poll waited for the render"
+        timer.cancel()
+        model.G.gate.set()
     finally:
         r.close()
 

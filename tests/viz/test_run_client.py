@@ -32,7 +32,8 @@ def _until(fn, what: str, timeout: float = TIMEOUT):  # noqa: ANN001, ANN202
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunClient]:
     outdir = tmp_path_factory.mktemp("runs")
     c = RunClient()
-    c.start(StartOptions(outdir=str(outdir), kimg=2, extra_args="--batch 8 --tick 0.016 --metrics none"))
+    # 1000 kimg: the run cannot finish on its own within the tests, so only Stop can end it.
+    c.start(StartOptions(outdir=str(outdir), kimg=1000, extra_args="--batch 8 --tick 0.016 --metrics none"))
     try:
         _until(lambda: c.check_launch() is not None or c.reader is not None or c.error, "the run directory")
         assert c.error is None, c.error
@@ -124,10 +125,52 @@ def test_closing_the_gui_leaves_the_run_going_and_reopening_attaches(
 
 
 def test_stop_ends_the_run(client: RunClient) -> None:
+    assert client.trainer_running() and client.status().state != "finished"
     client.stop()
-    client.proc.wait(timeout=TIMEOUT)
+    try:
+        client.proc.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the trainer did not exit within {TIMEOUT:.0f} s of Stop")
     assert client.proc.returncode == 0
-    assert _until(lambda: client.status().state in ("stopped", "finished"), "the final status")
+    final = _until(lambda: client.status().state in ("stopped", "finished") and client.status(), "the final status")
+    assert final.state == "stopped", final  # a 1000 kimg run that "finished" was not stopped
+
+
+def _fake_trainer(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
+    import viz.run_client as rc
+
+    monkeypatch.setattr(rc, "trainer_command", lambda opts, python=sys.executable: [python, "-c", code])
+
+
+def test_a_trainer_that_exits_before_its_run_directory_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_trainer(monkeypatch, "import sys; print('first'); print('bad option --x'); sys.exit(7)")
+    c = RunClient()
+    c.start(StartOptions(outdir=str(tmp_path)))
+    _until(lambda: c.poll() is not None and not c.starting, "the launch to end", timeout=60)
+    assert c.reader is None and c.error is not None
+    assert "exited (7) before making its run directory" in c.error and "bad option --x" in c.error, c.error
+
+
+def test_a_trainer_that_makes_no_run_directory_in_time_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import viz.run_client as rc
+
+    _fake_trainer(monkeypatch, "import time; time.sleep(60)")
+    monkeypatch.setattr(rc, "START_TIMEOUT_S", 5.0)
+    c = RunClient()
+    c.start(StartOptions(outdir=str(tmp_path)))
+    try:
+        assert c.starting and c.poll() == [] and c.error is None  # still inside the limit
+        _until(lambda: c.poll() is not None and not c.starting, "the start timeout", timeout=30)
+        assert c.reader is None and c.trainer_running()
+        assert c.error is not None and "no run directory appeared" in c.error
+        assert str(tmp_path) in c.error
+    finally:
+        os.killpg(c.proc.pid, signal.SIGKILL)  # our own fake trainer's session only
+        c.proc.wait(timeout=30)
 
 
 def test_attach_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:

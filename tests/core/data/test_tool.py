@@ -204,3 +204,24 @@ def test_unusable_sources_exit_2(tmp_path: Path) -> None:
     result = run_tool("--source", str(bad), "--dest", str(tmp_path / "o.zip"), "--resolution", "8")
     assert result.returncode == 2 and "no readable images (1 unreadable)" in result.stderr
     assert not (tmp_path / "o.zip").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(("orientation", "red_at"), [(1, (0, 0)), (6, (0, 1)), (8, (1, 0)), (3, (1, 1))])
+def test_exif_rotation_is_applied(tmp_path: Path, orientation: int, red_at: tuple[int, int]) -> None:
+    """Phone photos store pixels unrotated plus an EXIF Orientation: the dataset gets the upright image."""
+    source = tmp_path / "src"
+    source.mkdir()
+    pixels = np.zeros((16, 16, 3), np.uint8)
+    pixels[...] = (0, 0, 255)
+    pixels[:8, :8] = (255, 0, 0)  # red top-left quadrant as stored
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # 6: shown rotated 90 degrees clockwise, 8: counter-clockwise, 3: 180
+    Image.fromarray(pixels).save(source / "photo.jpg", quality=95, exif=exif)
+    dest = tmp_path / "out.zip"
+    result = run_tool("--source", str(source), "--dest", str(dest), "--resolution", "16")
+    assert result.returncode == 0, result.stderr
+    img = ImageDataset(dest).get_image(0).astype(int)  # CHW
+    quadrants = {(r, c): img[:, 8 * r + 2 : 8 * r + 6, 8 * c + 2 : 8 * c + 6].mean(axis=(1, 2))
+                 for r in (0, 1) for c in (0, 1)}
+    reds = [q for q, (red, _, blue) in quadrants.items() if red > 200 and blue < 60]
+    assert reds == [red_at], {q: v.round().tolist() for q, v in quadrants.items()}

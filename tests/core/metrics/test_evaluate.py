@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from torch import nn
 
@@ -98,6 +99,7 @@ class FakeDetector(nn.Module):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Matrix is singular")  # 6 features from 32 images: sqrtm warns, stays exact
 def test_torchscript_detector_path_and_fid(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -107,8 +109,19 @@ def test_torchscript_detector_path_and_fid(
     extractor = build_extractor("inception", torch.device("cpu"), "fid50k_full")
     assert extractor.identity.startswith("inception-")
     assert extractor(torch.zeros(2, 3, 8, 8, dtype=torch.uint8)).shape == (2, 6)
-    result = compute_metrics(tiny_generator(), str(data), ["fid50k_full", "kid50k_full"], options(tmp_path))
-    assert result["fid50k_full"].results["fid50k_full"] > 0 and result["fid50k_full"].num_real == 40
+    # Fakes: the reals inverted, replayed in order; FID recomputed here from the detector's features.
+    reals = ImageDataset(data).load_batch(np.arange(40))[0]
+    G = ReplayGenerator(255 - reals)
+    result = compute_metrics(G, str(data), ["fid50k_full", "kid50k_full"], options(tmp_path))
+    assert result["fid50k_full"].num_real == 40
+    fake_features = FakeDetector()(torch.from_numpy(255 - reals[:32])).double().numpy()
+    real_features = FakeDetector()(torch.from_numpy(reals)).double().numpy()
+    mu_r, mu_g = real_features.mean(0), fake_features.mean(0)
+    cov_r, cov_g = np.cov(real_features, rowvar=False), np.cov(fake_features, rowvar=False)
+    covmean = scipy.linalg.sqrtm(cov_r @ cov_g).real
+    expected = float(np.square(mu_r - mu_g).sum() + np.trace(cov_r + cov_g - 2 * covmean))
+    assert expected > 100  # far from zero, so a constant or a sign slip would show
+    assert result["fid50k_full"].results["fid50k_full"] == pytest.approx(expected, rel=1e-3)
     assert set(result["kid50k_full"].results) == {"kid50k_full"}
     (tmp_path / "junk.pt").write_bytes(b"not torchscript")
     with pytest.raises(MetricsError, match="junk.pt: not a loadable TorchScript Inception-v3 detector"):

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +172,22 @@ def test_crash_writing_tensors_leaves_nothing_loadable(tmp_path: Path, monkeypat
         load_checkpoint(tmp_path / "s")
 
 
-def test_killed_writer_never_yields_a_torn_snapshot(tmp_path: Path) -> None:
+def test_killed_writer_never_yields_a_torn_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A process rewriting one snapshot in a loop is killed; every load is complete or refused."""
+    import core.networks.checkpoint as ckpt_module
+
+    # Every other load is a slow reader: it waits 30 ms between the JSON and the tensors, so a
+    # rewrite lands in between (the writer pauses 20 ms between writes). Without that, the two
+    # reads are too close for a rewrite to fall between them and a mixed pair would go unseen.
+    slow = [False]
+    read_tensors = ckpt_module.read_tensor_file
+
+    def maybe_slow_read(path: Path) -> Any:
+        if slow[0]:
+            time.sleep(0.03)
+        return read_tensors(path)
+
+    monkeypatch.setattr(ckpt_module, "read_tensor_file", maybe_slow_read)
     stem = tmp_path / "live"
     script = textwrap.dedent(
         f"""
@@ -197,23 +212,32 @@ def test_killed_writer_never_yields_a_torn_snapshot(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=REPO)
     assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-    loads = 0
+    loads, attempts, deadline = 0, 0, time.monotonic() + 120
+
+    def load_once() -> int:
+        slow[0] = not slow[0]
+        try:
+            ckpt = load_checkpoint(stem)
+        except CheckpointError:
+            return 0
+        i = ckpt.meta["i"]
+        assert torch.all(ckpt.G_ema.mapping.w_avg == i) and torch.all(ckpt.augment_state["pad"] == i)
+        return 1
+
     try:
-        for attempt in range(40):
-            if attempt == 30:
-                proc.kill()
-                proc.wait()
-            try:
-                ckpt = load_checkpoint(stem)
-            except CheckpointError:
-                continue
-            i = ckpt.meta["i"]
-            assert torch.all(ckpt.G_ema.mapping.w_avg == i) and torch.all(ckpt.augment_state["pad"] == i)
-            loads += 1
+        # While it writes: at least 30 attempts and 3 complete loads (so the test proves something,
+        # however a loaded machine interleaves the two processes); a loud failure at the deadline.
+        while attempts < 30 or loads < 3:
+            assert time.monotonic() < deadline, f"only {loads} complete loads in {attempts} attempts"
+            loads += load_once()
+            attempts += 1
+        proc.kill()
+        proc.wait()
+        for _ in range(10):  # killed at an arbitrary point: still complete or refused
+            load_once()
     finally:
         proc.kill()
         proc.wait()
-    assert loads > 0
 
 
 # --------------------------------------------------------------------------------- validation

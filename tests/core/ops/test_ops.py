@@ -239,9 +239,22 @@ def test_conv2d_resample_gradients(up: int, down: int) -> None:
     _check(lambda x, w: conv2d_resample(x, w, f=f, up=up, down=down, padding=1), t64(2, 2, 4, 4), t64(3, 2, 3, 3))
 
 
-def test_plain_conv_gradients() -> None:
-    _check(lambda x, w: F.conv2d(x, w, padding=1), t64(1, 2, 4, 4), t64(2, 2, 3, 3))
-    _check(lambda x, w: F.conv_transpose2d(x, w, stride=2), t64(1, 2, 3, 3), t64(2, 2, 3, 3))
+def test_plain_conv_values_and_gradients() -> None:
+    """Our convolution wrapper (conv2d_resample's _conv), not torch's: true convolution when asked,
+    strided transposed convolution, both twice differentiable."""
+    from core.ops.conv2d_resample import _conv
+
+    x, w = t64(1, 2, 5, 6), t64(3, 2, 3, 2)
+    expected = torch.stack([
+        sum(torch.from_numpy(convolve2d(x[0, i].numpy(), w[o, i].numpy(), mode="valid")) for i in range(2))
+        for o in range(3)
+    ])[None]  # fmt: skip
+    torch.testing.assert_close(_conv(x, w, flip_weight=False), expected)  # a true convolution
+    torch.testing.assert_close(_conv(x, w.flip([2, 3])), expected)  # correlation with the flipped kernel
+    up = _conv(x, t64(2, 3, 3, 3), stride=2, transpose=True)
+    assert up.shape == (1, 3, 11, 13)  # (5 - 1) * 2 + 3, (6 - 1) * 2 + 3
+    _check(lambda x, w: _conv(x, w, padding=1, flip_weight=False), t64(1, 2, 4, 4), t64(2, 2, 3, 3))
+    _check(lambda x, w: _conv(x, w, stride=2, transpose=True), t64(1, 2, 3, 3), t64(2, 2, 3, 3))
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -1,5 +1,9 @@
 """The recorded run the GUI tests use (a real train_headless.py run made by scripts/record_demo_run.py),
-read back whole through RunReader: its events must tell the story a real ADA run tells."""
+read back whole through RunReader: its events must tell the story a real ADA run tells.
+
+The recording is frozen, so most tests here exercise RunReader only; the last test runs today's
+trainer briefly and checks that it still writes what the recording holds (event kinds and keys),
+so a trainer that drifted from the recording the GUI tests rely on fails here."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from core.io.images import image_grid
 from core.networks import Generator
 from core.rundir import RunReader, kimg_tag
 from core.rundir.schema import STAT_P, STAT_RT
@@ -156,8 +161,44 @@ def test_live_weights_are_the_final_g_ema_and_render(
     assert live.kwargs == resolved["G_kwargs"]
     G = Generator(**live.kwargs).eval()
     G.load_state_dict(live.state_dict, strict=True)
-    z = torch.from_numpy(np.random.RandomState(0).randn(4, G.z_dim)).float()
+    # The trainer rendered its last fakes preview from the final G_ema with the fixed z grid
+    # (RandomState(seed), const noise): the live weights must redraw that very image. Random
+    # weights differ by ~85 grey levels on average.
+    n = min(PREVIEW_GRID[0] * PREVIEW_GRID[1], resolved["data"]["num_images"])
+    z = torch.from_numpy(np.random.RandomState(resolved["seed"]).randn(n, G.z_dim)).float()
     with torch.no_grad():
         img = G(z, None, noise_mode="const")
-    assert img.shape == (4, 3, 32, 32) and torch.isfinite(img).all()
-    assert img.std(dim=0).mean() > 0.01  # different z, different images: a trained map, not a constant
+    assert img.shape == (n, 3, 32, 32) and torch.isfinite(img).all()
+    drawn = np.asarray(image_grid(img, PREVIEW_GRID[0])).astype(int)
+    latest = reader.latest_preview("fakes")
+    assert latest is not None
+    with Image.open(latest) as im:
+        recorded = np.asarray(im.convert("RGB")).astype(int)
+    diff = np.abs(drawn - recorded)
+    assert diff.mean() < 1.0 and diff.max() <= 8, f"live weights redraw {latest.name} off by {diff.mean():.1f}"
+    assert img.std(dim=0).mean() > 0.01  # different z, different images
+
+
+def _keys_by_kind(events: list[dict[str, Any]]) -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = {}
+    for e in events:
+        keys.setdefault(e["kind"], set()).update(k for k in e if not k.startswith("Timing/"))
+    return keys
+
+
+def test_recording_matches_what_the_trainer_writes_today(events: list[dict[str, Any]], tmp_path: Path) -> None:
+    from tests.core.training.test_loop import MINIBATCH_KIMG, make_dataset, make_trainer, run_trainer
+
+    data = make_dataset(tmp_path / "blobs")
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(data, run_dir, kimg=12 * MINIBATCH_KIMG, tick=4 * MINIBATCH_KIMG, aug="ada",
+                           target=0.6, ada_interval=1, ada_kimg=1, snap=1, preview_ticks=1)
+    assert run_trainer(trainer) == "finished"
+    fresh = _keys_by_kind(RunReader(run_dir).poll_events())
+    recorded = _keys_by_kind(events)
+    for kind in ("status", "stats", "tick", "preview", "snapshot"):
+        assert kind in fresh, f"today's trainer wrote no {kind!r} events"
+        assert recorded[kind] == fresh[kind], (
+            f"{kind!r} events: only in the recording {sorted(recorded[kind] - fresh[kind])}, only written today "
+            f"{sorted(fresh[kind] - recorded[kind])}; re-record with scripts/record_demo_run.py"
+        )

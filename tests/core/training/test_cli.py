@@ -37,6 +37,7 @@ BAD = [
     (["--p", "0.3"], "--p only applies to --aug fixed"),
     (["--aug", "fixed"], "--aug fixed needs --p"),
     (["--aug", "fixed", "--p", "2"], "--p must be in [0, --p-max"),
+    (["--p-max", "5"], "--p-max must be at most 1"),
     (["--batch", "6", "--batch-gpu", "4"], "not divisible by --gpus x --batch-gpu"),
     (["--cond", "1"], "drop --cond for unlabeled data"),
     (["--with-dataaug"], "--with-dataaug only applies to --aug apa"),
@@ -185,10 +186,13 @@ def _start_and_wait_for_a_tick(data: Path, out: Path) -> tuple[subprocess.Popen[
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(out.glob("*/events.jsonl")):
         time.sleep(0.1)
-    (events_file,) = out.glob("*/events.jsonl")
-    while time.monotonic() < deadline and '"kind":"tick"' not in events_file.read_text():
+    files = list(out.glob("*/events.jsonl"))
+    while files and time.monotonic() < deadline and '"kind":"tick"' not in files[0].read_text():
         time.sleep(0.1)
-    return proc, events_file.parent
+    if not files or '"kind":"tick"' not in files[0].read_text():
+        proc.kill()
+        pytest.fail(f"the trainer wrote no tick within 120 s: {proc.communicate(timeout=30)[1][-3000:]}")
+    return proc, files[0].parent
 
 
 def _wait(proc: subprocess.Popen[str], timeout: float = 60) -> str:
@@ -215,7 +219,24 @@ def test_ctrl_c_stops_at_the_minibatch_with_a_snapshot_and_exits_130(tiny_data: 
     assert json.loads(snapshot.read_text())["meta"]["kimg"] == pytest.approx(states[-1]["kimg"])
 
 
-def test_the_first_ctrl_c_asks_for_a_stop_a_copy_of_it_is_ignored_and_a_second_aborts() -> None:
+def test_sigterm_ends_the_run_with_status_stopped_and_exit_130(tiny_data: Path, tmp_path: Path) -> None:
+    proc, run_dir = _start_and_wait_for_a_tick(tiny_data, tmp_path / "out")
+    proc.send_signal(signal.SIGTERM)  # what a scheduler or torchrun sends
+    err = _wait(proc)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    states = [e for e in RunReader(run_dir).poll_events() if e["kind"] == "status"]
+    assert [e["state"] for e in states] == ["started", "stopped"], states
+    assert states[-1]["message"] == "interrupted"
+    assert RunReader(run_dir).status().state == "stopped"
+
+
+def test_the_first_ctrl_c_asks_for_a_stop_a_copy_of_it_is_ignored_and_a_second_aborts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    from core.training import cli
     from core.training.cli import _ctrl_c_stops
 
     class Flags:
@@ -224,18 +245,32 @@ def test_the_first_ctrl_c_asks_for_a_stop_a_copy_of_it_is_ignored_and_a_second_a
         def request_interrupt(self) -> None:
             self.requests += 1
 
+    # A fake clock: on a loaded machine real sleeps can stretch past the repeat window, and the
+    # copy would then count as a second press (and the test would pass without checking the copy).
+    clock = [1000.0]
+    monkeypatch.setattr(cli, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+
+    def settle() -> None:  # the handler runs in this thread at the next bytecode; give it a few
+        for _ in range(50):
+            time.sleep(0.01)
+
     trainer, before = Flags(), signal.getsignal(signal.SIGINT)
+    stage = "first"
     with pytest.raises(KeyboardInterrupt), _ctrl_c_stops(trainer, repeat_after_s=0.5):
         os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # the handler runs in this thread at the next bytecode
+        settle()
         assert trainer.requests == 1
+        stage = "copy"
+        clock[0] += 0.49
         os.kill(os.getpid(), signal.SIGINT)  # the same Ctrl-C forwarded by torchrun's agent
-        time.sleep(0.05)
+        settle()
         assert trainer.requests == 1
-        time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGINT)  # pressed again
-        time.sleep(1)
+        stage = "second"
+        clock[0] += 0.02
+        os.kill(os.getpid(), signal.SIGINT)  # pressed again, 0.51 s after the first
+        settle()
         pytest.fail("the second Ctrl-C did not abort")
+    assert stage == "second", f"KeyboardInterrupt at the {stage} Ctrl-C"
     assert trainer.requests == 1
     assert signal.getsignal(signal.SIGINT) is before  # restored
 

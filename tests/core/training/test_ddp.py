@@ -200,3 +200,38 @@ def test_a_rank_that_dies_ends_the_job_and_leaves_loadable_files(data: Path, tmp
     assert snapshot is not None and load_any(snapshot).meta["kimg"] <= status["kimg"]
     for marker in (run_dir / "snapshots").glob("*-*[0-9].json"):  # every snapshot left behind loads
         load_any(marker)
+
+
+ADAPTIVE = {
+    "ada": ["--aug", "ada", "--target", "0.6", "--ada-interval", "1", "--ada-kimg", "0.1"],
+    "apa": ["--aug", "apa", "--target", "0.6", "--ada-interval", "1", "--ada-kimg", "0.1"],
+}
+
+
+@pytest.mark.parametrize("aug", sorted(ADAPTIVE))
+def test_ada_and_apa_adapt_p_across_two_ranks_as_in_one_process(data: Path, tmp_path: Path, aug: str) -> None:
+    """p is driven by r_t summed over ranks: two gloo processes move it exactly as one process does."""
+    fixed = ARGS.index("--aug")
+    args = [*ARGS[:fixed], *ARGS[fixed + 4:], *ADAPTIVE[aug]]  # without "--aug fixed --p 0.3"
+    runs = {}
+    launchers = {"single": [sys.executable], "multi": [*TORCHRUN, "--standalone", "--nproc_per_node", "2"]}
+    for name, launcher in launchers.items():
+        out = tmp_path / name
+        done = subprocess.run([*launcher, TRAIN, "--outdir", str(out), "--data", str(data), *args], env=_env(),
+                              capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-12000:]
+        runs[name] = _final(out)
+    (single_dir, a), (multi_dir, b) = runs["single"], runs["multi"]
+    ckpt_a = load_checkpoint(single_dir / "snapshots" / a["snapshot"])
+    ckpt_b = load_checkpoint(multi_dir / "snapshots" / b["snapshot"])
+    assert ckpt_a.meta["p"] > 0, "p never moved: the test would prove nothing"
+    assert ckpt_b.meta["p"] == pytest.approx(ckpt_a.meta["p"], abs=1e-9)
+    ticks = {name: [e for e in RunReader(d).poll_events() if e["kind"] == "tick"] for name, (d, _) in runs.items()}
+    for key in ("Progress/augment", "Progress/rt"):
+        multi_values = [e[key] for e in ticks["multi"]]
+        assert multi_values == pytest.approx([e[key] for e in ticks["single"]], abs=1e-6), key
+    for name in ("G", "D", "G_ema"):
+        sa, sb = getattr(ckpt_a, name).state_dict(), getattr(ckpt_b, name).state_dict()
+        for key, value in sa.items():
+            if not key.endswith("w_avg"):  # a running mean each rank keeps of its own mappings
+                torch.testing.assert_close(value, sb[key], rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")

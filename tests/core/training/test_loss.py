@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -37,16 +38,17 @@ def batch(n: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.T
 
 
 class Recorder(nn.Module):
-    """Wraps D and keeps every image batch it was shown."""
+    """Wraps D and keeps every image batch it was shown; ``shift`` moves its logits (to vary their signs)."""
 
     def __init__(self, D: nn.Module) -> None:
         super().__init__()
         self.D = D
         self.seen: list[torch.Tensor] = []
+        self.shift = 0.0
 
     def forward(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         self.seen.append(img.detach().clone())
-        return self.D(img, c)
+        return self.D(img, c) - self.shift
 
 
 def test_r1_penalty_and_gradient_match_direct_computation() -> None:
@@ -109,6 +111,44 @@ def test_path_length_mean_moves_once_per_phase_by_the_global_mean() -> None:
     assert all(p.grad is not None for p in G.synthesis.parameters() if p.requires_grad and p.ndim > 1)
 
 
+def test_path_length_penalty_and_gradient_match_direct_computation() -> None:
+    G, D = nets()
+    ref = copy.deepcopy(G)  # mapping() moves w_avg in training mode: the direct path starts from the same state
+    bank = StatsBank(torch.device("cpu"))
+    reader = StatsReader(bank)
+    spec = LossSpec(pl_weight=2.0, pl_decay=0.01, pl_batch_shrink=2, style_mixing_prob=0)
+    loss = StyleGAN2Loss(G, D, spec, bank)
+    loss.pl_mean.fill_(0.3)  # a non-zero running mean, so the penalty's centre matters
+    _, _, z, gc = batch(8)
+    G.requires_grad_(True)
+    torch.manual_seed(5)
+    loss.accumulate_gradients("Greg", _, _, z, gc, gain=3)
+    got = {n: p.grad.clone() for n, p in G.named_parameters() if p.grad is not None}
+    # Direct: |J_w^T y| with y ~ N(0, I)/sqrt(H*W), the root mean over ws of the squared norm over w_dim;
+    # penalty (length - a)^2 with a = pl_mean moved by decay towards this batch's mean length.
+    ref.requires_grad_(True)
+    torch.manual_seed(5)
+    n = 8 // 2
+    ws = ref.mapping(z[:n], gc[:n])
+    img = ref.synthesis(ws)
+    y = torch.randn_like(img) / math.sqrt(RES * RES)
+    (jac_y,) = torch.autograd.grad((img * y).sum(), [ws], create_graph=True)
+    lengths = torch.sqrt(jac_y.pow(2).sum(dim=2).mean(dim=1))
+    a = 0.3 + 0.01 * (lengths.mean() - 0.3)
+    penalty = (lengths - a).pow(2)
+    (penalty.mean() * 2.0 * 3).backward()
+    stats = reader.read()
+    assert stats["Loss/pl_penalty"].mean == pytest.approx(penalty.mean().item(), rel=1e-5)
+    assert stats["Loss/G/reg"].mean == pytest.approx(2.0 * penalty.mean().item(), rel=1e-5)
+    assert float(loss._pl_sum) == pytest.approx(lengths.sum().item(), rel=1e-5) and loss._pl_count == n
+    checked = 0
+    for name, p in ref.named_parameters():
+        expected = p.grad if p.grad is not None else torch.zeros_like(p)
+        torch.testing.assert_close(got.get(name, torch.zeros_like(p)), expected, rtol=1e-4, atol=1e-7, msg=name)
+        checked += int(expected.abs().sum() > 0)
+    assert checked > 10  # the penalty reaches the synthesis weights, not only a bias or two
+
+
 def test_apa_shows_pseudo_reals_in_both_real_passes() -> None:
     G, D = nets()
     recorder = Recorder(D)
@@ -120,6 +160,8 @@ def test_apa_shows_pseudo_reals_in_both_real_passes() -> None:
     G.requires_grad_(True)
     loss.accumulate_gradients("Gmain", real, c, z, gc, gain=1, round_idx=0)
     fakes = loss.pseudo[0]
+    with torch.no_grad():  # an untrained D scores every image alike: shift its logits so signs differ
+        recorder.shift = float(D(fakes, c).median())
     G.requires_grad_(False)
     D.requires_grad_(True)
     recorder.seen.clear()
@@ -128,11 +170,17 @@ def test_apa_shows_pseudo_reals_in_both_real_passes() -> None:
     # Dmain: fakes pass, then the real pass (all pseudo at p = 1); Dreg: the real pass again.
     torch.testing.assert_close(recorder.seen[1], fakes)
     torch.testing.assert_close(recorder.seen[2], fakes)
-    assert len(seen_signs) == 2 and all(s.shape == (4, 1) for s in seen_signs)
+    # r_t is fed the signs of D on what D was shown as real: here the pseudo reals, not the reals.
+    with torch.no_grad():
+        on_fakes, on_reals = (D(fakes, c) - recorder.shift).sign(), (D(real, c) - recorder.shift).sign()
+    assert not torch.equal(on_fakes, on_reals)  # the batch tells the two apart
+    assert len(seen_signs) == 2 and all(torch.equal(s, on_fakes) for s in seen_signs)
     p["value"] = 0.0
     recorder.seen.clear()
+    seen_signs.clear()
     loss.accumulate_gradients("Dmain", real, c, z, gc, gain=1, round_idx=0)
     torch.testing.assert_close(recorder.seen[1], real)
+    assert len(seen_signs) == 1 and torch.equal(seen_signs[0], on_reals)
 
 
 def test_ada_pipe_sees_every_image_D_sees_and_G_learns_through_it() -> None:

@@ -240,7 +240,11 @@ def test_kill_minus_9_never_leaves_a_broken_file_and_resume_loses_at_most_a_tick
     tiny_data: Path, tmp_path: Path
 ) -> None:
     _DATA[:] = [tiny_data]
-    rng = random.Random(int(os.environ.get("KILL_TEST_SEED", time.time_ns() % 2**32)))
+    # A new kill moment each run, printed (pytest shows it with a failure): KILL_TEST_SEED=<n> repeats
+    # the same draws (the moments are offsets after the second tick, so a rerun lands close to it).
+    seed = int(os.environ.get("KILL_TEST_SEED", time.time_ns() % 2**32))
+    print(f"KILL_TEST_SEED={seed}")
+    rng = random.Random(seed)
     source: Path | None = None
     for attempt in range(2):
         outdir = tmp_path / f"out{attempt}"
@@ -274,3 +278,42 @@ def test_resume_from_a_public_pickle_loads_weights_and_p(tmp_path: Path, shared_
     assert trainer.aug.controller.kimg == 100  # weights-only resume: p adapts faster, as in the public tool
     assert trainer.spec.ema_rampup is None
     trainer.close()
+
+
+def test_copy_matching_copies_what_matches_keeps_the_rest_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """--resume into a changed model (the public rule): tensors matching by name and shape are copied,
+    the others keep their fresh values with one warning; nothing matching at all is an error."""
+    import logging
+
+    from torch import nn
+
+    from core.training.checkpointing import copy_matching
+
+    def net(width: int, extra: bool) -> nn.Module:
+        m = nn.Module()
+        m.a = nn.Linear(4, 4)  # same in both
+        m.b = nn.Linear(4, width)  # another shape when width differs
+        if extra:
+            m.c = nn.Linear(2, 2)  # in one model only
+        m.register_buffer("w_avg", torch.full([4], float(width)))
+        return m
+
+    torch.manual_seed(1)
+    src = net(8, extra=True)
+    torch.manual_seed(2)
+    dst = net(6, extra=False)
+    fresh = {k: v.clone() for k, v in dst.state_dict().items()}
+    with caplog.at_level(logging.WARNING, logger="core.training.checkpointing"):
+        copy_matching(dst, src, "G")
+    got, src_state = dst.state_dict(), src.state_dict()
+    for k in ("a.weight", "a.bias", "w_avg"):
+        assert torch.equal(got[k], src_state[k]), k
+    for k in ("b.weight", "b.bias"):
+        assert torch.equal(got[k], fresh[k]) and not torch.equal(fresh[k], torch.zeros_like(fresh[k])), k
+    assert [r.getMessage() for r in caplog.records] == [
+        "--resume: 2 of 5 tensors of G did not match and keep their fresh values"
+    ]
+    other = nn.Module()
+    other.z = nn.Linear(3, 3)
+    with pytest.raises(RuntimeError, match="no tensor of D matches this run's D; is it the same kind of model"):
+        copy_matching(other, src, "D")
