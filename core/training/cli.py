@@ -336,13 +336,23 @@ class _TqdmHandler(logging.Handler):
             self.handleError(record)
 
 
-def _setup_console_logging(rank: int) -> None:
+@contextlib.contextmanager
+def _console_logging(rank: int) -> Iterator[None]:
+    """Log lines on the console while main runs; the root logger is left as it was found (main is
+    also called in-process, by tests and by the GUI's tools)."""
     root = logging.getLogger()
+    level, handler = root.level, None
     if not any(isinstance(h, _TqdmHandler) for h in root.handlers):
         handler = _TqdmHandler(logging.INFO if rank == 0 else logging.WARNING)
         handler.setFormatter(logging.Formatter("%(message)s" if rank == 0 else f"[rank {rank}] %(message)s"))
         root.addHandler(handler)
     root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            root.removeHandler(handler)
+        root.setLevel(level)
 
 
 class _ProgressBar:
@@ -371,7 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     from core.training import distributed as dist_util
 
     rank = int(os.environ.get("RANK", "0")) if dist_util.launched_by_torchrun() else 0
-    _setup_console_logging(rank)
+    with _console_logging(rank):
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
+    from core.training import distributed as dist_util
     from core.training.checkpointing import ResumeError, load_resume_source
 
     try:

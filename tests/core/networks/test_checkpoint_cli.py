@@ -48,6 +48,10 @@ def test_info_and_convert_a_public_pkl(tmp_path: Path, capsys: pytest.CaptureFix
     assert "augment: present" in out and "p=0.37" in out and "xflip=1" in out and "saturation=1" in out
     assert "kimg: unknown" in out and "ignored: augment_pipe buffers Hz_fbank, Hz_geom" in out
 
+    missing = _cli("convert", SNAPSHOT, tmp_path / "out" / "network-snapshot-000007.safetensors")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr  # it used to create the folder
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()
     converted = _cli("convert", SNAPSHOT, tmp_path / "out" / "network-snapshot-000007.safetensors")
     assert converted.returncode == 0, converted.stderr
     assert "wrote: " in converted.stdout

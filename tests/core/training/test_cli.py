@@ -56,7 +56,7 @@ BAD = [
     (["--metrics", "fid50k_full"], "--metrics: fid50k_full needs the Inception-v3 weights"),
     (["--metrics", "fid1k"], "--metrics: unknown metric"),
     (["--mbstd-group", "3"], "is not a multiple of --mbstd-group 3"),
-    (["--replay", "{out}/nope/run.json"], "--replay/--resume"),
+    (["--replay", "{out}/nope/run.json"], "/nope/run.json: no such file"),
     (["--aug", "bogus"], "argument --aug: invalid choice"),
     (["--kimg", "ten"], "argument --kimg: invalid"),
     (["--mirror", "maybe"], "argument --mirror"),
@@ -327,7 +327,9 @@ def test_a_sigterm_while_a_failure_is_recorded_leaves_the_failed_status(tiny_dat
                            "--data", str(tiny_data), *TINY_CLI, "--kimg", "1"],
                           env=_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr[-2000:]  # failed, not killed by the signal (-15)
-    assert "training failed: Connection closed by peer" in proc.stderr
+    assert "training failed: RuntimeError: Connection closed by peer" in proc.stderr
+    assert "Traceback" not in proc.stderr  # the console gets one line; log.txt the traceback
+    assert "Traceback" in (next((tmp_path / "out").iterdir()) / "log.txt").read_text()
     (run_dir,) = out.iterdir()
     status = [e for e in RunReader(run_dir).poll_events() if e["kind"] == "status"][-1]
     assert (status["state"], status["message"]) == ("failed", "RuntimeError: Connection closed by peer")
