@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from timing import median_time  # bench/ is on sys.path: scripts run from it; warm-up 1 (oneDNN kernels)
 from torch import nn
 
 from core.io.tensors import read_tensor_file
@@ -29,16 +28,6 @@ from core.studio.generate import generate_images
 from core.studio.project import PixelDistance, ProjectConfig, project
 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "sg2_res32_skip_resnet"
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: oneDNN builds its kernels for each new shape on first use
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def networks() -> dict[str, nn.Module]:
