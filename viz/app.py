@@ -554,9 +554,9 @@ class App:
     def _draw_status_bar(self, ctx: Any) -> None:
         from imgui_bundle import imgui
 
+        from viz.ui import fit_text, record_item
+
         imgui.separator()
-        text = self._messages[-1] if self._messages else "ready"
-        imgui.text(text)
         right = "offscreen" if self.opts.offscreen else f"{self.perf.fps:5.1f} fps"
         if self.model is not None:
             right = f"seed {self.seeds.seed}   |   " + right
@@ -564,6 +564,13 @@ class App:
         if run is not None:
             right = run + "   |   " + right
         w = imgui.calc_text_size(right).x
+        # The message gets what the right part leaves; a long one is cut, and shown whole on hover.
+        text = self._messages[-1] if self._messages else "ready"
+        shown = fit_text(text, imgui.get_window_width() - w - ctx.px(36), imgui.calc_text_size)
+        imgui.text(shown)
+        record_item(ctx, "status_message")
+        if shown != text and imgui.is_item_hovered():
+            imgui.set_tooltip(text)
         imgui.same_line(imgui.get_window_width() - w - ctx.px(12))
         imgui.text_disabled(right)
 
@@ -707,7 +714,9 @@ def _monitor_summary(mon: Any, client: Any) -> dict[str, Any]:
 
 
 def _setup_style(scale: float) -> None:
-    from imgui_bundle import imgui
+    from imgui_bundle import imgui, implot
+
+    from viz.widgets.training_monitor import FIT_PADDING
 
     io = imgui.get_io()
     io.fonts.add_font_from_file_ttf(str(FONT_PATH), FONT_SIZE)
@@ -718,6 +727,7 @@ def _setup_style(scale: float) -> None:
     style.grab_rounding = 3.0
     style.scale_all_sizes(scale)
     style.font_scale_dpi = scale
+    implot.get_style().fit_padding = imgui.ImVec2(*FIT_PADDING)
 
 
 def _fit_image(w: int, h: int, ctx: Any) -> tuple[Any, Any]:

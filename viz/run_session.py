@@ -11,7 +11,7 @@ from viz.panel import SendAugment
 from viz.run_client import RunClient
 from viz.widgets.augment_preview import AugmentPreviewState
 from viz.widgets.training_control import ControlAction, TrainingControlState
-from viz.widgets.training_monitor import MonitorState, refresh
+from viz.widgets.training_monitor import MonitorState, ingest_ancestors, refresh
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class RunSession:
                 self.control.error = str(exc)
             return
         self.monitor.clear()
+        if self.client.reader is not None:
+            ingest_ancestors(self.monitor, self.client.reader)
         self.control.error, self.control.message = None, f"attached to {run_dir}"
         session = load_session()
         session.last_run_dir = str(Path(run_dir).resolve())

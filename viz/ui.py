@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from imgui_bundle import imgui
 
-__all__ = ["FrameContext", "Rect", "help_marker", "record_item", "status_color", "text_colored"]
+__all__ = ["FrameContext", "Rect", "fit_path", "fit_text", "help_marker", "record_item", "status_color", "text_colored"]
 
 Rect = tuple[float, float, float, float]
 
@@ -57,3 +58,34 @@ def text_colored(kind: str, text: str) -> None:
     imgui.push_style_color(imgui.Col_.text, status_color(kind))
     imgui.text_wrapped(text)
     imgui.pop_style_color()
+
+
+ELLIPSIS = "\u2026"
+
+
+def fit_text(text: str, width: float, measure: Callable[[str], Any]) -> str:
+    """``text`` cut at the end with an ellipsis to fit ``width`` pixels (``measure(s).x`` is its width)."""
+    if measure(text).x <= width:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:  # the longest prefix that fits with the ellipsis
+        mid = (lo + hi + 1) // 2
+        if measure(text[:mid] + ELLIPSIS).x <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] + ELLIPSIS
+
+
+def fit_path(path: str, width: float, measure: Callable[[str], Any]) -> str:
+    """A path cut at its start to fit ``width`` pixels: the end (the file or run name) is what matters."""
+    if measure(path).x <= width:
+        return path
+    lo, hi = 0, len(path)
+    while lo < hi:  # the longest suffix that fits after the ellipsis
+        mid = (lo + hi + 1) // 2
+        if measure(ELLIPSIS + path[-mid:]).x <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return ELLIPSIS + path[len(path) - lo:] if lo else ELLIPSIS

@@ -336,6 +336,13 @@ def resume_candidates(run_dir: str | os.PathLike[str]) -> list[Path]:
     return ordered
 
 
+def rolling_stems(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Stems of the rolling checkpoints in a run's snapshots/ (a continued run's earlier launches left one)."""
+    folder = Path(run_dir) / SNAPSHOTS
+    return sorted(p.stem for p in folder.glob(f"{ROLLING_PREFIX}-*.json")
+                  if _ROLLING_RE.fullmatch(p.stem) and not p.name.endswith(".resume.json"))
+
+
 def metrics_path(run_dir: str | os.PathLike[str]) -> Path:
     """<run_dir>/metrics.jsonl."""
     return Path(run_dir) / METRICS

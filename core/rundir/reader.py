@@ -23,6 +23,7 @@ from core.rundir.layout import (
     latest_snapshot,
     live_paths,
     parse_preview_name,
+    run_dir_of_snapshot,
 )
 from core.rundir.schema import STATE_OF
 
@@ -114,6 +115,30 @@ class RunReader:
             info = self.run_info()
             self._options = info.get("options") if info else None
         return self._options
+
+    def ancestors(self, limit: int = 100) -> list[Path]:
+        """The run directories this run was forked from, oldest first (run.json's forked_from, or the
+        resume option of a run written before it, followed back: a run directory, or the run
+        directory a resumed snapshot lies in)."""
+        found: list[Path] = []
+        run = self.run_dir
+        seen = {run.resolve()}
+        while len(found) < limit:
+            info = _read_json(run / RUN_JSON)
+            options = info.get("options") if isinstance(info, dict) else None
+            source = info.get("forked_from") if isinstance(info, dict) else None
+            if source is None and isinstance(options, dict) and not isinstance(info.get("segments"), list):
+                source = options.get("resume")  # written before forked_from was recorded
+            if not isinstance(source, str) or not source:
+                break
+            path = Path(source)
+            earlier = path if path.is_dir() else run_dir_of_snapshot(path)
+            if earlier is None or not (earlier / RUN_JSON).is_file() or earlier.resolve() in seen:
+                break
+            seen.add(earlier.resolve())
+            found.append(earlier)
+            run = earlier
+        return found[::-1]
 
     def log_tail(self, n: int = 100) -> list[str]:
         """The last ``n`` complete lines of log.txt (without newlines)."""

@@ -211,6 +211,7 @@ class RunWriter:
         self._live_count = 0
         self._last_live = -math.inf
         self._run_json_written = False
+        self.segment = 0  # which launch of this run directory this writer is (see start_segment)
         self._background = _Background() if background else None
         self._tags: dict[str, int] = {}  # file name -> the nimg this writer gave it (see free_tag)
         if not self.enabled:
@@ -293,8 +294,34 @@ class RunWriter:
             "versions": _versions(),
             "options": _jsonable(dict(options), "options"),
         }
+        if options.get("resume"):  # kept when later launches continue the run (options are then theirs)
+            doc["forked_from"] = str(options["resume"])
         atomic_write_json(path, doc)
         self._run_json_written = True
+
+    def start_segment(self, options: Mapping[str, Any], resumed_from: str, kimg: float) -> int:
+        """Continue this run directory with a new launch (a resume): run.json gets a segment record and
+        this launch's options; returns the segment's number (the first launch is segment 0).
+
+        A run is one history however often it is stopped: events.jsonl, previews and snapshots go on
+        in the same folder, and the "status" events of a segment carry its number.
+        """
+        if not self.enabled:
+            return 0
+        assert self.run_dir is not None
+        path = self.run_dir / RUN_JSON
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise FileNotFoundError(f"{path}: cannot continue this run ({e}); resume with --outdir to fork it") from e
+        segments = doc.get("segments") or [_segment_record(doc.get("created"), doc.get("pid"), doc.get("host"),
+                                                           None, 0.0, doc.get("versions", {}).get("argv"))]
+        segments.append(_segment_record(self.clock(), self.pid, self.host, resumed_from, kimg, " ".join(sys.argv)))
+        doc.update(segments=segments, options=_jsonable(dict(options), "options"), pid=self.pid, host=self.host)
+        atomic_write_json(path, doc)
+        self._run_json_written = True
+        self.segment = len(segments) - 1
+        return self.segment
 
     def log(self, msg: str) -> None:
         """Append ``msg`` (one or more lines) to log.txt in one write."""
@@ -343,7 +370,8 @@ class RunWriter:
         """A "status" event: started/paused/resumed/stopped/finished/failed, with pid and host."""
         if state not in STATES:
             raise ValueError(f"status {state!r} is not one of {', '.join(STATES)}")
-        self.event("status", kimg, state=state, message=message, pid=self.pid, host=self.host)
+        extra = {"segment": self.segment} if self.segment else {}  # a continued run's later launches
+        self.event("status", kimg, state=state, message=message, pid=self.pid, host=self.host, **extra)
 
     def control_applied(self, kimg: float, seq: int, applied: Mapping[str, Any]) -> None:
         """A "control" event: the trainer applied control request ``seq`` (``applied``: what changed)."""
@@ -454,6 +482,12 @@ class RunWriter:
         self._submit(write, key="live")
         self._last_live = now
         return True
+
+
+def _segment_record(started: Any, pid: Any, host: Any, resumed_from: str | None, kimg: float,
+                    argv: str | None) -> dict[str, Any]:
+    return {"started": started, "pid": pid, "host": host, "resumed_from": resumed_from, "kimg": float(kimg),
+            "argv": argv}
 
 
 def _versions() -> dict[str, str]:

@@ -236,6 +236,8 @@ class Checkpointer:
         self.run_dir = run_dir
         self.writer = writer
         self.rolling: str | None = None  # the current rolling checkpoint's stem
+        # A continued run's earlier rolling checkpoints: removed once this launch has its own.
+        self.earlier: list[str] = layout.rolling_stems(run_dir)
 
     def save(self, cur_nimg: int, kept: bool, networks: dict[str, Any], state: dict[str, Any],
              meta: dict[str, Any]) -> Path | None:
@@ -249,8 +251,10 @@ class Checkpointer:
             stem = self.writer.kept_snapshot_stem(kimg)
             self._write(stem, kimg, networks, state, meta)
             kept_path = self.run_dir / layout.SNAPSHOTS / stem
-        if previous is not None and previous != rolling:
-            layout.remove_snapshot(self.run_dir, previous)
+        for stale in [previous, *self.earlier]:
+            if stale is not None and stale != rolling:
+                layout.remove_snapshot(self.run_dir, stale)
+        self.earlier = []
         return kept_path
 
     def _write(self, stem: str, kimg: float, networks: dict[str, Any], state: dict[str, Any],

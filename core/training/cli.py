@@ -391,6 +391,7 @@ def _main(argv: list[str]) -> int:
 
     try:
         opts, dry_run, given = parse_options(argv)
+        opts = absolute_paths(opts)
         # What --resume names is loaded first: a run with nothing to resume from is the real cause of
         # any option its run.json lacks. It is loaded to the CPU; the trainer moves it.
         resume = load_resume_source(opts.resume) if opts.resume else None
@@ -404,7 +405,6 @@ def _main(argv: list[str]) -> int:
             check_options(opts)
         else:
             _check_gpus(opts)
-        opts = absolute_paths(opts)
         _check_paths(opts)
         dataset = _open_dataset(opts)
     except (OptionError, ResumeError) as e:
@@ -442,7 +442,8 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[st
     from core.training.loop import Trainer
 
     try:  # the last thing that can fail on the user's input, before a run directory exists
-        run_dir = _make_run_dir(spec.options.outdir, desc) if env.is_main else None
+        continued = _continued_run(spec.options.resume, given, resume) if env.is_main else None
+        run_dir = (continued or _make_run_dir(spec.options.outdir, desc)) if env.is_main else None
     except OptionError as e:
         print(f"train_headless.py: error: {e}", file=sys.stderr)
         dist_util.shutdown(env, False)
@@ -451,8 +452,14 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[st
     handler = writer.log_handler() if env.is_main else None
     if handler is not None:
         logging.getLogger().addHandler(handler)
-        writer.write_run_json({**spec.options.to_dict(), "resolved": spec.to_dict(), "dataset": dataset.describe(),
-                               "world_size": env.world_size})
+        options = {**spec.options.to_dict(), "resolved": spec.to_dict(), "dataset": dataset.describe(),
+                   "world_size": env.world_size}
+        if continued is not None:
+            kimg = int(resume.state["cur_nimg"]) / 1000 if resume.state is not None else 0.0
+            segment = writer.start_segment(options, str(resume.snapshot), kimg)
+            log.info("continuing the run in %s (launch %d of it, from kimg %.3f)", run_dir, segment + 1, kimg)
+        else:
+            writer.write_run_json(options)
         log.info("run directory: %s", run_dir)
         _tell_launcher(run_dir)
     bar = _ProgressBar(spec.total_kimg, 0.0) if env.is_main else None
@@ -514,6 +521,19 @@ def _tell_launcher(run_dir: Path) -> None:
         atomic_write_text(target, str(run_dir.resolve()))
     except OSError as e:
         log.warning("could not tell the launcher the run directory (%s: %s)", target, e)
+
+
+def _continued_run(resume_option: str | None, given: dict[str, Any], resume: Any) -> Path | None:
+    """The run directory a resume continues in place: ``--resume RUN_DIR`` without ``--outdir``, or with
+    the folder RUN_DIR is in. Another --outdir forks the run into a new directory (the public tool's way)."""
+    if resume is None or not resume_option or not Path(resume_option).is_dir():
+        return None
+    run = Path(resume_option).resolve()
+    if not (run / layout.RUN_JSON).is_file():
+        return None
+    if "outdir" in given and Path(given["outdir"]).expanduser().resolve() != run.parent:
+        return None
+    return run
 
 
 def _make_run_dir(outdir: str, desc: str) -> Path:

@@ -216,3 +216,20 @@ def test_class_selects_the_label_of_a_conditional_generator() -> None:
         images = [render_images(model, RenderRequest(model.key, x=3, class_idx=k)) for k in (0, 1, 1)]
     assert not np.array_equal(images[0], images[1])
     np.testing.assert_array_equal(images[1], images[2])
+
+
+def test_long_texts_are_cut_to_fit_with_an_ellipsis() -> None:
+    from types import SimpleNamespace
+
+    from viz.ui import ELLIPSIS, fit_path, fit_text
+
+    def measure(s: str) -> SimpleNamespace:  # 7 px a character, like the UI font
+        return SimpleNamespace(x=7.0 * len(s))
+
+    assert fit_text("short", 100, measure) == "short"
+    cut = fit_text("a status message far too long for the bar", 70, measure)
+    assert cut.endswith(ELLIPSIS) and measure(cut).x <= 70 and "a status message".startswith(cut[:-1])
+    path = "/home/user/training-runs/00042-ffhq256-mirror-paper256-target0.7-bgcfnc"
+    end = fit_path(path, 140, measure)
+    assert end.startswith(ELLIPSIS) and path.endswith(end[1:]) and measure(end).x <= 140
+    assert fit_path(path, 1000, measure) == path

@@ -9,7 +9,7 @@ from typing import ClassVar
 from imgui_bundle import imgui
 
 from viz.panel import Intent, OpenSource, Scene
-from viz.ui import FrameContext, help_marker, record_item, text_colored
+from viz.ui import FrameContext, fit_path, help_marker, record_item, text_colored
 
 __all__ = ["SnapshotPanel", "SnapshotState", "draw_snapshot"]
 
@@ -40,6 +40,8 @@ def draw_snapshot(state: SnapshotState, ctx: FrameContext) -> str | None:
         "##snapshot_path", state.path_input, imgui.InputTextFlags_.enter_returns_true
     )
     record_item(ctx, "snapshot_path")
+    if imgui.is_item_hovered() and not imgui.is_item_active() and state.path_input:
+        imgui.set_tooltip(state.path_input)  # the field shows a long path's start; the name is at its end
     imgui.same_line()
     if (imgui.button("Open") or entered) and state.path_input.strip():
         open_path = state.path_input.strip()
@@ -48,8 +50,10 @@ def draw_snapshot(state: SnapshotState, ctx: FrameContext) -> str | None:
         "code), or a run directory (follows its newest snapshot and live weights)."
     )
     if state.recent and imgui.begin_combo("Recent", "choose...", imgui.ComboFlags_.height_large):
+        width = imgui.get_content_region_avail().x
         for item in state.recent:
-            if imgui.selectable(item, item == state.source)[0]:
+            label = fit_path(item, width, imgui.calc_text_size)
+            if imgui.selectable(f"{label}##{item}", item == state.source)[0]:
                 state.path_input = item
                 open_path = item
         imgui.end_combo()

@@ -42,6 +42,11 @@ class Series:
         self.kimg.append(kimg)
         self.values.append(value)
 
+    def cut_after(self, kimg: float) -> None:
+        """Forget the points past ``kimg`` (a resume from an earlier snapshot abandons them)."""
+        keep = next((i for i, k in enumerate(self.kimg) if k > kimg), len(self.kimg))
+        del self.kimg[keep:], self.values[keep:]
+
 
 @dataclass
 class MonitorState:
@@ -60,6 +65,9 @@ class MonitorState:
     last_poll: float = 0.0
     last_log: float = 0.0
     resets: int = 0
+    resume_points: list[float] = field(default_factory=list)  # kimg where a later launch took over
+    forked_from: list[Path] = field(default_factory=list)  # the run directories this run continues
+    awaiting_fork: bool = False  # the next "started" event is where this directory took over
 
     def clear(self) -> None:
         fresh = MonitorState()
@@ -80,6 +88,9 @@ def ingest(state: MonitorState, events: list[dict[str, Any]], options: dict[str,
         kind, kimg = ev.get("kind"), ev.get("kimg")
         if not isinstance(kimg, int | float):
             continue
+        if kind == "status" and ev.get("state") == "started" and (ev.get("segment") or state.awaiting_fork):
+            state.awaiting_fork = False
+            _resume_point(state, float(kimg))
         state.kimg = max(state.kimg, float(kimg))
         if kind == "stats" or (kind == "tick" and not state.saw_stats):
             state.saw_stats |= kind == "stats"
@@ -92,6 +103,26 @@ def ingest(state: MonitorState, events: list[dict[str, Any]], options: dict[str,
             applied = ev.get("applied") or {}
             if isinstance(applied.get("target"), int | float):
                 state.target.add(float(kimg), float(applied["target"]))
+
+
+def _resume_point(state: MonitorState, kimg: float) -> None:
+    """A launch that continued the run from ``kimg``: one timeline, whatever came after it is replaced."""
+    for series in (*state.series.values(), state.target):
+        series.cut_after(kimg)
+    state.kimg = kimg
+    state.resume_points.append(kimg)
+
+
+def ingest_ancestors(state: MonitorState, reader: RunReader) -> None:
+    """Start the timeline with the run directories this run was forked from (oldest first; a resume
+    with another --outdir, or any resume before runs continued in place): one timeline, the point
+    where each later directory took over marked, what it replaced cut."""
+    for run_dir in reader.ancestors():
+        older = RunReader(run_dir)
+        state.awaiting_fork = bool(state.forked_from)
+        ingest(state, older.poll_events(), older.options())
+        state.forked_from.append(run_dir)
+    state.awaiting_fork = bool(state.forked_from)
 
 
 def _run_target(options: dict[str, Any] | None) -> float | None:
@@ -178,6 +209,11 @@ def draw_monitor_view(state: MonitorState, ctx: FrameContext, textures: Any, run
     imgui.end_group()
 
 
+# Auto-fit leaves this fraction of the range free above and below (and a little at the ends), so a
+# flat line (p at a constant, r_t at the target) never hides under the plot's border.
+FIT_PADDING = (0.02, 0.12)
+
+
 def _draw_plots(state: MonitorState, ctx: FrameContext, size: Any) -> None:
     if not implot.begin_subplots("##monitor", 3, 2, size):
         return
@@ -190,6 +226,8 @@ def _draw_plots(state: MonitorState, ctx: FrameContext, size: Any) -> None:
                     implot.plot_line(legend, np.asarray(s.kimg), np.asarray(s.values))
             if lines[0][1] == schema.STAT_RT and state.target.kimg:
                 _plot_target(state)
+            if state.resume_points:  # where a later launch continued the run: one timeline, marked
+                implot.plot_inf_lines("resumed", np.asarray(state.resume_points, dtype=np.float64))
             implot.end_plot()
     implot.end_subplots()
 
