@@ -317,3 +317,64 @@ def test_copy_matching_copies_what_matches_keeps_the_rest_and_says_so(caplog: py
     other.z = nn.Linear(3, 3)
     with pytest.raises(RuntimeError, match="no tensor of D matches this run's D; is it the same kind of model"):
         copy_matching(other, src, "D")
+
+
+KILLS = int(os.environ.get("KILL_TEST_KILLS", "20"))
+
+
+def test_twenty_kills_in_a_row_then_resume_in_place_give_the_straight_runs_weights(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    """kill -9 at random moments over a run that writes a checkpoint every tick, each time resumed in
+    the same run directory; then it runs to the end: every file loads, events.jsonl parses, and the
+    final weights are those of the same run never interrupted."""
+    seed = int(os.environ.get("KILL_TEST_SEED", time.time_ns() % 2**32))
+    print(f"KILL_TEST_SEED={seed}")
+    rng = random.Random(seed)
+    total = (KILLS + 4) * TICK  # room for every kill to land after a new tick
+    args = ["--kimg", f"{total:g}", "--tick", f"{TICK:g}", "--snap", "4", "--live-interval", "0", "--data",
+            str(tiny_data), "--cfg", "cpu32", "--cbase", "256", "--cmax", "32", "--batch", "4", "--workers", "0",
+            "--device", "cpu", "--metrics", "none", "--aug", "ada", "--ada-kimg", "0.1", "--seed", "3"]
+    straight = subprocess.run(_cli("--outdir", str(tmp_path / "straight"), *args), env=_env(), capture_output=True,
+                              text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    outdir = tmp_path / "killed"
+    proc = subprocess.Popen(_cli("--outdir", str(outdir), *args), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    run_dir: Path | None = None
+    kills = 0
+    while kills < KILLS:
+        deadline = time.monotonic() + 120
+        seen = len(_tick_kimgs(run_dir)) if run_dir is not None else 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if run_dir is None and outdir.is_dir() and any(outdir.iterdir()):
+                run_dir = _newest_run(outdir)
+            resumable = run_dir is not None and (run_dir / "snapshots" / "latest.json").exists()
+            if resumable and len(_tick_kimgs(run_dir)) > seen:
+                break  # a new tick, and something to resume from
+            time.sleep(0.02)
+        assert proc.poll() is None, f"the run ended after {kills} kills; raise --kimg"
+        time.sleep(rng.uniform(0.0, 0.6))  # anywhere in the next tick: mid-minibatch, mid-checkpoint
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        assert run_dir is not None
+        _check_every_file_loads(run_dir)
+        proc = subprocess.Popen(_cli("--resume", str(run_dir)), env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    assert proc.wait(timeout=600) == 0
+    assert run_dir is not None and [p.name for p in outdir.iterdir()] == [run_dir.name]  # one directory
+    _check_every_file_loads(run_dir)
+    for line in (run_dir / "events.jsonl").read_text().splitlines():
+        json.loads(line)
+    doc = json.loads((run_dir / "run.json").read_text())
+    assert len(doc["segments"]) == KILLS + 1
+    (straight_dir,) = (tmp_path / "straight").iterdir()
+    final = load_checkpoint(run_dir / "snapshots" / json.loads((run_dir / "snapshots" / "latest.json").read_text())
+                            ["snapshot"])
+    reference = load_checkpoint(straight_dir / "snapshots" / json.loads(
+        (straight_dir / "snapshots" / "latest.json").read_text())["snapshot"])
+    assert final.meta["kimg"] == reference.meta["kimg"] == pytest.approx(total)
+    for name in ("G", "D", "G_ema"):
+        for k, v in getattr(reference, name).state_dict().items():
+            torch.testing.assert_close(getattr(final, name).state_dict()[k], v, rtol=0, atol=0, msg=f"{name}.{k}")
