@@ -36,17 +36,6 @@ __all__ = ["AppOptions", "main", "parse_args"]
 FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"
 FONT_SIZE = 15.0
 VIEWS = ("generator", "augment", "training")
-PANELS = (
-    "snapshot",
-    "seeds",
-    "trunc_noise",
-    "stylemix",
-    "augment",
-    "monitor",
-    "control",
-    "performance",
-    "capture",
-)
 DEFAULT_PANELS = ("snapshot", "seeds", "trunc_noise")
 
 
@@ -97,7 +86,8 @@ def parse_args(argv: list[str] | None) -> AppOptions:
     p.add_argument(
         "--panels",
         default=",".join(DEFAULT_PANELS),
-        help=f"control panels open at start, comma-separated from: {', '.join(PANELS)}",
+        help="control panels open at start, comma-separated (snapshot, seeds, trunc_noise, stylemix, augment, "
+        "monitor, control, performance, capture, ...)",
     )
     p.add_argument("--seed", type=int, default=0, help="first seed shown")
     p.add_argument("--grid", help="start in grid view with WxH seeds, e.g. 4x3")
@@ -134,10 +124,7 @@ def parse_args(argv: list[str] | None) -> AppOptions:
         level=logging.DEBUG if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     width, height = _parse_wh(p, "--size", a.size)
-    panels = tuple(x.strip() for x in a.panels.split(",") if x.strip())
-    bad = [x for x in panels if x not in PANELS]
-    if bad:
-        p.error(f"--panels: unknown panel(s) {', '.join(bad)}; choose from {', '.join(PANELS)}")
+    panels = tuple(x.strip() for x in a.panels.split(",") if x.strip())  # checked against the panels in main
     if a.offscreen < 0:
         p.error("--offscreen: give the number of frames to render, e.g. --offscreen 3")
     if a.offscreen and a.out is None:
@@ -182,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     from viz.host import HostError, select_gl_platform
 
+    known = [panel.name for panel in build_panels(opts)]
+    bad = [name for name in opts.panels if name not in known]
+    if bad:
+        print(f"launch_viz.py: error: --panels: unknown panel(s) {', '.join(bad)}; choose from {', '.join(known)}",
+              file=sys.stderr)
+        return 2
     select_gl_platform(offscreen=opts.offscreen > 0)
     _limit_torch_threads(opts.torch_threads)
     try:

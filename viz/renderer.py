@@ -1,7 +1,7 @@
 """Generator rendering off the GUI thread: the newest request wins, stale results are dropped.
 
 The GUI thread calls :meth:`Renderer.submit` / :meth:`Renderer.load` (both return at once) and
-:meth:`Renderer.poll` once per frame. One worker thread (a :class:`viz.worker.LatestWorker`) owns
+:meth:`Renderer.poll` once per frame. One worker thread (a :class:`core.io.worker.LatestWorker`) owns
 every torch call; a model load runs before any waiting render and every finished load is
 reported. While it renders, newer requests replace the pending one (so nothing queues up). A
 finished result whose request was superseded is dropped unless it is an intermediate step of the
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from core.io.images import image_grid
-from viz.worker import LatestWorker, NoResult
+from core.io.worker import LatestWorker, NoResult
 
 log = logging.getLogger(__name__)
 

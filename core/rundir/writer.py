@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from core.io.atomic import atomic_write_bytes, atomic_write_json
+from core.io.worker import LatestWorker
 from core.rundir.layout import (
     EVENTS,
     FORMAT_VERSION,
@@ -95,67 +95,16 @@ def _png_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-class _Background:
-    """One worker thread for slow writes (serialising weights, encoding PNGs) off the training loop.
+def _logged(fn: Callable[[], None]) -> Callable[[], None]:
+    """A background write that logs its failure (the next writes still run; training goes on)."""
 
-    Jobs with a ``key`` replace a queued, not yet started job of the same key (latest wins: only
-    the newest live weights matter); other jobs run in order. A failing job is logged, and the
-    next ones still run.
-    """
+    def run() -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("run directory: a background write failed")
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._jobs: deque[tuple[str | None, Callable[[], None]]] = deque()
-        self._busy = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def submit(self, fn: Callable[[], None], key: str | None = None) -> None:
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("RunWriter is closed")
-            for i, (k, _) in enumerate(self._jobs):
-                if key is not None and k == key:
-                    self._jobs[i] = (key, fn)
-                    break
-            else:
-                self._jobs.append((key, fn))
-            if self._thread is None:
-                # Daemon: a trainer that dies must not hang on it; close() drains the queue.
-                self._thread = threading.Thread(target=self._run, name="run-dir-writer", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._jobs and not self._closed:
-                    self._cond.wait()
-                if not self._jobs:
-                    return
-                _, fn = self._jobs.popleft()
-                self._busy = True
-            try:
-                fn()
-            except Exception:
-                log.exception("run directory: a background write failed")
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
-    def flush(self) -> None:
-        with self._cond:
-            while self._jobs or self._busy:
-                self._cond.wait()
-
-    def close(self) -> None:
-        self.flush()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
+    return run
 
 
 def _append_line(fd: int, line: str) -> None:
@@ -212,7 +161,10 @@ class RunWriter:
         self._last_live = -math.inf
         self._run_json_written = False
         self.segment = 0  # which launch of this run directory this writer is (see start_segment)
-        self._background = _Background() if background else None
+        # Serialising weights and encoding PNGs happen off the training loop: previews in order, live
+        # weights latest-wins (only the newest matter). One worker class for this and the GUI's renders.
+        self._background = LatestWorker("run-dir-writer", keep_results=False) if background and self.enabled else None
+        self._closed = False
         self._tags: dict[str, int] = {}  # file name -> the nimg this writer gave it (see free_tag)
         if not self.enabled:
             return
@@ -253,17 +205,23 @@ class RunWriter:
     def flush(self) -> None:
         """Wait until background writes (live weights, previews) are on disk."""
         if self._background is not None:
-            self._background.flush()
+            self._background.wait_idle(None)
 
     def _submit(self, fn: Callable[[], None], key: str | None = None) -> None:
+        if self._closed:
+            raise RuntimeError("RunWriter is closed")
         if self._background is None:
             fn()
+        elif key is None:
+            self._background.submit_priority(None, _logged(fn))
         else:
-            self._background.submit(fn, key)
+            self._background.submit(key, _logged(fn))
 
     def close(self) -> None:
         """Finish background writes, flush everything to disk, close the files. Safe to call twice."""
+        self._closed = True
         if self._background is not None:
+            self._background.wait_idle(None)  # every write submitted is finished before the files close
             self._background.close()
         with self._lock:
             for name in ("_events_fd", "_log_fd"):

@@ -86,6 +86,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("viz-offscreen-negative", [*VIZ, "--offscreen", "-1", "--out", "frames"], "--offscreen"),
     ("viz-offscreen-no-out", [*VIZ, "--offscreen", "2"], "--out"),
     ("viz-size", [*VIZ, "--size", "10x", "--offscreen", "1", "--out", "frames"], "--size"),
+    ("viz-panels", [*VIZ, "--panels", "seeds,bogus", "--offscreen", "1", "--out", "frames"], "bogus"),
 ]
 
 

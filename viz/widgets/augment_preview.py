@@ -20,9 +20,9 @@ from imgui_bundle import imgui
 from core.augment import BAND_NAMES, OP_NAMES, PRESETS, AugmentPipe
 from core.augment.modes import PMode, choices
 from core.io.images import from_uint8, to_hwc
+from core.io.worker import LatestWorker
 from viz.panel import Intent, Scene, SendAugment
 from viz.ui import FrameContext, help_marker, record_item, text_colored
-from viz.worker import LatestWorker
 
 __all__ = [
     "AugmentEngine",

@@ -1,7 +1,8 @@
-"""One background thread for GUI work that uses torch: the newest job wins, urgent jobs go first.
+"""One background thread where the newest job wins and urgent jobs go first: the GUI's renders and
+loads (that thread alone owns the GUI's torch calls) and the run directory's slow writes.
 
-The GUI thread hands jobs ``(key, fn)`` to :class:`LatestWorker` and polls for results once per
-frame; every ``fn`` runs on the worker thread, so that thread alone owns the torch calls.
+A caller hands jobs ``(key, fn)`` to :class:`LatestWorker`; one that wants results polls for them
+(the GUI, once per frame); one that runs jobs for their effect only passes ``keep_results=False``.
 
 Two lanes feed it:
 
@@ -66,10 +67,12 @@ class LatestWorker:
     submission pushes out the oldest waiting one, which then never runs.
     """
 
-    def __init__(self, name: str, keep: KeepRule | None = None, priority_backlog: int | None = None) -> None:
+    def __init__(self, name: str, keep: KeepRule | None = None, priority_backlog: int | None = None,
+                 keep_results: bool = True) -> None:
         if priority_backlog is not None and priority_backlog < 1:
             raise ValueError(f"LatestWorker priority_backlog={priority_backlog}: give None or at least 1")
         self._keep = keep
+        self._keep_results = keep_results  # False: jobs run for their effect; nothing is handed out
         self._cond = threading.Condition()
         self._priority: deque[_Job] = deque(maxlen=priority_backlog)
         self._pending: _Job | None = None
@@ -118,12 +121,13 @@ class LatestWorker:
         with self._cond:
             return not self._has_work()
 
-    def wait_idle(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Wait until no job is waiting or running (``timeout`` None: however long that takes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._has_work():
-                left = deadline - time.monotonic()
-                if left <= 0:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
                     return False
                 self._cond.wait(left)
         return True
@@ -145,7 +149,7 @@ class LatestWorker:
                 result = _execute(job)
             finally:  # even a BaseException from a job must not leave wait_idle() waiting forever
                 with self._cond:
-                    if result is not None:
+                    if result is not None and self._keep_results:
                         self._hand_out(job, result)
                     self._busy = False
                     self._cond.notify_all()

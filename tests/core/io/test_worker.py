@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from viz.worker import JobResult, LatestWorker, NoResult
+from core.io.worker import JobResult, LatestWorker, NoResult
 
 
 class _Gate:
