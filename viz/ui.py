@@ -63,29 +63,26 @@ def text_colored(kind: str, text: str) -> None:
 ELLIPSIS = "\u2026"
 
 
+def _longest_fitting(n: int, fits: Callable[[int], bool]) -> int:
+    """The largest k in 0..n with fits(k) (fits is monotone: true up to some k, false after)."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
 def fit_text(text: str, width: float, measure: Callable[[str], Any]) -> str:
     """``text`` cut at the end with an ellipsis to fit ``width`` pixels (``measure(s).x`` is its width)."""
     if measure(text).x <= width:
         return text
-    lo, hi = 0, len(text)
-    while lo < hi:  # the longest prefix that fits with the ellipsis
-        mid = (lo + hi + 1) // 2
-        if measure(text[:mid] + ELLIPSIS).x <= width:
-            lo = mid
-        else:
-            hi = mid - 1
-    return text[:lo] + ELLIPSIS
+    keep = _longest_fitting(len(text), lambda k: measure(text[:k] + ELLIPSIS).x <= width)
+    return text[:keep] + ELLIPSIS
 
 
 def fit_path(path: str, width: float, measure: Callable[[str], Any]) -> str:
     """A path cut at its start to fit ``width`` pixels: the end (the file or run name) is what matters."""
     if measure(path).x <= width:
         return path
-    lo, hi = 0, len(path)
-    while lo < hi:  # the longest suffix that fits after the ellipsis
-        mid = (lo + hi + 1) // 2
-        if measure(ELLIPSIS + path[-mid:]).x <= width:
-            lo = mid
-        else:
-            hi = mid - 1
-    return ELLIPSIS + path[len(path) - lo:] if lo else ELLIPSIS
+    keep = _longest_fitting(len(path), lambda k: measure(ELLIPSIS + path[len(path) - k:]).x <= width)
+    return ELLIPSIS + path[len(path) - keep:]
