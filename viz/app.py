@@ -36,6 +36,8 @@ __all__ = ["AppOptions", "main", "parse_args"]
 FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"
 FONT_SIZE = 15.0
 VIEWS = ("generator", "augment", "training")
+# The grid a model opens on (unless --grid says otherwise): (largest resolution, (columns, rows)).
+FIRST_VIEW_GRIDS = ((64, (6, 4)), (256, (3, 2)))
 DEFAULT_PANELS = ("snapshot", "seeds", "trunc_noise")
 
 
@@ -90,7 +92,7 @@ def parse_args(argv: list[str] | None) -> AppOptions:
         "monitor, control, performance, capture, ...)",
     )
     p.add_argument("--seed", type=int, default=0, help="first seed shown")
-    p.add_argument("--grid", help="start in grid view with WxH seeds, e.g. 4x3")
+    p.add_argument("--grid", help="WxH seeds at start, e.g. 4x3 (default: a grid for models up to 256 px; 1x1: one image)")
     p.add_argument("--psi", type=float, default=1.0, help="truncation psi at start")
     p.add_argument("--dataset", help="dataset for the augmentation preview (folder, zip, builtin:digits)")
     p.add_argument("--run", dest="run_dir", help="run directory to monitor and control")
@@ -267,6 +269,7 @@ class App:
         self.seeds.set_seed(opts.seed)
         if opts.grid:
             self.seeds.grid, (self.seeds.grid_w, self.seeds.grid_h) = True, opts.grid
+        self._first_view_grid = opts.grid is None  # decided when the first model has loaded
         if opts.dataset:
             self.augment.dataset = self.augment.dataset_input = opts.dataset
         self.aug_engine = AugmentEngine()
@@ -307,6 +310,9 @@ class App:
         statuses, result = self.renderer.poll()
         for status in statuses:
             self.source.loaded(status)
+            if status.model is not None and self._first_view_grid:
+                self._first_view_grid = False
+                self._open_on_a_grid(status.model.img_resolution)
         if result is not None:
             self.gen_result = result
             if result.error:
@@ -315,6 +321,14 @@ class App:
             self._latency_pending = result.submitted_at
         self.perf.dropped = self.renderer.dropped
         return bool(statuses) or result is not None
+
+    def _open_on_a_grid(self, resolution: int) -> None:
+        """The first view of a small model is a grid of seeds: one 32 px image magnified twenty
+        times shows little of what it learned (--grid WxH chooses, --grid 1x1 for one image)."""
+        for max_res, (w, h) in FIRST_VIEW_GRIDS:
+            if resolution <= max_res:
+                self.seeds.grid, self.seeds.grid_w, self.seeds.grid_h = True, w, h
+                return
 
     def _render_request(self) -> Any:
         from viz.renderer import RenderRequest

@@ -128,6 +128,8 @@ def app(xvfb: str, fixture_pkl: Path, tmp_path_factory: pytest.TempPathFactory) 
         "30",
         "--panels",
         "snapshot,seeds,trunc_noise,augment",
+        "--grid",
+        "1x1",
         "--debug-state",
         str(state_file),
         "--debug-every",

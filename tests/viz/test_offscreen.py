@@ -37,6 +37,17 @@ def _run(args: list[str], tmp_path: Path, display: str | None = None, timeout: f
     return res
 
 
+def test_a_small_model_opens_on_a_grid_of_seeds(tmp_path: Path, snapshot: Path) -> None:
+    out, state_file = tmp_path / "frames", tmp_path / "state.json"
+    res = _run([str(snapshot), "--offscreen", "3", "--out", str(out), "--seed", "42", "--debug-state",
+                str(state_file), "--debug-every", "1"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    state = read_state(state_file)
+    assert state["model"]["resolution"] == 32
+    assert state["generator_image"]["grid"] == [6, 4] and state["generator_image"]["seeds"][0] == 42
+    assert len(set(state["generator_image"]["seeds"])) == 24
+
+
 def test_offscreen_writes_frames_showing_the_generator_image(tmp_path: Path, snapshot: Path) -> None:
     out, state_file = tmp_path / "frames", tmp_path / "state.json"
     res = _run(
@@ -50,6 +61,8 @@ def test_offscreen_writes_frames_showing_the_generator_image(tmp_path: Path, sna
             "960x600",
             "--seed",
             "42",
+            "--grid",
+            "1x1",
             "--debug-state",
             str(state_file),
             "--debug-every",
