@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:  # kept light: the launcher imports this before it knows it will open a window
     import numpy as np
 
+    from viz.layer_view import LayerView
     from viz.ui import FrameContext
 
 __all__ = ["Intent", "Message", "OpenSource", "Panel", "RunAction", "SaveCapture", "Scene", "SendAugment"]
@@ -31,6 +32,7 @@ class Scene:
     run_starting: bool = False  # a trainer this GUI started has not made its run directory yet
     capture_image: np.ndarray | None = None  # what Capture would save, and its file label
     capture_label: str = "image"
+    layer_view: LayerView | None = None  # what the newest render saw of the synthesis layers
 
     @property
     def run_attached(self) -> bool:
