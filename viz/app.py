@@ -41,6 +41,7 @@ PANELS = (
     "seeds",
     "trunc_noise",
     "stylemix",
+    "layers",
     "augment",
     "monitor",
     "control",
@@ -63,6 +64,8 @@ class AppOptions:
     seed: int = 0
     grid: tuple[int, int] | None = None
     psi: float = 1.0
+    layer: str | None = None
+    mix_styles: tuple[int, ...] | None = None
     dataset: str | None = None
     run_dir: str | None = None
     debug_state: Path | None = None
@@ -102,6 +105,10 @@ def parse_args(argv: list[str] | None) -> AppOptions:
     p.add_argument("--seed", type=int, default=0, help="first seed shown")
     p.add_argument("--grid", help="start in grid view with WxH seeds, e.g. 4x3")
     p.add_argument("--psi", type=float, default=1.0, help="truncation psi at start")
+    p.add_argument("--layer", help="show this synthesis layer's channels at start (names: the Layers panel)")
+    p.add_argument(
+        "--mix-styles", help="start with style mixing on for these ws indices, comma-separated, e.g. 0,1,2"
+    )
     p.add_argument("--dataset", help="dataset for the augmentation preview (folder, zip, builtin:digits)")
     p.add_argument("--run", dest="run_dir", help="run directory to monitor and control")
     p.add_argument(
@@ -154,6 +161,8 @@ def parse_args(argv: list[str] | None) -> AppOptions:
         seed=max(0, a.seed),
         grid=_parse_wh(p, "--grid", a.grid) if a.grid else None,
         psi=a.psi,
+        layer=a.layer,
+        mix_styles=_parse_indices(p, a.mix_styles) if a.mix_styles else None,
         dataset=a.dataset,
         run_dir=a.run_dir,
         debug_state=a.debug_state,
@@ -176,6 +185,14 @@ def _parse_wh(p: argparse.ArgumentParser, name: str, text: str) -> tuple[int, in
         pass
     p.error(f"{name}: expected WxH with positive integers, e.g. 4x3, got {text!r}")
     raise AssertionError  # p.error exits
+
+
+def _parse_indices(p: argparse.ArgumentParser, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        p.error(f"--mix-styles: expected ws indices like 0,1,2, got {text!r}")
+        raise AssertionError from None  # p.error exits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +235,7 @@ def build_panels(opts: AppOptions) -> list[Panel]:
     from viz.settings import load_recent
     from viz.widgets.augment_preview import AugmentPanel
     from viz.widgets.capture import CapturePanel
+    from viz.widgets.layers import LayersPanel, LayersState
     from viz.widgets.performance import PerformancePanel, PerfState
     from viz.widgets.seeds import SeedsPanel
     from viz.widgets.snapshot import SnapshotPanel, SnapshotState
@@ -230,13 +248,22 @@ def build_panels(opts: AppOptions) -> list[Panel]:
         SnapshotPanel(SnapshotState(recent=load_recent())),
         SeedsPanel(),
         TruncNoisePanel(TruncNoiseState(psi=opts.psi)),
-        StyleMixPanel(),
+        StyleMixPanel(_stylemix_state(opts)),
+        LayersPanel(LayersState(enabled=opts.layer is not None, layer=opts.layer)),
         AugmentPanel(),
         MonitorPanel(),
         TrainingControlPanel(),
         PerformancePanel(PerfState(fps_cap=opts.fps_cap)),
         CapturePanel(),
     ]
+
+
+def _stylemix_state(opts: AppOptions) -> Any:
+    from viz.widgets.stylemix import StyleMixState
+
+    if opts.mix_styles is None:
+        return StyleMixState()
+    return StyleMixState(enabled=True, indices=list(opts.mix_styles))
 
 
 class App:
@@ -271,6 +298,7 @@ class App:
         self.snapshot, self.seeds, self.trunc = p["snapshot"].state, p["seeds"].state, p["trunc_noise"].state
         self.stylemix, self.augment, self.monitor = p["stylemix"].state, p["augment"].state, p["monitor"].state
         self.control, self.perf, self.capture = p["control"].state, p["performance"].state, p["capture"].state
+        self.layers = p["layers"].state
         self.seeds.set_seed(opts.seed)
         if opts.grid:
             self.seeds.grid, (self.seeds.grid_w, self.seeds.grid_h) = True, opts.grid
@@ -291,6 +319,7 @@ class App:
         self._frame = 0
         self._rects: dict[str, tuple[float, float, float, float]] = {}
         self._drag_press = (0.0, 0.0)
+        self._last_update: float | None = None
         if opts.target:
             self.source.open(opts.target)
         elif DEMO_SNAPSHOT.with_suffix(".json").is_file():
@@ -329,7 +358,7 @@ class App:
         if self.model is None:
             return None
         s, t, m = self.seeds, self.trunc, self.stylemix
-        lo, hi = m.layer_range(self.model.num_ws)
+        layer, layer_opts = self.layers.selection()
         return RenderRequest(
             model_key=self.model.key,
             x=s.x,
@@ -341,17 +370,25 @@ class App:
             noise_mode=t.noise_mode,
             class_idx=s.class_idx,
             mix_seed=m.seed if m.enabled else None,
-            mix_lo=lo,
-            mix_hi=hi,
+            mix_indices=m.checked(self.model.num_ws),
+            noise_seed=t.noise_seed,
+            layer=layer,
+            layer_opts=layer_opts,
         )
 
     def _submit_if_changed(self) -> None:
         req = self._render_request()
-        # Random noise differs at every render: refresh a few times a second rather than every frame.
-        random_due = req is not None and req.noise_mode == "random" and self._frame % 10 == 0
-        if req is not None and (req != self._submitted or random_due):
+        if req is not None and req != self._submitted:
             self._submitted = req
             self.renderer.submit(req)
+
+    def _animate(self, now: float) -> None:
+        """Seed, mix seed and noise animations: each moves by its speed times the time since the last frame."""
+        dt = 0.0 if self._last_update is None else min(now - self._last_update, 0.25)
+        self._last_update = now
+        self.seeds.advance(dt)
+        self.stylemix.advance(dt)
+        self.trunc.advance()
 
     def _bench_step(self) -> None:
         """--benchmark: a new seed once the previous one's image has been presented (like a user
@@ -390,6 +427,7 @@ class App:
         """Per-frame bookkeeping before drawing: collect worker results, send new requests."""
         now = time.monotonic()
         self.source.follow(now)
+        self._animate(now)
         self._poll_renderer()
         if self.opts.benchmark:
             self._bench_step()
@@ -449,6 +487,7 @@ class App:
             num_ws=self.model.num_ws if self.model else 1, c_dim=self.model.c_dim if self.model else 0,
             run_dir=self.client.run_dir, run_state=st.state if st else "unknown", run_starting=self.client.starting,
             capture_image=image, capture_label=label,
+            layer_view=self.gen_result.layers if self.gen_result is not None else None,
         )
 
     def _draw_panels(self, ctx: Any) -> None:
@@ -468,7 +507,7 @@ class App:
             req = self.gen_result.request
             label = f"seed{req.seeds()[0]}" + (
                 f"-grid{req.grid_w}x{req.grid_h}" if req.grid_w * req.grid_h > 1 else ""
-            )
+            ) + (f"-{req.layer}".replace(":", "-") if req.layer else "")
             return self.gen_result.image, label
         if self.view == "augment" and self.augment.preview is not None:
             return self.augment.preview.composite, f"augment-seed{self.augment.seed}"
@@ -639,6 +678,12 @@ class App:
             "rects": self._rects,
             "status": self._messages[-1] if self._messages else "",
         }
+        state["layers"] = _layers_summary(self.layers, self.gen_result)
+        state["stylemix"] = _stylemix_summary(self.stylemix, self._submitted)
+        state["noise"] = {
+            "mode": self.trunc.noise_mode, "seed": self.trunc.noise_seed, "animate": self.trunc.noise_anim,
+        }
+        state["seed_anim"] = {"on": self.seeds.anim, "speed": self.seeds.anim_speed}
         state["augment"] = _augment_summary(self.augment)
         state["monitor"] = _monitor_summary(self.monitor, self.client)
         state["control"] = self.session.summary()
@@ -668,6 +713,31 @@ class App:
         text = self.session.goodbye()
         if text is not None:
             print(text, file=sys.stderr)
+
+
+def _layers_summary(layers: Any, result: Any) -> dict[str, Any]:
+    """The Layers panel's choice and what the newest render made of it (shown layer, stats, error)."""
+    view = result.layers if result is not None else None
+    out: dict[str, Any] = {
+        "enabled": layers.enabled, "selected": layers.layer, "mode": layers.mode, "channels": layers.channels,
+        "norm": layers.norm, "std_k": layers.std_k, "gain": layers.gain, "fft": layers.fft,
+        "shown": None, "error": None, "names": [], "shapes": [], "stats": None,
+    }  # fmt: skip
+    if view is not None:
+        out.update(
+            shown=view.name, error=view.error, names=[i.name for i in view.layers],
+            shapes=[list(i.shape) for i in view.layers], shown_channels=view.shown_channels,
+        )  # fmt: skip
+        if view.all_channels is not None and view.selected is not None:
+            out["stats"] = {"all": vars(view.all_channels), "selected": vars(view.selected)}
+    return out
+
+
+def _stylemix_summary(mix: Any, submitted: Any) -> dict[str, Any]:
+    return {
+        "enabled": mix.enabled, "seed": mix.seed, "indices": list(mix.indices), "animate": mix.animate,
+        "speed": mix.speed, "requested": list(submitted.mix_indices) if submitted is not None else [],
+    }  # fmt: skip
 
 
 def _augment_summary(aug: Any) -> dict[str, Any]:
@@ -741,6 +811,7 @@ def _image_summary(result: Any) -> dict[str, Any] | None:
     img = result.image
     return {
         "seeds": result.request.seeds(),
+        "layer": result.request.layer,
         "grid": [result.request.grid_w, result.request.grid_h],
         "shape": list(img.shape),
         "mean": float(img.mean()),

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from imgui_bundle import imgui
 
-__all__ = ["FrameContext", "Rect", "help_marker", "record_item", "status_color", "text_colored"]
+__all__ = [
+    "FrameContext",
+    "Rect",
+    "help_marker",
+    "record_item",
+    "reset_button",
+    "reset_state",
+    "status_color",
+    "text_colored",
+]
 
 Rect = tuple[float, float, float, float]
 
@@ -57,3 +67,19 @@ def text_colored(kind: str, text: str) -> None:
     imgui.push_style_color(imgui.Col_.text, status_color(kind))
     imgui.text_wrapped(text)
     imgui.pop_style_color()
+
+
+def reset_state(state: Any) -> None:
+    """Put a panel state back to its dataclass defaults, in place (the app keeps a reference to it)."""
+    default = type(state)()
+    for f in fields(state):
+        setattr(state, f.name, getattr(default, f.name))
+
+
+def reset_button(ctx: FrameContext, state: Any, panel: str) -> bool:
+    """A Reset button (rect ``<panel>_reset``) that restores ``state``'s defaults; True when clicked."""
+    clicked = imgui.button(f"Reset##{panel}")
+    record_item(ctx, f"{panel}_reset")
+    if clicked:
+        reset_state(state)
+    return bool(clicked)
