@@ -493,11 +493,15 @@ class App:
     def _draw_panels(self, ctx: Any) -> None:
         from imgui_bundle import imgui
 
+        from viz.ui import record_item
+
         scene = self._scene()
         intents: list[Intent] = []
         for panel in self.panels:
             flags = imgui.TreeNodeFlags_.default_open if panel.name in self.opts.panels else 0
-            if imgui.collapsing_header(panel.title, flags):
+            opened = imgui.collapsing_header(panel.title, flags)
+            record_item(ctx, f"panel:{panel.name}")  # tests open and close panels by their header
+            if opened:
                 intents += panel.draw(ctx, scene)
         for intent in intents:
             self._carry_out(intent)

@@ -261,3 +261,56 @@ def test_send_to_training_writes_the_settings_to_control_json(app: RunningApp) -
     assert control["aug_mode"] == "ada" and control["target"] == pytest.approx(0.6)
     assert set(control["aug_multipliers"]) >= {"xflip", "rotate90", "cutout", "imgfilter_band0"}
     assert st["augment"]["sent_kimg"] is None  # the recorded run has finished: nobody applies it
+
+
+def _open_panel(app: RunningApp, name: str, control: str) -> dict[str, Any]:
+    """Open a folded panel by clicking its header; returns a state once ``control`` is laid out."""
+    app.click(app.state()["rects"][f"panel:{name}"], fx=0.3)
+    return app.until(lambda s: control in s["rects"], f"the {name} panel to open")
+
+
+def _close_panel(app: RunningApp, name: str, control: str) -> None:
+    # Folded again, so the panels below stay where the other tests expect them.
+    app.click(app.state()["rects"][f"panel:{name}"], fx=0.3)
+    app.until(lambda s: control not in s["rects"], f"the {name} panel to close")
+
+
+def test_the_layers_panel_picks_a_layer_toggles_fft_and_resets(app: RunningApp) -> None:
+    st = _generator_ready(app)
+    st = _open_panel(app, "layers", "layers_enable")
+    st = app.until(lambda s: "layer:b8.conv1" in s["rects"], "the layer list")
+    app.click(st["rects"]["layer:b8.conv1"], fx=0.2)
+    st = app.until(lambda s: s["generator_image"]["layer"] == "b8.conv1", "the layer's image")
+    assert st["layers"]["shown"] == "b8.conv1" and st["generator_image"]["shape"] == [8, 8, 3]
+    plain_md5 = st["generator_image"]["md5"]
+    app.click(st["rects"]["layers_fft"], fx=0.1)
+    st = app.until(lambda s: s["layers"]["fft"] and s["generator_image"]["md5"] != plain_md5, "the FFT view")
+    app.click(st["rects"]["layers_reset"])
+    st = app.until(lambda s: s["generator_image"]["layer"] is None, "the output image after Reset")
+    assert not st["layers"]["enabled"] and not st["layers"]["fft"] and st["layers"]["selected"] is None
+    _close_panel(app, "layers", "layers_enable")
+
+
+def test_style_mixing_checks_single_ws_indices_and_animates_the_mix_seed(app: RunningApp) -> None:
+    st = _generator_ready(app)
+    st = _open_panel(app, "stylemix", "mix_enable")
+    app.click(st["rects"]["mix_enable"], fx=0.1)
+    st = app.until(lambda s: "mix_ws:5" in s["rects"], "the ws checkboxes")
+    app.click(st["rects"]["mix_ws:5"], fx=0.2)
+    st = app.until(lambda s: s["stylemix"]["requested"] == [0, 1, 2, 3, 5], "ws 5 to be mixed")
+    app.click(st["rects"]["mix_animate"], fx=0.1)
+    st = app.until(lambda s: s["stylemix"]["seed"] > 1.05, "the mix seed to move")
+    app.click(st["rects"]["stylemix_reset"])
+    st = app.until(lambda s: not s["stylemix"]["enabled"], "Reset")
+    assert st["stylemix"]["seed"] == 1.0 and st["stylemix"]["indices"] == [0, 1, 2, 3]
+    _close_panel(app, "stylemix", "mix_enable")
+
+
+def test_seed_animation_moves_the_lattice_and_reset_returns_to_seed_0(app: RunningApp) -> None:
+    st = _generator_ready(app)
+    x0 = st["lattice"][0]
+    app.click(st["rects"]["seed_anim"], fx=0.1)
+    st = app.until(lambda s: s["seed_anim"]["on"] and s["lattice"][0] > x0 + 0.05, "the lattice to move")
+    app.click(st["rects"]["seeds_reset"])
+    st = app.until(lambda s: not s["seed_anim"]["on"] and s["lattice"] == [0.0, 0.0], "Reset")
+    st = app.until(lambda s: s["generator_image"]["seeds"] == [0], "seed 0's image")

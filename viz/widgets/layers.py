@@ -28,6 +28,7 @@ class LayersState:
     std_k: float = 2.0
     gain: float = 1.0
     fft: bool = False
+    scroll_to_selected: bool = True  # a layer chosen from outside the list (--layer) is scrolled into view
 
     def selection(self) -> tuple[str | None, LayerOptions]:
         """The layer to show (None: the output) and how, as the render request wants them."""
@@ -63,6 +64,9 @@ def _draw_layer_list(state: LayersState, ctx: FrameContext, view: LayerView) -> 
         if imgui.selectable(f"{info.name}  [{shape}]", info.name == state.layer)[0]:
             state.layer, state.enabled = info.name, True
         record_item(ctx, f"layer:{info.name}")
+        if info.name == state.layer and state.scroll_to_selected:
+            imgui.set_scroll_here_y(0.5)
+            state.scroll_to_selected = False
     imgui.end_child()
 
 
