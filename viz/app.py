@@ -687,7 +687,7 @@ class App:
         state["noise"] = {
             "mode": self.trunc.noise_mode, "seed": self.trunc.noise_seed, "animate": self.trunc.noise_anim,
         }
-        state["seed_anim"] = {"on": self.seeds.anim, "speed": self.seeds.anim_speed}
+        state["seed_anim"] = {"on": self.seeds.anim, "speed": self.seeds.anim_speed, "angle": self.seeds.anim_angle}
         state["augment"] = _augment_summary(self.augment)
         state["monitor"] = _monitor_summary(self.monitor, self.client)
         state["control"] = self.session.summary()

@@ -5,7 +5,7 @@ The GUI thread calls :meth:`Renderer.submit` / :meth:`Renderer.load` (both retur
 every torch call; a model load runs before any waiting render and every finished load is
 reported. While it renders, newer requests replace the pending one (so nothing queues up). A
 finished result whose request was superseded is dropped unless it is an intermediate step of the
-same view (same model, same grid shape): then it is strictly closer to what the user asked for
+same view (same model, same grid shape, same layer): then it is strictly closer to what the user asked for
 than what is on screen, which keeps a drag across the seed lattice moving instead of freezing
 until the mouse stops.
 
@@ -123,8 +123,9 @@ class RenderRequest:
     layer: str | None = None  # a synthesis layer to show instead of the output
     layer_opts: LayerOptions = LayerOptions()
 
-    def shape_key(self) -> tuple[str, int, int]:
-        return (self.model_key, self.grid_w, self.grid_h)
+    def shape_key(self) -> tuple[str, int, int, str | None]:
+        # A render of another layer is not a step towards this one: it must not flash up.
+        return (self.model_key, self.grid_w, self.grid_h, self.layer)
 
     def seeds(self) -> list[int]:
         """Seeds of the grid cells (row-major); cell (i, j) is lattice point (x + i, y + j)."""

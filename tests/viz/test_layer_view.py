@@ -95,3 +95,11 @@ def test_render_view_shows_a_layer_with_its_stats_and_an_unknown_name_is_one_lin
     err = unknown.layers.error
     assert err is not None and "\n" not in err and "b9.nothing" in err
     np.testing.assert_array_equal(unknown.image, plain.image)  # the output stays on screen
+
+
+def test_a_render_of_another_layer_is_not_an_intermediate_step_of_this_view() -> None:
+    # The renderer shows a superseded result only when it has the same shape key.
+    a = RenderRequest("m", x=1.0, layer="b8.conv1")
+    assert a.shape_key() == RenderRequest("m", x=2.5, layer="b8.conv1").shape_key()
+    assert a.shape_key() != RenderRequest("m", x=1.0, layer="b16.conv1").shape_key()
+    assert a.shape_key() != RenderRequest("m", x=1.0).shape_key()
