@@ -24,7 +24,7 @@ from PIL import Image
 
 from core.io.atomic import atomic_write_bytes, atomic_write_json
 from core.io.cli import OneLineParser
-from viz.panel import Intent, Message, OpenSource, Panel, RunAction, SaveCapture, Scene, SendAugment
+from viz.panel import ExportVideo, Intent, Message, OpenSource, Panel, RunAction, SaveCapture, Scene, SendAugment
 
 # The demo generator shipped with the package (see docs/demo.md for how it was trained).
 DEMO_SNAPSHOT = Path(__file__).resolve().parent / "demo" / "digits32-demo"
@@ -47,6 +47,7 @@ PANELS = (
     "control",
     "performance",
     "capture",
+    "video",
 )
 DEFAULT_PANELS = ("snapshot", "seeds", "trunc_noise")
 
@@ -243,6 +244,7 @@ def build_panels(opts: AppOptions) -> list[Panel]:
     from viz.widgets.training_control import TrainingControlPanel
     from viz.widgets.training_monitor import MonitorPanel
     from viz.widgets.trunc_noise import TruncNoisePanel, TruncNoiseState
+    from viz.widgets.video import VideoPanel
 
     return [
         SnapshotPanel(SnapshotState(recent=load_recent())),
@@ -255,6 +257,7 @@ def build_panels(opts: AppOptions) -> list[Panel]:
         TrainingControlPanel(),
         PerformancePanel(PerfState(fps_cap=opts.fps_cap)),
         CapturePanel(),
+        VideoPanel(),
     ]
 
 
@@ -305,6 +308,9 @@ class App:
         if opts.dataset:
             self.augment.dataset = self.augment.dataset_input = opts.dataset
         self.aug_engine = AugmentEngine()
+        from viz.video_export import VideoExporter
+
+        self.video = VideoExporter()
         self._messages: list[str] = []
         self.session = RunSession(self.monitor, self.control, self.augment, self.message)
         self.client = self.session.client
@@ -409,8 +415,24 @@ class App:
                 self.session.perform(action)
             case SaveCapture():
                 self._save_capture()
+            case ExportVideo():
+                self._export_video(intent)
             case Message(text):
                 self.message(text)
+
+    def _export_video(self, intent: ExportVideo) -> None:
+        """The walk is the command-line tool's, on the source shown, with the panels' psi, noise and class."""
+        from core.studio.video import VideoOptions
+
+        if self.model is None or not self.snapshot.source:
+            return
+        opts = VideoOptions(
+            network=self.snapshot.source, device="cpu", trunc=self.trunc.psi, noise_mode=self.trunc.noise_mode,
+            class_idx=self.seeds.class_idx if self.model.c_dim else None, out=intent.out, seeds=intent.seeds,
+            grid=intent.grid, seconds=intent.seconds, fps=intent.fps, loop=intent.loop, kind=intent.kind,
+        )  # fmt: skip
+        if self.video.start(opts):
+            self.message(f"exporting a video to {intent.out}")
 
     def _save_capture(self) -> None:
         from viz.widgets.capture import save_png
@@ -483,11 +505,14 @@ class App:
     def _scene(self) -> Scene:
         st = self.monitor.status
         image, label = self._capture_source()
+        video = self.video.status()
         return Scene(
             num_ws=self.model.num_ws if self.model else 1, c_dim=self.model.c_dim if self.model else 0,
             run_dir=self.client.run_dir, run_state=st.state if st else "unknown", run_starting=self.client.starting,
             capture_image=image, capture_label=label,
             layer_view=self.gen_result.layers if self.gen_result is not None else None,
+            model_loaded=self.model is not None, export_running=video.running, export_message=video.message,
+            export_error=video.error,
         )
 
     def _draw_panels(self, ctx: Any) -> None:
@@ -688,6 +713,8 @@ class App:
             "mode": self.trunc.noise_mode, "seed": self.trunc.noise_seed, "animate": self.trunc.noise_anim,
         }
         state["seed_anim"] = {"on": self.seeds.anim, "speed": self.seeds.anim_speed, "angle": self.seeds.anim_angle}
+        video = self.video.status()
+        state["video"] = {"running": video.running, "message": video.message, "error": video.error}
         state["augment"] = _augment_summary(self.augment)
         state["monitor"] = _monitor_summary(self.monitor, self.client)
         state["control"] = self.session.summary()

@@ -18,7 +18,17 @@ if TYPE_CHECKING:  # kept light: the launcher imports this before it knows it wi
     from viz.layer_view import LayerView
     from viz.ui import FrameContext
 
-__all__ = ["Intent", "Message", "OpenSource", "Panel", "RunAction", "SaveCapture", "Scene", "SendAugment"]
+__all__ = [
+    "ExportVideo",
+    "Intent",
+    "Message",
+    "OpenSource",
+    "Panel",
+    "RunAction",
+    "SaveCapture",
+    "Scene",
+    "SendAugment",
+]
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,10 @@ class Scene:
     capture_image: np.ndarray | None = None  # what Capture would save, and its file label
     capture_label: str = "image"
     layer_view: LayerView | None = None  # what the newest render saw of the synthesis layers
+    model_loaded: bool = False
+    export_running: bool = False  # a video export is being written
+    export_message: str = ""
+    export_error: bool = False
 
     @property
     def run_attached(self) -> bool:
@@ -69,13 +83,26 @@ class SaveCapture:
 
 
 @dataclass(frozen=True)
+class ExportVideo:
+    """Write a latent walk between seeds of the generator on screen (core.studio.video's options)."""
+
+    out: str
+    seeds: tuple[int, ...]
+    grid: str = "1x1"
+    seconds: float = 8.0
+    fps: float = 30.0
+    loop: bool = True
+    kind: str = "lerp"
+
+
+@dataclass(frozen=True)
 class Message:
     """A line for the status bar."""
 
     text: str
 
 
-Intent = OpenSource | SendAugment | RunAction | SaveCapture | Message
+Intent = OpenSource | SendAugment | RunAction | SaveCapture | ExportVideo | Message
 
 
 class Panel(Protocol):

@@ -314,3 +314,30 @@ def test_seed_animation_moves_the_lattice_and_reset_returns_to_seed_0(app: Runni
     app.click(st["rects"]["seeds_reset"])
     st = app.until(lambda s: not s["seed_anim"]["on"] and s["lattice"] == [0.0, 0.0], "Reset")
     st = app.until(lambda s: s["generator_image"]["seeds"] == [0], "seed 0's image")
+
+
+def _type_into(app: RunningApp, rect: list[float], text: str) -> None:
+    app.click(rect, fx=0.2)
+    app.xdotool("key", "--clearmodifiers", "ctrl+a")
+    app.xdotool("type", "--delay", "20", text)
+    app.xdotool("key", "Return")
+
+
+def test_the_video_panel_exports_a_walk_between_seeds(app: RunningApp) -> None:
+    _generator_ready(app)
+    _close_panel(app, "augment", "aug_p_slider")  # room for the Video panel at the bottom of the pane
+    try:
+        st = _open_panel(app, "video", "video_export")
+        out = app.state_file.parent / "gui-walk.gif"
+        _type_into(app, st["rects"]["video_out"], str(out))
+        _type_into(app, app.state()["rects"]["video_seeds"], "3,4")
+        _type_into(app, app.state()["rects"]["video_seconds"], "0.6")
+        app.click(app.fresh_state()["rects"]["video_export"])
+        st = app.until(lambda s: s["video"]["message"].startswith("wrote"), "the export to finish", timeout=120)
+        assert st["video"]["message"] == f"wrote 18 frames to {out}" and not st["video"]["error"]
+        with Image.open(out) as gif:
+            assert gif.n_frames == 18 and gif.size == (32, 32)
+        _close_panel(app, "video", "video_export")
+    finally:
+        app.click(app.state()["rects"]["panel:augment"], fx=0.3)
+        app.until(lambda s: "aug_p_slider" in s["rects"], "the augmentation panel to open again")
