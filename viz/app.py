@@ -714,7 +714,12 @@ class App:
         }
         state["seed_anim"] = {"on": self.seeds.anim, "speed": self.seeds.anim_speed, "angle": self.seeds.anim_angle}
         video = self.video.status()
-        state["video"] = {"running": video.running, "message": video.message, "error": video.error}
+        form = next(panel.state for panel in self.panels if panel.name == "video")
+        state["video"] = {
+            "running": video.running, "message": video.message, "error": video.error, "form_error": form.error,
+            "out": form.out, "seeds": form.seeds, "grid": form.grid, "seconds": form.seconds, "fps": form.fps,
+            "loop": form.loop, "kind": form.kind,
+        }  # fmt: skip
         state["augment"] = _augment_summary(self.augment)
         state["monitor"] = _monitor_summary(self.monitor, self.client)
         state["control"] = self.session.summary()

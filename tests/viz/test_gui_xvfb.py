@@ -330,8 +330,11 @@ def test_the_video_panel_exports_a_walk_between_seeds(app: RunningApp) -> None:
         st = _open_panel(app, "video", "video_export")
         out = app.state_file.parent / "gui-walk.gif"
         _type_into(app, st["rects"]["video_out"], str(out))
-        _type_into(app, app.state()["rects"]["video_seeds"], "3,4")
-        _type_into(app, app.state()["rects"]["video_seconds"], "0.6")
+        app.until(lambda s: s["video"]["out"] == str(out), "the output path")
+        _type_into(app, app.fresh_state()["rects"]["video_seeds"], "3,4")
+        app.until(lambda s: s["video"]["seeds"] == "3,4", "the seeds")
+        _type_into(app, app.fresh_state()["rects"]["video_seconds"], "0.6")
+        app.until(lambda s: s["video"]["seconds"] == pytest.approx(0.6), "the length")
         app.click(app.fresh_state()["rects"]["video_export"])
         st = app.until(lambda s: s["video"]["message"].startswith("wrote"), "the export to finish", timeout=120)
         assert st["video"]["message"] == f"wrote 18 frames to {out}" and not st["video"]["error"]

@@ -44,27 +44,28 @@ def export_intent(state: VideoState) -> ExportVideo | None:
 
 def draw_video(state: VideoState, ctx: FrameContext, scene: Scene) -> bool:
     """Draws the form; True when Export was clicked."""
+    # Labels carry ##video: "Seeds" alone would share its ImGui id with the Seeds panel's header.
     imgui.set_next_item_width(-ctx.px(70))
-    _, state.out = imgui.input_text("Output", state.out)
+    _, state.out = imgui.input_text("Output##video", state.out)
     record_item(ctx, "video_out")
     help_marker("name.mp4 (H.264), name.gif, or a folder ending in / for PNG frames")
     imgui.set_next_item_width(ctx.px(140))
-    _, state.seeds = imgui.input_text("Seeds", state.seeds)
+    _, state.seeds = imgui.input_text("Seeds##video", state.seeds)
     record_item(ctx, "video_seeds")
     imgui.set_next_item_width(ctx.px(140))
-    _, state.grid = imgui.input_text("Grid WxH", state.grid)
+    _, state.grid = imgui.input_text("Grid WxH##video", state.grid)
     record_item(ctx, "video_grid")
     imgui.set_next_item_width(ctx.px(140))
-    _, state.seconds = imgui.input_float("Seconds", state.seconds, 1.0, 5.0, "%.1f")
+    _, state.seconds = imgui.input_float("Seconds##video", state.seconds, 1.0, 5.0, "%.1f")
     record_item(ctx, "video_seconds")
     imgui.set_next_item_width(ctx.px(140))
-    _, state.fps = imgui.input_float("Frames/s", state.fps, 1.0, 10.0, "%.0f")
+    _, state.fps = imgui.input_float("Frames/s##video", state.fps, 1.0, 10.0, "%.0f")
     record_item(ctx, "video_fps")
-    _, state.loop = imgui.checkbox("Loop", state.loop)
+    _, state.loop = imgui.checkbox("Loop##video", state.loop)
     record_item(ctx, "video_loop")
     imgui.same_line()
     imgui.set_next_item_width(ctx.px(90))
-    changed, idx = imgui.combo("Interpolation", KINDS.index(state.kind), list(KINDS))
+    changed, idx = imgui.combo("Interpolation##video", KINDS.index(state.kind), list(KINDS))
     record_item(ctx, "video_kind")
     if changed:
         state.kind = KINDS[idx]
