@@ -24,7 +24,18 @@ from PIL import Image
 
 from core.io.atomic import atomic_write_bytes, atomic_write_json
 from core.io.cli import OneLineParser
-from viz.panel import ExportVideo, Intent, Message, OpenSource, Panel, RunAction, SaveCapture, Scene, SendAugment
+from viz.panel import (
+    ExportVideo,
+    Intent,
+    Message,
+    OpenSource,
+    Panel,
+    Project,
+    RunAction,
+    SaveCapture,
+    Scene,
+    SendAugment,
+)
 
 # The demo generator shipped with the package (see docs/demo.md for how it was trained).
 DEMO_SNAPSHOT = Path(__file__).resolve().parent / "demo" / "digits32-demo"
@@ -48,6 +59,7 @@ PANELS = (
     "performance",
     "capture",
     "video",
+    "projection",
 )
 DEFAULT_PANELS = ("snapshot", "seeds", "trunc_noise")
 
@@ -238,6 +250,7 @@ def build_panels(opts: AppOptions) -> list[Panel]:
     from viz.widgets.capture import CapturePanel
     from viz.widgets.layers import LayersPanel, LayersState
     from viz.widgets.performance import PerformancePanel, PerfState
+    from viz.widgets.projection import ProjectionPanel
     from viz.widgets.seeds import SeedsPanel
     from viz.widgets.snapshot import SnapshotPanel, SnapshotState
     from viz.widgets.stylemix import StyleMixPanel
@@ -258,6 +271,7 @@ def build_panels(opts: AppOptions) -> list[Panel]:
         PerformancePanel(PerfState(fps_cap=opts.fps_cap)),
         CapturePanel(),
         VideoPanel(),
+        ProjectionPanel(),
     ]
 
 
@@ -301,16 +315,16 @@ class App:
         self.snapshot, self.seeds, self.trunc = p["snapshot"].state, p["seeds"].state, p["trunc_noise"].state
         self.stylemix, self.augment, self.monitor = p["stylemix"].state, p["augment"].state, p["monitor"].state
         self.control, self.perf, self.capture = p["control"].state, p["performance"].state, p["capture"].state
-        self.layers = p["layers"].state
+        self.layers, self.projected = p["layers"].state, p["projection"].state
         self.seeds.set_seed(opts.seed)
         if opts.grid:
             self.seeds.grid, (self.seeds.grid_w, self.seeds.grid_h) = True, opts.grid
         if opts.dataset:
             self.augment.dataset = self.augment.dataset_input = opts.dataset
         self.aug_engine = AugmentEngine()
-        from viz.video_export import VideoExporter
+        from viz.studio_jobs import StudioJob
 
-        self.video = VideoExporter()
+        self.video, self.projection = StudioJob("video export"), StudioJob("projection")
         self._messages: list[str] = []
         self.session = RunSession(self.monitor, self.control, self.augment, self.message)
         self.client = self.session.client
@@ -365,6 +379,7 @@ class App:
             return None
         s, t, m = self.seeds, self.trunc, self.stylemix
         layer, layer_opts = self.layers.selection()
+        ws_file, ws_stamp = self._projected_ws()
         return RenderRequest(
             model_key=self.model.key,
             x=s.x,
@@ -380,7 +395,19 @@ class App:
             noise_seed=t.noise_seed,
             layer=layer,
             layer_opts=layer_opts,
+            ws_file=ws_file,
+            ws_stamp=ws_stamp,
         )
+
+    def _projected_ws(self) -> tuple[str | None, int]:
+        """The projected_w.npz to show (with its mtime, so a new projection re-renders), if chosen."""
+        path = self.projected.ws_file()
+        if not self.projected.show:
+            return None, 0
+        try:
+            return str(path), path.stat().st_mtime_ns
+        except OSError:
+            return None, 0
 
     def _submit_if_changed(self) -> None:
         req = self._render_request()
@@ -417,12 +444,15 @@ class App:
                 self._save_capture()
             case ExportVideo():
                 self._export_video(intent)
+            case Project():
+                self._project(intent)
             case Message(text):
                 self.message(text)
 
     def _export_video(self, intent: ExportVideo) -> None:
         """The walk is the command-line tool's, on the source shown, with the panels' psi, noise and class."""
         from core.studio.video import VideoOptions
+        from viz.studio_jobs import video_job
 
         if self.model is None or not self.snapshot.source:
             return
@@ -431,8 +461,23 @@ class App:
             class_idx=self.seeds.class_idx if self.model.c_dim else None, out=intent.out, seeds=intent.seeds,
             grid=intent.grid, seconds=intent.seconds, fps=intent.fps, loop=intent.loop, kind=intent.kind,
         )  # fmt: skip
-        if self.video.start(opts):
+        if self.video.start(f"writing {intent.out}", video_job(opts)):
             self.message(f"exporting a video to {intent.out}")
+
+    def _project(self, intent: Project) -> None:
+        """core.studio.project on the source shown; the panel switches the view to the result when done."""
+        from core.studio.project import ProjectConfig, ProjectOptions
+        from viz.studio_jobs import project_job
+
+        if self.model is None or not self.snapshot.source:
+            return
+        opts = ProjectOptions(
+            network=self.snapshot.source, device="cpu", class_idx=self.seeds.class_idx if self.model.c_dim else None,
+            target=intent.target, outdir=intent.outdir, seed=intent.seed, vgg=intent.vgg,
+            config=ProjectConfig(num_steps=intent.steps),
+        )  # fmt: skip
+        if self.projection.start(f"projecting {intent.target} ({intent.steps} steps)", project_job(opts)):
+            self.message(f"projecting {intent.target} into {intent.outdir}")
 
     def _save_capture(self) -> None:
         from viz.widgets.capture import save_png
@@ -505,14 +550,13 @@ class App:
     def _scene(self) -> Scene:
         st = self.monitor.status
         image, label = self._capture_source()
-        video = self.video.status()
         return Scene(
             num_ws=self.model.num_ws if self.model else 1, c_dim=self.model.c_dim if self.model else 0,
             run_dir=self.client.run_dir, run_state=st.state if st else "unknown", run_starting=self.client.starting,
             capture_image=image, capture_label=label,
             layer_view=self.gen_result.layers if self.gen_result is not None else None,
-            model_loaded=self.model is not None, export_running=video.running, export_message=video.message,
-            export_error=video.error,
+            model_loaded=self.model is not None, source=self.snapshot.source,
+            jobs={"video": self.video.status(), "projection": self.projection.status()},
         )
 
     def _draw_panels(self, ctx: Any) -> None:
@@ -534,7 +578,7 @@ class App:
     def _capture_source(self) -> tuple[Any, str]:
         if self.view == "generator" and self.gen_result is not None and self.gen_result.image is not None:
             req = self.gen_result.request
-            label = f"seed{req.seeds()[0]}" + (
+            label = ("projected" if req.ws_file else f"seed{req.seeds()[0]}") + (
                 f"-grid{req.grid_w}x{req.grid_h}" if req.grid_w * req.grid_h > 1 else ""
             ) + (f"-{req.layer}".replace(":", "-") if req.layer else "")
             return self.gen_result.image, label
@@ -720,6 +764,13 @@ class App:
             "out": form.out, "seeds": form.seeds, "grid": form.grid, "seconds": form.seconds, "fps": form.fps,
             "loop": form.loop, "kind": form.kind,
         }  # fmt: skip
+        proj, job = self.projected, self.projection.status()
+        state["projection"] = {
+            "running": job.running, "message": job.message, "error": job.error, "done": job.done,
+            "form_error": proj.error, "target": proj.target, "outdir": proj.outdir, "steps": proj.steps,
+            "seed": proj.seed, "vgg": proj.vgg, "show": proj.show,
+            "shown": self.gen_result.request.ws_file if self.gen_result is not None else None,
+        }  # fmt: skip
         state["augment"] = _augment_summary(self.augment)
         state["monitor"] = _monitor_summary(self.monitor, self.client)
         state["control"] = self.session.summary()
@@ -848,6 +899,7 @@ def _image_summary(result: Any) -> dict[str, Any] | None:
     return {
         "seeds": result.request.seeds(),
         "layer": result.request.layer,
+        "ws_file": result.request.ws_file,
         "grid": [result.request.grid_w, result.request.grid_h],
         "shape": list(img.shape),
         "mean": float(img.mean()),

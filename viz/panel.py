@@ -8,7 +8,8 @@ out after drawing. A new panel is one file in viz/widgets/ plus one line in the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:  # kept light: the launcher imports this before it knows it wi
     import numpy as np
 
     from viz.layer_view import LayerView
+    from viz.studio_jobs import JobStatus
     from viz.ui import FrameContext
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "Message",
     "OpenSource",
     "Panel",
+    "Project",
     "RunAction",
     "SaveCapture",
     "Scene",
@@ -44,9 +47,8 @@ class Scene:
     capture_label: str = "image"
     layer_view: LayerView | None = None  # what the newest render saw of the synthesis layers
     model_loaded: bool = False
-    export_running: bool = False  # a video export is being written
-    export_message: str = ""
-    export_error: bool = False
+    source: str | None = None  # what the generator view shows (snapshot, .pkl or run directory)
+    jobs: Mapping[str, JobStatus] = field(default_factory=dict)  # "video", "projection": their status
 
     @property
     def run_attached(self) -> bool:
@@ -96,13 +98,24 @@ class ExportVideo:
 
 
 @dataclass(frozen=True)
+class Project:
+    """Find the w of a target image with the generator on screen (core.studio.project's options)."""
+
+    target: str
+    outdir: str
+    steps: int = 1000
+    seed: int = 303
+    vgg: str | None = None
+
+
+@dataclass(frozen=True)
 class Message:
     """A line for the status bar."""
 
     text: str
 
 
-Intent = OpenSource | SendAugment | RunAction | SaveCapture | ExportVideo | Message
+Intent = OpenSource | SendAugment | RunAction | SaveCapture | ExportVideo | Project | Message
 
 
 class Panel(Protocol):

@@ -121,6 +121,8 @@ class RenderRequest:
     mix_indices: tuple[int, ...] = ()  # ws indices taken from the mix seed
     noise_seed: int = 0  # random noise is drawn from this seed, so a request still gives one image
     layer: str | None = None  # a synthesis layer to show instead of the output
+    ws_file: str | None = None  # a projected_w.npz whose ws replace the seed lattice's
+    ws_stamp: int = 0  # its modification time: a rewritten file is a new request
     layer_opts: LayerOptions = LayerOptions()
 
     def shape_key(self) -> tuple[str, int, int, str | None]:
@@ -291,8 +293,11 @@ def render_view(model: LoadedModel, req: RenderRequest) -> RenderedView:
 
 
 def _request_ws(model: LoadedModel, req: RenderRequest) -> torch.Tensor:
-    """ws of the grid cells: lattice z through the mapping, then the checked indices mixed in."""
+    """ws of the grid cells: lattice z (or a projected w) through the mapping, then the checked indices mixed in."""
     G = model.G
+    if req.ws_file is not None:
+        ws = _file_ws(model, req.ws_file).expand(req.grid_w * req.grid_h, -1, -1)
+        return _mixed(model, req, ws)
     fx, fy = req.x - math.floor(req.x), req.y - math.floor(req.y)
     zs = np.stack(
         [
@@ -305,11 +310,24 @@ def _request_ws(model: LoadedModel, req: RenderRequest) -> torch.Tensor:
     c = _class_vector(model, req.class_idx, len(zs))
     cutoff = req.cutoff if req.cutoff else None
     ws = G.mapping(z, c, truncation_psi=req.psi, truncation_cutoff=cutoff, skip_w_avg_update=True)
+    return _mixed(model, req, ws)
+
+
+def _mixed(model: LoadedModel, req: RenderRequest, ws: torch.Tensor) -> torch.Tensor:
     if req.mix_seed is None or not req.mix_indices:
         return ws
+    c = _class_vector(model, req.class_idx, 1)
+    cutoff = req.cutoff if req.cutoff else None
     z_mix = torch.from_numpy(seed_blend_z(req.mix_seed, model.z_dim)).to(torch.float32)[None]
-    ws_mix = G.mapping(z_mix, c[:1], truncation_psi=req.psi, truncation_cutoff=cutoff, skip_w_avg_update=True)
+    ws_mix = model.G.mapping(z_mix, c, truncation_psi=req.psi, truncation_cutoff=cutoff, skip_w_avg_update=True)
     return mix_ws(ws, ws_mix, req.mix_indices)
+
+
+def _file_ws(model: LoadedModel, path: str) -> torch.Tensor:
+    """The first ws [1, num_ws, w_dim] of a projected_w.npz (checked against the generator by core.studio)."""
+    from core.studio.common import load_ws_file
+
+    return torch.from_numpy(load_ws_file(Path(path), model.G, "projected w")[:1]).to(torch.float32)
 
 
 def _class_vector(model: LoadedModel, class_idx: int, n: int) -> torch.Tensor:

@@ -344,3 +344,30 @@ def test_the_video_panel_exports_a_walk_between_seeds(app: RunningApp) -> None:
     finally:
         app.click(app.state()["rects"]["panel:augment"], fx=0.3)
         app.until(lambda s: "aug_p_slider" in s["rects"], "the augmentation panel to open again")
+
+
+def test_the_projection_panel_projects_a_target_and_shows_its_w(app: RunningApp) -> None:
+    _generator_ready(app)
+    folder = app.state_file.parent
+    target, outdir = folder / "target.png", folder / "proj"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(target)
+    _close_panel(app, "augment", "aug_p_slider")  # room for the Projection panel at the bottom of the pane
+    try:
+        st = _open_panel(app, "projection", "proj_run")
+        for rect, text, key in (("proj_target", str(target), "target"), ("proj_outdir", str(outdir), "outdir"),
+                                ("proj_steps", "5", "steps")):  # fmt: skip
+            _type_into(app, app.fresh_state()["rects"][rect], text)
+            app.until(lambda s, k=key, t=text: str(s["projection"][k]) == t, f"the projection {key}")
+        app.click(app.fresh_state()["rects"]["proj_run"])
+        st = app.until(lambda s: s["projection"]["done"] == 1, "the projection to finish", timeout=180)
+        assert not st["projection"]["error"] and "projected_w.npz" in st["projection"]["message"]
+        ws_file = str(outdir / "projected_w.npz")
+        st = app.until(lambda s: s["generator_image"]["ws_file"] == ws_file, "the projected w on screen")
+        assert st["projection"]["show"]
+        app.click(st["rects"]["proj_show"], fx=0.1)  # back to the seed lattice
+        app.until(lambda s: s["generator_image"]["ws_file"] is None, "the seed's image again")
+        _close_panel(app, "projection", "proj_run")
+    finally:
+        app.click(app.state()["rects"]["panel:augment"], fx=0.3)
+        app.until(lambda s: "aug_p_slider" in s["rects"], "the augmentation panel to open again")

@@ -10,6 +10,7 @@ from imgui_bundle import imgui
 from core.studio.common import StudioError, parse_grid, parse_number_list
 from core.studio.video import KINDS
 from viz.panel import ExportVideo, Intent, Scene
+from viz.studio_jobs import JobStatus
 from viz.ui import FrameContext, help_marker, record_item, reset_button, text_colored
 
 __all__ = ["VideoPanel", "VideoState", "draw_video", "export_intent"]
@@ -69,7 +70,8 @@ def draw_video(state: VideoState, ctx: FrameContext, scene: Scene) -> bool:
     record_item(ctx, "video_kind")
     if changed:
         state.kind = KINDS[idx]
-    imgui.begin_disabled(scene.export_running or not scene.model_loaded)
+    job = scene.jobs.get("video") or JobStatus()
+    imgui.begin_disabled(job.running or not scene.model_loaded)
     clicked = imgui.button("Export video")
     record_item(ctx, "video_export")
     imgui.end_disabled()
@@ -77,9 +79,8 @@ def draw_video(state: VideoState, ctx: FrameContext, scene: Scene) -> bool:
     reset_button(ctx, state, "video")
     if state.error:
         text_colored("error", state.error)
-    elif scene.export_message:
-        text_colored("error" if scene.export_error else ("info" if scene.export_running else "ok"),
-                     scene.export_message)  # fmt: skip
+    elif job.message:
+        text_colored("error" if job.error else ("info" if job.running else "ok"), job.message)
     return bool(clicked)
 
 
