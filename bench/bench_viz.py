@@ -1,7 +1,7 @@
 """Visualizer timings in a real window (Xvfb + Mesa llvmpipe): frame rate idle and while a training
 runs in the background, and seed change -> new image on screen at 32 and 64 px.
 
-    .venv/bin/python bench/bench_viz.py [--frames 300] [--no-training]
+    .venv/bin/python bench/bench_viz.py [--frames 300] [--no-training] [--layers-only]
 
 Every figure is a median over the app's last 240 frames / images (the Performance panel's
 numbers, read from --debug-state or printed by --benchmark). "fps uncapped" runs the frame loop
@@ -81,6 +81,9 @@ def main() -> int:
     ap.add_argument(
         "--no-training", action="store_true", help="skip the measurements with a training running"
     )
+    ap.add_argument(
+        "--layers-only", action="store_true", help="only the layer view measurements (no training, no 64 px)"
+    )
     a = ap.parse_args()
     if not FIXTURE.is_file():
         sys.exit(f"bench_viz: fixture {FIXTURE} not found")
@@ -109,9 +112,23 @@ def main() -> int:
         measure(f"seed change 32 px{tag}", [str(FIXTURE), "--benchmark", *frames, *extra])
         measure(f"seed change 64 px{tag}", [str(snap64), "--benchmark", *frames, *extra])
 
+    def layer_suite() -> None:
+        # The Layers panel open (its list and stats table drawn each frame) and a layer shown (hooks
+        # and channel statistics on each render, in the worker); the first line is the same panels
+        # showing the output, for comparison.
+        layer = ["--layer", "b16.conv1", "--panels", "seeds,layers"]
+        measure("layers panel, output shown, capped 60", [str(FIXTURE), *frames, "--panels", "seeds,layers"])
+        measure("layer view, capped 60", [str(FIXTURE), *frames, *layer])
+        measure("layer view, uncapped", [str(FIXTURE), "--fps-cap", "0", *frames, *layer])
+        measure("layer view, seed change 32 px", [str(FIXTURE), "--benchmark", *frames, *layer])
+
     trainer = None
     try:
+        if a.layers_only:
+            layer_suite()
+            return _report(rows)
         suite("", [])
+        layer_suite()
         if not a.no_training:
             from viz.run_client import RunClient, StartOptions
 
@@ -136,6 +153,10 @@ def main() -> int:
                 trainer.proc.kill()
         xvfb.terminate()
         shutil.rmtree(tmp, ignore_errors=True)
+    return _report(rows)
+
+
+def _report(rows: list[tuple[str, str, dict[str, float]]]) -> int:
     print("\nmedians (command: .venv/bin/python bench/bench_viz.py):")
     for name, cmd, r in rows:
         print(

@@ -24,7 +24,18 @@ from PIL import Image
 
 from core.io.atomic import atomic_write_bytes, atomic_write_json
 from core.io.cli import OneLineParser
-from viz.panel import Intent, Message, OpenSource, Panel, RunAction, SaveCapture, Scene, SendAugment
+from viz.panel import (
+    ExportVideo,
+    Intent,
+    Message,
+    OpenSource,
+    Panel,
+    Project,
+    RunAction,
+    SaveCapture,
+    Scene,
+    SendAugment,
+)
 
 # The demo generator shipped with the package (see docs/demo.md for how it was trained).
 DEMO_SNAPSHOT = Path(__file__).resolve().parent / "demo" / "digits32-demo"
@@ -54,6 +65,8 @@ class AppOptions:
     seed: int = 0
     grid: tuple[int, int] | None = None
     psi: float = 1.0
+    layer: str | None = None
+    mix_styles: tuple[int, ...] | None = None
     dataset: str | None = None
     run_dir: str | None = None
     debug_state: Path | None = None
@@ -88,12 +101,17 @@ def parse_args(argv: list[str] | None) -> AppOptions:
     p.add_argument(
         "--panels",
         default=",".join(DEFAULT_PANELS),
-        help="control panels open at start, comma-separated (snapshot, seeds, trunc_noise, stylemix, augment, "
-        "monitor, control, performance, capture, ...)",
+        help="control panels open at start, comma-separated (snapshot, seeds, trunc_noise, stylemix, layers, "
+        "augment, monitor, control, performance, capture, video, projection)",
     )
     p.add_argument("--seed", type=int, default=0, help="first seed shown")
-    p.add_argument("--grid", help="WxH seeds at start, e.g. 4x3 (default: a grid for models up to 256 px; 1x1: one image)")
+    p.add_argument("--grid", help="WxH seeds at start, e.g. 4x3 (default: a grid for models up to 256 px; "
+                   "1x1: one image)")
     p.add_argument("--psi", type=float, default=1.0, help="truncation psi at start")
+    p.add_argument("--layer", help="show this synthesis layer's channels at start (names: the Layers panel)")
+    p.add_argument(
+        "--mix-styles", help="start with style mixing on for these ws indices, comma-separated, e.g. 0,1,2"
+    )
     p.add_argument("--dataset", help="dataset for the augmentation preview (folder, zip, builtin:digits)")
     p.add_argument("--run", dest="run_dir", help="run directory to monitor and control")
     p.add_argument(
@@ -143,6 +161,8 @@ def parse_args(argv: list[str] | None) -> AppOptions:
         seed=max(0, a.seed),
         grid=_parse_wh(p, "--grid", a.grid) if a.grid else None,
         psi=a.psi,
+        layer=a.layer,
+        mix_styles=_parse_indices(p, a.mix_styles) if a.mix_styles else None,
         dataset=a.dataset,
         run_dir=a.run_dir,
         debug_state=a.debug_state,
@@ -165,6 +185,14 @@ def _parse_wh(p: argparse.ArgumentParser, name: str, text: str) -> tuple[int, in
         pass
     p.error(f"{name}: expected WxH with positive integers, e.g. 4x3, got {text!r}")
     raise AssertionError  # p.error exits
+
+
+def _parse_indices(p: argparse.ArgumentParser, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        p.error(f"--mix-styles: expected ws indices like 0,1,2, got {text!r}")
+        raise AssertionError from None  # p.error exits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,25 +241,39 @@ def build_panels(opts: AppOptions) -> list[Panel]:
     from viz.settings import load_recent
     from viz.widgets.augment_preview import AugmentPanel
     from viz.widgets.capture import CapturePanel
+    from viz.widgets.layers import LayersPanel, LayersState
     from viz.widgets.performance import PerformancePanel, PerfState
+    from viz.widgets.projection import ProjectionPanel
     from viz.widgets.seeds import SeedsPanel
     from viz.widgets.snapshot import SnapshotPanel, SnapshotState
     from viz.widgets.stylemix import StyleMixPanel
     from viz.widgets.training_control import TrainingControlPanel
     from viz.widgets.training_monitor import MonitorPanel
     from viz.widgets.trunc_noise import TruncNoisePanel, TruncNoiseState
+    from viz.widgets.video import VideoPanel
 
     return [
         SnapshotPanel(SnapshotState(recent=load_recent())),
         SeedsPanel(),
         TruncNoisePanel(TruncNoiseState(psi=opts.psi)),
-        StyleMixPanel(),
+        StyleMixPanel(_stylemix_state(opts)),
+        LayersPanel(LayersState(enabled=opts.layer is not None, layer=opts.layer)),
         AugmentPanel(),
         MonitorPanel(),
         TrainingControlPanel(),
         PerformancePanel(PerfState(fps_cap=opts.fps_cap)),
         CapturePanel(),
+        VideoPanel(),
+        ProjectionPanel(),
     ]
+
+
+def _stylemix_state(opts: AppOptions) -> Any:
+    from viz.widgets.stylemix import StyleMixState
+
+    if opts.mix_styles is None:
+        return StyleMixState()
+    return StyleMixState(enabled=True, indices=list(opts.mix_styles))
 
 
 class App:
@@ -266,6 +308,7 @@ class App:
         self.snapshot, self.seeds, self.trunc = p["snapshot"].state, p["seeds"].state, p["trunc_noise"].state
         self.stylemix, self.augment, self.monitor = p["stylemix"].state, p["augment"].state, p["monitor"].state
         self.control, self.perf, self.capture = p["control"].state, p["performance"].state, p["capture"].state
+        self.layers, self.projected = p["layers"].state, p["projection"].state
         self.seeds.set_seed(opts.seed)
         if opts.grid:
             self.seeds.grid, (self.seeds.grid_w, self.seeds.grid_h) = True, opts.grid
@@ -273,6 +316,9 @@ class App:
         if opts.dataset:
             self.augment.dataset = self.augment.dataset_input = opts.dataset
         self.aug_engine = AugmentEngine()
+        from viz.studio_jobs import StudioJob
+
+        self.video, self.projection = StudioJob("video export"), StudioJob("projection")
         self._messages: list[str] = []
         self.session = RunSession(self.monitor, self.control, self.augment, self.message)
         self.client = self.session.client
@@ -287,6 +333,7 @@ class App:
         self._frame = 0
         self._rects: dict[str, tuple[float, float, float, float]] = {}
         self._drag_press = (0.0, 0.0)
+        self._last_update: float | None = None
         if opts.target:
             self.source.open(opts.target)
         elif DEMO_SNAPSHOT.with_suffix(".json").is_file():
@@ -336,7 +383,8 @@ class App:
         if self.model is None:
             return None
         s, t, m = self.seeds, self.trunc, self.stylemix
-        lo, hi = m.layer_range(self.model.num_ws)
+        layer, layer_opts = self.layers.selection()
+        ws_file, ws_stamp = self._projected_ws()
         return RenderRequest(
             model_key=self.model.key,
             x=s.x,
@@ -348,17 +396,37 @@ class App:
             noise_mode=t.noise_mode,
             class_idx=s.class_idx,
             mix_seed=m.seed if m.enabled else None,
-            mix_lo=lo,
-            mix_hi=hi,
+            mix_indices=m.checked(self.model.num_ws),
+            noise_seed=t.noise_seed,
+            layer=layer,
+            layer_opts=layer_opts,
+            ws_file=ws_file,
+            ws_stamp=ws_stamp,
         )
+
+    def _projected_ws(self) -> tuple[str | None, int]:
+        """The projected_w.npz to show (with its mtime, so a new projection re-renders), if chosen."""
+        path = self.projected.ws_file()
+        if not self.projected.show:
+            return None, 0
+        try:
+            return str(path), path.stat().st_mtime_ns
+        except OSError:
+            return None, 0
 
     def _submit_if_changed(self) -> None:
         req = self._render_request()
-        # Random noise differs at every render: refresh a few times a second rather than every frame.
-        random_due = req is not None and req.noise_mode == "random" and self._frame % 10 == 0
-        if req is not None and (req != self._submitted or random_due):
+        if req is not None and req != self._submitted:
             self._submitted = req
             self.renderer.submit(req)
+
+    def _animate(self, now: float) -> None:
+        """Seed, mix seed and noise animations: each moves by its speed times the time since the last frame."""
+        dt = 0.0 if self._last_update is None else min(now - self._last_update, 0.25)
+        self._last_update = now
+        self.seeds.advance(dt)
+        self.stylemix.advance(dt)
+        self.trunc.advance()
 
     def _bench_step(self) -> None:
         """--benchmark: a new seed once the previous one's image has been presented (like a user
@@ -379,8 +447,42 @@ class App:
                 self.session.perform(action)
             case SaveCapture():
                 self._save_capture()
+            case ExportVideo():
+                self._export_video(intent)
+            case Project():
+                self._project(intent)
             case Message(text):
                 self.message(text)
+
+    def _export_video(self, intent: ExportVideo) -> None:
+        """The walk is the command-line tool's, on the source shown, with the panels' psi, noise and class."""
+        from core.studio.video import VideoOptions
+        from viz.studio_jobs import video_job
+
+        if self.model is None or not self.snapshot.source:
+            return
+        opts = VideoOptions(
+            network=self.snapshot.source, device="cpu", trunc=self.trunc.psi, noise_mode=self.trunc.noise_mode,
+            class_idx=self.seeds.class_idx if self.model.c_dim else None, out=intent.out, seeds=intent.seeds,
+            grid=intent.grid, seconds=intent.seconds, fps=intent.fps, loop=intent.loop, kind=intent.kind,
+        )  # fmt: skip
+        if self.video.start(f"writing {intent.out}", video_job(opts)):
+            self.message(f"exporting a video to {intent.out}")
+
+    def _project(self, intent: Project) -> None:
+        """core.studio.project on the source shown; the panel switches the view to the result when done."""
+        from core.studio.project import ProjectConfig, ProjectOptions
+        from viz.studio_jobs import project_job
+
+        if self.model is None or not self.snapshot.source:
+            return
+        opts = ProjectOptions(
+            network=self.snapshot.source, device="cpu", class_idx=self.seeds.class_idx if self.model.c_dim else None,
+            target=intent.target, outdir=intent.outdir, seed=intent.seed, vgg=intent.vgg,
+            config=ProjectConfig(num_steps=intent.steps),
+        )  # fmt: skip
+        if self.projection.start(f"projecting {intent.target} ({intent.steps} steps)", project_job(opts)):
+            self.message(f"projecting {intent.target} into {intent.outdir}")
 
     def _save_capture(self) -> None:
         from viz.widgets.capture import save_png
@@ -397,6 +499,7 @@ class App:
         """Per-frame bookkeeping before drawing: collect worker results, send new requests."""
         now = time.monotonic()
         self.source.follow(now)
+        self._animate(now)
         self._poll_renderer()
         if self.opts.benchmark:
             self._bench_step()
@@ -456,16 +559,23 @@ class App:
             num_ws=self.model.num_ws if self.model else 1, c_dim=self.model.c_dim if self.model else 0,
             run_dir=self.client.run_dir, run_state=st.state if st else "unknown", run_starting=self.client.starting,
             capture_image=image, capture_label=label,
+            layer_view=self.gen_result.layers if self.gen_result is not None else None,
+            model_loaded=self.model is not None, source=self.snapshot.source,
+            jobs={"video": self.video.status(), "projection": self.projection.status()},
         )
 
     def _draw_panels(self, ctx: Any) -> None:
         from imgui_bundle import imgui
 
+        from viz.ui import record_item
+
         scene = self._scene()
         intents: list[Intent] = []
         for panel in self.panels:
             flags = imgui.TreeNodeFlags_.default_open if panel.name in self.opts.panels else 0
-            if imgui.collapsing_header(panel.title, flags):
+            opened = imgui.collapsing_header(panel.title, flags)
+            record_item(ctx, f"panel:{panel.name}")  # tests open and close panels by their header
+            if opened:
                 intents += panel.draw(ctx, scene)
         for intent in intents:
             self._carry_out(intent)
@@ -473,9 +583,9 @@ class App:
     def _capture_source(self) -> tuple[Any, str]:
         if self.view == "generator" and self.gen_result is not None and self.gen_result.image is not None:
             req = self.gen_result.request
-            label = f"seed{req.seeds()[0]}" + (
+            label = ("projected" if req.ws_file else f"seed{req.seeds()[0]}") + (
                 f"-grid{req.grid_w}x{req.grid_h}" if req.grid_w * req.grid_h > 1 else ""
-            )
+            ) + (f"-{req.layer}".replace(":", "-") if req.layer else "")
             return self.gen_result.image, label
         if self.view == "augment" and self.augment.preview is not None:
             return self.augment.preview.composite, f"augment-seed{self.augment.seed}"
@@ -653,6 +763,26 @@ class App:
             "rects": self._rects,
             "status": self._messages[-1] if self._messages else "",
         }
+        state["layers"] = _layers_summary(self.layers, self.gen_result)
+        state["stylemix"] = _stylemix_summary(self.stylemix, self._submitted)
+        state["noise"] = {
+            "mode": self.trunc.noise_mode, "seed": self.trunc.noise_seed, "animate": self.trunc.noise_anim,
+        }
+        state["seed_anim"] = {"on": self.seeds.anim, "speed": self.seeds.anim_speed, "angle": self.seeds.anim_angle}
+        video = self.video.status()
+        form = next(panel.state for panel in self.panels if panel.name == "video")
+        state["video"] = {
+            "running": video.running, "message": video.message, "error": video.error, "form_error": form.error,
+            "out": form.out, "seeds": form.seeds, "grid": form.grid, "seconds": form.seconds, "fps": form.fps,
+            "loop": form.loop, "kind": form.kind,
+        }  # fmt: skip
+        proj, job = self.projected, self.projection.status()
+        state["projection"] = {
+            "running": job.running, "message": job.message, "error": job.error, "done": job.done,
+            "form_error": proj.error, "target": proj.target, "outdir": proj.outdir, "steps": proj.steps,
+            "seed": proj.seed, "vgg": proj.vgg, "show": proj.show,
+            "shown": self.gen_result.request.ws_file if self.gen_result is not None else None,
+        }  # fmt: skip
         state["augment"] = _augment_summary(self.augment)
         state["monitor"] = _monitor_summary(self.monitor, self.client)
         state["control"] = self.session.summary()
@@ -682,6 +812,31 @@ class App:
         text = self.session.goodbye()
         if text is not None:
             print(text, file=sys.stderr)
+
+
+def _layers_summary(layers: Any, result: Any) -> dict[str, Any]:
+    """The Layers panel's choice and what the newest render made of it (shown layer, stats, error)."""
+    view = result.layers if result is not None else None
+    out: dict[str, Any] = {
+        "enabled": layers.enabled, "selected": layers.layer, "mode": layers.mode, "channels": layers.channels,
+        "norm": layers.norm, "std_k": layers.std_k, "gain": layers.gain, "fft": layers.fft,
+        "shown": None, "error": None, "names": [], "shapes": [], "stats": None,
+    }  # fmt: skip
+    if view is not None:
+        out.update(
+            shown=view.name, error=view.error, names=[i.name for i in view.layers],
+            shapes=[list(i.shape) for i in view.layers], shown_channels=view.shown_channels,
+        )  # fmt: skip
+        if view.all_channels is not None and view.selected is not None:
+            out["stats"] = {"all": vars(view.all_channels), "selected": vars(view.selected)}
+    return out
+
+
+def _stylemix_summary(mix: Any, submitted: Any) -> dict[str, Any]:
+    return {
+        "enabled": mix.enabled, "seed": mix.seed, "indices": list(mix.indices), "animate": mix.animate,
+        "speed": mix.speed, "requested": list(submitted.mix_indices) if submitted is not None else [],
+    }  # fmt: skip
 
 
 def _augment_summary(aug: Any) -> dict[str, Any]:
@@ -758,6 +913,8 @@ def _image_summary(result: Any) -> dict[str, Any] | None:
     img = result.image
     return {
         "seeds": result.request.seeds(),
+        "layer": result.request.layer,
+        "ws_file": result.request.ws_file,
         "grid": [result.request.grid_w, result.request.grid_h],
         "shape": list(img.shape),
         "mean": float(img.mean()),

@@ -8,16 +8,30 @@ out after drawing. A new panel is one file in viz/widgets/ plus one line in the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # kept light: the launcher imports this before it knows it will open a window
     import numpy as np
 
+    from viz.layer_view import LayerView
+    from viz.studio_jobs import JobStatus
     from viz.ui import FrameContext
 
-__all__ = ["Intent", "Message", "OpenSource", "Panel", "RunAction", "SaveCapture", "Scene", "SendAugment"]
+__all__ = [
+    "ExportVideo",
+    "Intent",
+    "Message",
+    "OpenSource",
+    "Panel",
+    "Project",
+    "RunAction",
+    "SaveCapture",
+    "Scene",
+    "SendAugment",
+]
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,10 @@ class Scene:
     run_starting: bool = False  # a trainer this GUI started has not made its run directory yet
     capture_image: np.ndarray | None = None  # what Capture would save, and its file label
     capture_label: str = "image"
+    layer_view: LayerView | None = None  # what the newest render saw of the synthesis layers
+    model_loaded: bool = False
+    source: str | None = None  # what the generator view shows (snapshot, .pkl or run directory)
+    jobs: Mapping[str, JobStatus] = field(default_factory=dict)  # "video", "projection": their status
 
     @property
     def run_attached(self) -> bool:
@@ -67,13 +85,37 @@ class SaveCapture:
 
 
 @dataclass(frozen=True)
+class ExportVideo:
+    """Write a latent walk between seeds of the generator on screen (core.studio.video's options)."""
+
+    out: str
+    seeds: tuple[int, ...]
+    grid: str = "1x1"
+    seconds: float = 8.0
+    fps: float = 30.0
+    loop: bool = True
+    kind: str = "lerp"
+
+
+@dataclass(frozen=True)
+class Project:
+    """Find the w of a target image with the generator on screen (core.studio.project's options)."""
+
+    target: str
+    outdir: str
+    steps: int = 1000
+    seed: int = 303
+    vgg: str | None = None
+
+
+@dataclass(frozen=True)
 class Message:
     """A line for the status bar."""
 
     text: str
 
 
-Intent = OpenSource | SendAugment | RunAction | SaveCapture | Message
+Intent = OpenSource | SendAugment | RunAction | SaveCapture | ExportVideo | Project | Message
 
 
 class Panel(Protocol):

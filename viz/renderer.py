@@ -5,7 +5,7 @@ The GUI thread calls :meth:`Renderer.submit` / :meth:`Renderer.load` (both retur
 every torch call; a model load runs before any waiting render and every finished load is
 reported. While it renders, newer requests replace the pending one (so nothing queues up). A
 finished result whose request was superseded is dropped unless it is an intermediate step of the
-same view (same model, same grid shape): then it is strictly closer to what the user asked for
+same view (same model, same grid shape, same layer): then it is strictly closer to what the user asked for
 than what is on screen, which keeps a drag across the seed lattice moving instead of freezing
 until the mouse stops.
 
@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.io.images import image_grid
+from core.io.images import image_grid, tile
 from core.io.worker import LatestWorker, NoResult
+from viz.layer_view import LayerOptions, LayerView, capture_layers, channel_stats, layer_image
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,16 @@ __all__ = [
     "ModelStatus",
     "RenderRequest",
     "RenderResult",
+    "RenderedView",
     "Renderer",
     "lattice_point",
     "lattice_seed",
     "lattice_z",
     "load_model",
+    "mix_ws",
+    "render_images",
+    "render_view",
+    "seed_blend_z",
 ]
 
 LATTICE_WIDTH = 1000
@@ -61,6 +67,25 @@ def lattice_point(seed: int) -> tuple[float, float]:
 
 def seed_z(seed: int, z_dim: int) -> np.ndarray:
     return np.random.RandomState(seed).randn(z_dim)
+
+
+def seed_blend_z(seed: float, z_dim: int) -> np.ndarray:
+    """z of a fractional seed: the linear blend of its two whole neighbours (as along a lattice row)."""
+    s0 = math.floor(seed)
+    f = seed - s0
+    z = (1 - f) * seed_z(s0 % (SEED_MAX + 1), z_dim)
+    if f > 0:
+        z += f * seed_z((s0 + 1) % (SEED_MAX + 1), z_dim)
+    return z
+
+
+def mix_ws(ws: torch.Tensor, ws_mix: torch.Tensor, indices: tuple[int, ...]) -> torch.Tensor:
+    """ws [N, num_ws, w_dim] with the checked ``indices`` taken from ``ws_mix`` ([1 or N, num_ws, w_dim])."""
+    out = ws.clone()
+    picked = [i for i in indices if 0 <= i < ws.shape[1]]
+    if picked:
+        out[:, picked] = ws_mix[:, picked].expand(ws.shape[0], -1, -1)
+    return out
 
 
 def lattice_z(x: float, y: float, z_dim: int) -> np.ndarray:
@@ -92,12 +117,17 @@ class RenderRequest:
     cutoff: int | None = None
     noise_mode: str = "const"
     class_idx: int = 0
-    mix_seed: int | None = None
-    mix_lo: int = 0
-    mix_hi: int = 0
+    mix_seed: float | None = None  # fractional while the mix seed is animated
+    mix_indices: tuple[int, ...] = ()  # ws indices taken from the mix seed
+    noise_seed: int = 0  # random noise is drawn from this seed, so a request still gives one image
+    layer: str | None = None  # a synthesis layer to show instead of the output
+    ws_file: str | None = None  # a projected_w.npz whose ws replace the seed lattice's
+    ws_stamp: int = 0  # its modification time: a rewritten file is a new request
+    layer_opts: LayerOptions = LayerOptions()
 
-    def shape_key(self) -> tuple[str, int, int]:
-        return (self.model_key, self.grid_w, self.grid_h)
+    def shape_key(self) -> tuple[str, int, int, str | None]:
+        # A render of another layer is not a step towards this one: it must not flash up.
+        return (self.model_key, self.grid_w, self.grid_h, self.layer)
 
     def seeds(self) -> list[int]:
         """Seeds of the grid cells (row-major); cell (i, j) is lattice point (x + i, y + j)."""
@@ -113,6 +143,15 @@ class RenderResult:
     error: str | None = None
     submitted_at: float = 0.0  # perf_counter() of the submit that asked for it
     finished_at: float = 0.0
+    layers: LayerView | None = None
+
+
+@dataclass
+class RenderedView:
+    """A render's image (the output, or the chosen layer's channels) and what it saw of the layers."""
+
+    image: np.ndarray
+    layers: LayerView
 
 
 @dataclass
@@ -224,9 +263,41 @@ def model_from_generator(
 
 
 def render_images(model: LoadedModel, req: RenderRequest) -> np.ndarray:
-    """Run the generator for one request (worker thread only); returns the uint8 grid."""
+    """Run the generator for one request (worker thread only); returns the uint8 grid shown."""
+    return render_view(model, req).image
+
+
+def render_view(model: LoadedModel, req: RenderRequest) -> RenderedView:
+    """The image for one request (the output, or ``req.layer``'s channels) and the layer list."""
     G = model.G
-    seeds = req.seeds()
+    ws = _request_ws(model, req)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(req.noise_seed)  # random noise: reproducible per request
+        images, infos, act = capture_layers(
+            G.synthesis, lambda: G.synthesis(ws, noise_mode=req.noise_mode), req.layer
+        )
+    view = LayerView(layers=infos)
+    if req.layer is None:
+        return RenderedView(image_grid(images, req.grid_w, rgb=True), view)
+    if act is None:
+        names = ", ".join(i.name for i in infos[:6])
+        view.error = f"layer {req.layer!r} is not in this generator (it has {names}, ...): showing the output"
+        return RenderedView(image_grid(images, req.grid_w, rgb=True), view)
+    acts = act.cpu().numpy()
+    opts = req.layer_opts
+    shown = opts.shown(acts.shape[1])
+    view.name, view.shown_channels = req.layer, shown
+    view.all_channels, view.selected = channel_stats(acts[0]), channel_stats(acts[0][shown])
+    cells = [layer_image(a, opts) for a in acts]
+    return RenderedView(tile(cells, req.grid_w), view)
+
+
+def _request_ws(model: LoadedModel, req: RenderRequest) -> torch.Tensor:
+    """ws of the grid cells: lattice z (or a projected w) through the mapping, then the checked indices mixed in."""
+    G = model.G
+    if req.ws_file is not None:
+        ws = _file_ws(model, req.ws_file).expand(req.grid_w * req.grid_h, -1, -1)
+        return _mixed(model, req, ws)
     fx, fy = req.x - math.floor(req.x), req.y - math.floor(req.y)
     zs = np.stack(
         [
@@ -236,18 +307,27 @@ def render_images(model: LoadedModel, req: RenderRequest) -> np.ndarray:
         ]
     )
     z = torch.from_numpy(zs).to(torch.float32)
-    c = _class_vector(model, req.class_idx, len(seeds))
+    c = _class_vector(model, req.class_idx, len(zs))
     cutoff = req.cutoff if req.cutoff else None
     ws = G.mapping(z, c, truncation_psi=req.psi, truncation_cutoff=cutoff, skip_w_avg_update=True)
-    if req.mix_seed is not None and req.mix_hi > req.mix_lo:
-        z_mix = torch.from_numpy(seed_z(req.mix_seed, model.z_dim)).to(torch.float32)[None]
-        ws_mix = G.mapping(
-            z_mix, c[:1], truncation_psi=req.psi, truncation_cutoff=cutoff, skip_w_avg_update=True
-        )
-        lo, hi = max(0, req.mix_lo), min(model.num_ws, req.mix_hi)
-        ws[:, lo:hi] = ws_mix[:, lo:hi]
-    images = G.synthesis(ws, noise_mode=req.noise_mode)
-    return image_grid(images, req.grid_w, rgb=True)
+    return _mixed(model, req, ws)
+
+
+def _mixed(model: LoadedModel, req: RenderRequest, ws: torch.Tensor) -> torch.Tensor:
+    if req.mix_seed is None or not req.mix_indices:
+        return ws
+    c = _class_vector(model, req.class_idx, 1)
+    cutoff = req.cutoff if req.cutoff else None
+    z_mix = torch.from_numpy(seed_blend_z(req.mix_seed, model.z_dim)).to(torch.float32)[None]
+    ws_mix = model.G.mapping(z_mix, c, truncation_psi=req.psi, truncation_cutoff=cutoff, skip_w_avg_update=True)
+    return mix_ws(ws, ws_mix, req.mix_indices)
+
+
+def _file_ws(model: LoadedModel, path: str) -> torch.Tensor:
+    """The first ws [1, num_ws, w_dim] of a projected_w.npz (checked against the generator by core.studio)."""
+    from core.studio.common import load_ws_file
+
+    return torch.from_numpy(load_ws_file(Path(path), model.G, "projected w")[:1]).to(torch.float32)
 
 
 def _class_vector(model: LoadedModel, class_idx: int, n: int) -> torch.Tensor:
@@ -288,8 +368,15 @@ class Renderer:
         statuses = [ModelStatus(str(job.key), job.value, job.error, job.ms) for job in loads]
         if render is None:
             return statuses, None
+        view = render.value
         result = RenderResult(
-            render.key, render.value, render.ms, render.error, render.submitted_at, render.finished_at
+            render.key,
+            view.image if view is not None else None,
+            render.ms,
+            render.error,
+            render.submitted_at,
+            render.finished_at,
+            layers=view.layers if view is not None else None,
         )
         return statuses, result
 
@@ -307,12 +394,12 @@ class Renderer:
         self._model = model
         return model
 
-    def _do_render(self, req: RenderRequest) -> np.ndarray:
+    def _do_render(self, req: RenderRequest) -> RenderedView:
         model = self._model
         if model is None or model.key != req.model_key:
             raise NoResult  # asked for a model that is not (or no longer) loaded: nothing to show
         with torch.inference_mode():
-            return render_images(model, req)
+            return render_view(model, req)
 
 
 def _same_view(result_req: Any, newest_req: Any) -> bool:

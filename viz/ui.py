@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from imgui_bundle import imgui
 
-__all__ = ["FrameContext", "Rect", "fit_path", "fit_text", "help_marker", "record_item", "status_color", "text_colored"]
+__all__ = [
+    "FrameContext",
+    "Rect",
+    "fit_path",
+    "fit_text",
+    "help_marker",
+    "record_item",
+    "reset_button",
+    "reset_state",
+    "status_color",
+    "text_colored",
+]
 
 Rect = tuple[float, float, float, float]
 
@@ -86,3 +97,19 @@ def fit_path(path: str, width: float, measure: Callable[[str], Any]) -> str:
         return path
     keep = _longest_fitting(len(path), lambda k: measure(ELLIPSIS + path[len(path) - k:]).x <= width)
     return ELLIPSIS + path[len(path) - keep:]
+
+
+def reset_state(state: Any) -> None:
+    """Put a panel state back to its dataclass defaults, in place (the app keeps a reference to it)."""
+    default = type(state)()
+    for f in fields(state):
+        setattr(state, f.name, getattr(default, f.name))
+
+
+def reset_button(ctx: FrameContext, state: Any, panel: str) -> bool:
+    """A Reset button (rect ``<panel>_reset``) that restores ``state``'s defaults; True when clicked."""
+    clicked = imgui.button(f"Reset##{panel}")
+    record_item(ctx, f"{panel}_reset")
+    if clicked:
+        reset_state(state)
+    return bool(clicked)

@@ -275,3 +275,113 @@ def test_send_to_training_writes_the_settings_to_control_json(app: RunningApp) -
     assert control["aug_mode"] == "ada" and control["target"] == pytest.approx(0.6)
     assert set(control["aug_multipliers"]) >= {"xflip", "rotate90", "cutout", "imgfilter_band0"}
     assert st["augment"]["sent_kimg"] is None  # the recorded run has finished: nobody applies it
+
+
+def _open_panel(app: RunningApp, name: str, control: str) -> dict[str, Any]:
+    """Open a folded panel by clicking its header; returns a state once ``control`` is laid out."""
+    app.click(app.state()["rects"][f"panel:{name}"], fx=0.3)
+    return app.until(lambda s: control in s["rects"], f"the {name} panel to open")
+
+
+def _close_panel(app: RunningApp, name: str, control: str) -> None:
+    # Folded again, so the panels below stay where the other tests expect them.
+    app.click(app.state()["rects"][f"panel:{name}"], fx=0.3)
+    app.until(lambda s: control not in s["rects"], f"the {name} panel to close")
+
+
+def test_the_layers_panel_picks_a_layer_toggles_fft_and_resets(app: RunningApp) -> None:
+    st = _generator_ready(app)
+    st = _open_panel(app, "layers", "layers_enable")
+    st = app.until(lambda s: "layer:b8.conv1" in s["rects"], "the layer list")
+    app.click(st["rects"]["layer:b8.conv1"], fx=0.2)
+    st = app.until(lambda s: s["generator_image"]["layer"] == "b8.conv1", "the layer's image")
+    assert st["layers"]["shown"] == "b8.conv1" and st["generator_image"]["shape"] == [8, 8, 3]
+    plain_md5 = st["generator_image"]["md5"]
+    app.click(st["rects"]["layers_fft"], fx=0.1)
+    st = app.until(lambda s: s["layers"]["fft"] and s["generator_image"]["md5"] != plain_md5, "the FFT view")
+    app.click(st["rects"]["layers_reset"])
+    st = app.until(lambda s: s["generator_image"]["layer"] is None, "the output image after Reset")
+    assert not st["layers"]["enabled"] and not st["layers"]["fft"] and st["layers"]["selected"] is None
+    _close_panel(app, "layers", "layers_enable")
+
+
+def test_style_mixing_checks_single_ws_indices_and_animates_the_mix_seed(app: RunningApp) -> None:
+    st = _generator_ready(app)
+    st = _open_panel(app, "stylemix", "mix_enable")
+    app.click(st["rects"]["mix_enable"], fx=0.1)
+    st = app.until(lambda s: "mix_ws:5" in s["rects"], "the ws checkboxes")
+    app.click(st["rects"]["mix_ws:5"], fx=0.2)
+    st = app.until(lambda s: s["stylemix"]["requested"] == [0, 1, 2, 3, 5], "ws 5 to be mixed")
+    app.click(st["rects"]["mix_animate"], fx=0.1)
+    st = app.until(lambda s: s["stylemix"]["seed"] > 1.05, "the mix seed to move")
+    app.click(st["rects"]["stylemix_reset"])
+    st = app.until(lambda s: not s["stylemix"]["enabled"], "Reset")
+    assert st["stylemix"]["seed"] == 1.0 and st["stylemix"]["indices"] == [0, 1, 2, 3]
+    _close_panel(app, "stylemix", "mix_enable")
+
+
+def test_seed_animation_moves_the_lattice_and_reset_returns_to_seed_0(app: RunningApp) -> None:
+    st = _generator_ready(app)
+    x0 = st["lattice"][0]
+    app.click(st["rects"]["seed_anim"], fx=0.1)
+    st = app.until(lambda s: s["seed_anim"]["on"] and s["lattice"][0] > x0 + 0.05, "the lattice to move")
+    app.click(st["rects"]["seeds_reset"])
+    st = app.until(lambda s: not s["seed_anim"]["on"] and s["lattice"] == [0.0, 0.0], "Reset")
+    st = app.until(lambda s: s["generator_image"]["seeds"] == [0], "seed 0's image")
+
+
+def _type_into(app: RunningApp, rect: list[float], text: str) -> None:
+    app.click(rect, fx=0.2)
+    app.xdotool("key", "--clearmodifiers", "ctrl+a")
+    app.xdotool("type", "--delay", "20", text)
+    app.xdotool("key", "Return")
+
+
+def test_the_video_panel_exports_a_walk_between_seeds(app: RunningApp) -> None:
+    _generator_ready(app)
+    _close_panel(app, "augment", "aug_p_slider")  # room for the Video panel at the bottom of the pane
+    try:
+        st = _open_panel(app, "video", "video_export")
+        out = app.state_file.parent / "gui-walk.gif"
+        _type_into(app, st["rects"]["video_out"], str(out))
+        app.until(lambda s: s["video"]["out"] == str(out), "the output path")
+        _type_into(app, app.fresh_state()["rects"]["video_seeds"], "3,4")
+        app.until(lambda s: s["video"]["seeds"] == "3,4", "the seeds")
+        _type_into(app, app.fresh_state()["rects"]["video_seconds"], "0.6")
+        app.until(lambda s: s["video"]["seconds"] == pytest.approx(0.6), "the length")
+        app.click(app.fresh_state()["rects"]["video_export"])
+        st = app.until(lambda s: s["video"]["message"].startswith("wrote"), "the export to finish", timeout=120)
+        assert st["video"]["message"] == f"wrote 18 frames to {out}" and not st["video"]["error"]
+        with Image.open(out) as gif:
+            assert gif.n_frames == 18 and gif.size == (32, 32)
+        _close_panel(app, "video", "video_export")
+    finally:
+        app.click(app.state()["rects"]["panel:augment"], fx=0.3)
+        app.until(lambda s: "aug_p_slider" in s["rects"], "the augmentation panel to open again")
+
+
+def test_the_projection_panel_projects_a_target_and_shows_its_w(app: RunningApp) -> None:
+    _generator_ready(app)
+    folder = app.state_file.parent
+    target, outdir = folder / "target.png", folder / "proj"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(target)
+    _close_panel(app, "augment", "aug_p_slider")  # room for the Projection panel at the bottom of the pane
+    try:
+        st = _open_panel(app, "projection", "proj_run")
+        for rect, text, key in (("proj_target", str(target), "target"), ("proj_outdir", str(outdir), "outdir"),
+                                ("proj_steps", "5", "steps")):  # fmt: skip
+            _type_into(app, app.fresh_state()["rects"][rect], text)
+            app.until(lambda s, k=key, t=text: str(s["projection"][k]) == t, f"the projection {key}")
+        app.click(app.fresh_state()["rects"]["proj_run"])
+        st = app.until(lambda s: s["projection"]["done"] == 1, "the projection to finish", timeout=180)
+        assert not st["projection"]["error"] and "projected_w.npz" in st["projection"]["message"]
+        ws_file = str(outdir / "projected_w.npz")
+        st = app.until(lambda s: s["generator_image"]["ws_file"] == ws_file, "the projected w on screen")
+        assert st["projection"]["show"]
+        app.click(st["rects"]["proj_show"], fx=0.1)  # back to the seed lattice
+        app.until(lambda s: s["generator_image"]["ws_file"] is None, "the seed's image again")
+        _close_panel(app, "projection", "proj_run")
+    finally:
+        app.click(app.state()["rects"]["panel:augment"], fx=0.3)
+        app.until(lambda s: "aug_p_slider" in s["rects"], "the augmentation panel to open again")

@@ -181,3 +181,37 @@ def test_make_viz_without_a_display_renders_each_view_offscreen(tmp_path: Path) 
         else:
             assert right.std() > 20, f"{view}: the image area is blank"
     assert sorted(p.name for p in out.iterdir()) == ["augment.png", "generator.png", "training.png"]
+
+
+def _offscreen_state(snapshot: Path, tmp_path: Path, name: str, extra: list[str]) -> tuple[dict, np.ndarray]:
+    out, state_file = tmp_path / name, tmp_path / f"{name}.json"
+    args = [str(snapshot), "--offscreen", "2", "--out", str(out), "--seed", "7", "--no-attach-last"]
+    res = _run([*args, "--debug-state", str(state_file), "--debug-every", "1", *extra], tmp_path)
+    assert res.returncode == 0, res.stderr
+    frame = np.asarray(Image.open(out / "frame-0001.png").convert("RGB"), dtype=np.float64)
+    return read_state(state_file), frame
+
+
+def test_offscreen_layer_view_shows_the_chosen_layer_not_the_output(tmp_path: Path, snapshot: Path) -> None:
+    plain, plain_frame = _offscreen_state(snapshot, tmp_path, "plain", ["--panels", "seeds,layers"])
+    layer, layer_frame = _offscreen_state(
+        snapshot, tmp_path, "layer", ["--panels", "seeds,layers", "--layer", "b16.conv1"]
+    )
+    assert plain["layers"]["shown"] is None and "b16.conv1" in plain["layers"]["names"]
+    lv = layer["layers"]
+    assert lv["selected"] == lv["shown"] == "b16.conv1" and lv["error"] is None
+    assert lv["stats"]["all"]["std"] > 0 and lv["shown_channels"] == [0, 1, 2]
+    img = layer["generator_image"]
+    assert img["layer"] == "b16.conv1" and img["shape"] == [16, 16, 3]
+    assert img["md5"] != plain["generator_image"]["md5"]
+    x0, y0, x1, y1 = (int(round(v)) for v in layer["rects"]["gen_image"])
+    assert np.abs(layer_frame[y0:y1, x0:x1] - plain_frame[y0:y1, x0:x1]).mean() > 5
+    for control in ("layers_enable", "layers_reset", "layers_gain", "layers_fft", "layer:b16.conv1"):
+        assert control in layer["rects"], control
+
+
+def test_offscreen_unknown_layer_is_a_one_line_error_and_the_output_stays(tmp_path: Path, snapshot: Path) -> None:
+    state, _ = _offscreen_state(snapshot, tmp_path, "bad", ["--panels", "layers", "--layer", "b99.nothing"])
+    err = state["layers"]["error"]
+    assert err is not None and "b99.nothing" in err and "\n" not in err
+    assert state["generator_image"]["shape"] == [32, 32, 3] and state["layers"]["shown"] is None

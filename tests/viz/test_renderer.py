@@ -57,7 +57,7 @@ def test_render_images_truncation_and_mixing(fixture_generator: torch.nn.Module)
         full_trunc = render_images(model, RenderRequest(model.key, x=9, y=3, psi=0.0))
         avg = render_images(model, RenderRequest(model.key, x=5, y=0, psi=0.0))
         mixed_all = render_images(
-            model, RenderRequest(model.key, x=5, y=0, mix_seed=7, mix_lo=0, mix_hi=model.num_ws)
+            model, RenderRequest(model.key, x=5, y=0, mix_seed=7, mix_indices=tuple(range(model.num_ws)))
         )
         seven = render_images(model, RenderRequest(model.key, x=7, y=0))
         grid = render_images(model, RenderRequest(model.key, x=5, y=0, grid_w=2, grid_h=2))

@@ -1,0 +1,94 @@
+"""The GUI's studio tools: the forms' intents, and core.studio's video and projection run off the GUI thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.studio.project import ProjectConfig, ProjectOptions
+from core.studio.video import VideoOptions
+from viz.panel import ExportVideo, Project
+from viz.renderer import RenderRequest, model_from_generator, render_images
+from viz.studio_jobs import StudioJob, project_job, video_job
+from viz.widgets.projection import ProjectionState, project_intent
+from viz.widgets.video import VideoState, export_intent
+
+
+def test_the_video_form_becomes_an_export_intent_or_a_one_line_error() -> None:
+    state = VideoState(out=" walk.gif ", seeds="0-2,7", grid="2x1", seconds=2.0, fps=10.0, loop=False)
+    assert export_intent(state) == ExportVideo(
+        out="walk.gif", seeds=(0, 1, 2, 7), grid="2x1", seconds=2.0, fps=10.0, loop=False, kind="lerp"
+    )
+    assert state.error is None
+    state.seeds = "0-x"
+    assert export_intent(state) is None
+    assert state.error is not None and "0-x" in state.error and "\n" not in state.error
+
+
+def test_the_projection_form_needs_a_target() -> None:
+    state = ProjectionState()
+    assert project_intent(state) is None and state.error is not None
+    state.target, state.outdir, state.steps, state.vgg = " face.png ", "out/p", 0, ""
+    assert project_intent(state) == Project(target="face.png", outdir="out/p", steps=1, seed=303, vgg=None)
+    assert state.error is None
+
+
+def test_a_video_job_writes_the_walk_off_the_gui_thread(tmp_path: Path, fixture_pkl: Path) -> None:
+    job = StudioJob("video export")
+    out = tmp_path / "walk.gif"
+    opts = VideoOptions(network=str(fixture_pkl), device="cpu", out=str(out), seeds=(0, 1), seconds=0.4, fps=5.0)
+    assert job.start("writing", video_job(opts))
+    assert job.wait(120)
+    status = job.status()
+    assert not status.running and not status.error and status.done == 1, status.message
+    assert status.message == f"wrote 2 frames to {out}"
+    with Image.open(out) as gif:
+        assert gif.n_frames == 2 and gif.size == (32, 32)
+
+
+def test_a_failed_job_is_one_line_and_the_next_one_can_start(tmp_path: Path, fixture_pkl: Path) -> None:
+    job = StudioJob("video export")
+    bad = VideoOptions(network=str(fixture_pkl), out=str(tmp_path / "walk.avi"), seeds=(0,), seconds=0.2, fps=5.0)
+    assert job.start("writing", video_job(bad)) and job.wait(60)
+    status = job.status()
+    assert status.error and status.done == 0 and "walk.avi" in status.message and "\n" not in status.message
+    good = VideoOptions(network=str(fixture_pkl), out=f"{tmp_path}/frames/", seeds=(0,), seconds=0.2, fps=5.0)
+    assert job.start("writing", video_job(good)) and job.wait(60)
+    assert not job.status().error and len(list((tmp_path / "frames").glob("*.png"))) == 1
+
+
+def test_a_projection_job_writes_projected_w_and_the_view_renders_it(
+    tmp_path: Path, fixture_pkl: Path, fixture_generator: torch.nn.Module
+) -> None:
+    target = tmp_path / "target.png"
+    model = model_from_generator(fixture_generator, "fixture")
+    with torch.inference_mode():
+        Image.fromarray(render_images(model, RenderRequest(model.key, x=11))).save(target)
+    opts = ProjectOptions(network=str(fixture_pkl), device="cpu", target=str(target), outdir=str(tmp_path / "p"),
+                          config=ProjectConfig(num_steps=3, w_avg_samples=200))  # fmt: skip
+    job = StudioJob("projection")
+    assert job.start("projecting", project_job(opts)) and job.wait(300)
+    status = job.status()
+    assert not status.error and status.done == 1 and "projected_w.npz" in status.message, status.message
+    ws_file = tmp_path / "p" / "projected_w.npz"
+    ws = torch.from_numpy(np.load(ws_file)["w"])
+    with torch.inference_mode():
+        shown = render_images(model, RenderRequest(model.key, x=5, ws_file=str(ws_file)))
+        expected = fixture_generator.synthesis(ws, noise_mode="const")
+    pixels = (expected[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    assert np.abs(shown.astype(int) - pixels.astype(int)).max() <= 1
+
+
+def test_a_projected_w_of_another_network_is_a_one_line_render_error(
+    tmp_path: Path, fixture_generator: torch.nn.Module
+) -> None:
+    bad = tmp_path / "projected_w.npz"
+    np.savez(bad, w=np.zeros((1, 3, 7), dtype=np.float32))
+    model = model_from_generator(fixture_generator, "fixture")
+    with pytest.raises(Exception, match=r"projected w .*\[N, 8, 64\]") as info, torch.inference_mode():
+        render_images(model, RenderRequest(model.key, ws_file=str(bad)))
+    assert "\n" not in str(info.value)
