@@ -185,7 +185,7 @@ def test_make_viz_without_a_display_renders_each_view_offscreen(tmp_path: Path) 
 
 def _offscreen_state(snapshot: Path, tmp_path: Path, name: str, extra: list[str]) -> tuple[dict, np.ndarray]:
     out, state_file = tmp_path / name, tmp_path / f"{name}.json"
-    args = [str(snapshot), "--offscreen", "2", "--out", str(out), "--seed", "7", "--no-attach-last"]
+    args = [str(snapshot), "--offscreen", "2", "--out", str(out), "--seed", "7", "--no-attach-last", "--grid", "1x1"]
     res = _run([*args, "--debug-state", str(state_file), "--debug-every", "1", *extra], tmp_path)
     assert res.returncode == 0, res.stderr
     frame = np.asarray(Image.open(out / "frame-0001.png").convert("RGB"), dtype=np.float64)
