@@ -310,8 +310,8 @@ class App:
         self.control, self.perf, self.capture = p["control"].state, p["performance"].state, p["capture"].state
         self.layers, self.projected = p["layers"].state, p["projection"].state
         self.seeds.set_seed(opts.seed)
-        if opts.grid:
-            self.seeds.grid, (self.seeds.grid_w, self.seeds.grid_h) = True, opts.grid
+        if opts.grid:  # 1x1: one image, grid view off
+            self.seeds.grid, (self.seeds.grid_w, self.seeds.grid_h) = opts.grid != (1, 1), opts.grid
         self._first_view_grid = opts.grid is None  # decided when the first model has loaded
         if opts.dataset:
             self.augment.dataset = self.augment.dataset_input = opts.dataset
