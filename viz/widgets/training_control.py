@@ -97,7 +97,11 @@ def _draw_start_form(
     s.augpipe = presets[idx]
     imgui.end_disabled()
     imgui.set_next_item_width(w)
-    if s.aug == Mechanism.FIXED:
+    if s.aug == Mechanism.DIFFAUG:
+        _, s.diffaug_policy = imgui.input_text("DiffAugment ops##train", s.diffaug_policy)
+        help_marker("--diffaug-policy: a comma list of color, translation, cutout (the DiffAugment paper's "
+                    "ops), applied to every image D sees; no p, r_t is still measured")
+    elif s.aug == Mechanism.FIXED:
         _, s.p = imgui.slider_float("p##train", s.p, 0.0, 1.0, "%.3f")
     else:
         imgui.begin_disabled(s.aug == Mechanism.NOAUG)
