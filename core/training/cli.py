@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"with --aug diffaug: DiffAugment's ops, a comma list of color, translation, cutout "
                         f"(default {DIFFAUG_DEFAULT})")
     a.add_argument("--p-max", type=float, metavar="FLOAT", help="cap on p (default 1)")
-    a.add_argument("--ada-kimg", type=float, metavar="KIMG", help="p can move by 1 in this many kimg (default 500)")
+    a.add_argument("--ada-kimg", type=float, metavar="KIMG",
+                   help="p can move by 1 in this many kimg (default from --cfg: 100 for cpu32, 500 for the others)")
     a.add_argument("--ada-interval", type=int, metavar="BATCHES",
                    help="minibatches between p updates, i.e. r_t is measured over BATCHES x --batch reals (default 4)")
     r = p.add_argument_group("resume and outputs")

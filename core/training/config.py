@@ -124,7 +124,7 @@ class AugmentSpec:
     p: float = 0.0  # initial p
     target: float | None = 0.6  # r_t target for ada/apa; None = p is fixed
     interval: int = 4  # minibatches between p updates
-    kimg: float = 500.0  # p can move by 1 in this many kimg
+    kimg: float = 500.0  # p can move by 1 in this many kimg (resolved: --ada-kimg, else the preset's)
     p_max: float = 1.0
     diffaug_policy: str | None = None  # DiffAugment's ops (mode "diffaug"), None = no DiffAugment
 
@@ -350,7 +350,7 @@ def resolve_spec(o: TrainingOptions, data: DataSpec, num_gpus: int, device: str)
         G_lr=o.glr or cfg.lrate, D_lr=o.dlr or cfg.lrate,
         loss=LossSpec(r1_gamma=cfg.gamma if o.gamma is None else o.gamma, pl_weight=cfg.pl_weight,
                       style_mixing_prob=cfg.style_mixing),
-        augment=_augment_spec(o),
+        augment=_augment_spec(o, cfg.ada_kimg),
         ema_kimg=cfg.ema_kimg, ema_rampup=cfg.ema_rampup,
         batch=batch, batch_gpu=batch_gpu, num_gpus=num_gpus,
         total_kimg=o.kimg or cfg.kimg, kimg_per_tick=o.tick, snapshot_ticks=o.snap,
@@ -361,14 +361,15 @@ def resolve_spec(o: TrainingOptions, data: DataSpec, num_gpus: int, device: str)
     )
 
 
-def _augment_spec(o: TrainingOptions) -> AugmentSpec:
+def _augment_spec(o: TrainingOptions, ada_kimg: float) -> AugmentSpec:
+    """``ada_kimg``: the preset's default for --ada-kimg."""
     pipe = (o.augpipe or "bgc") if uses_ada_pipe(o.aug, o.with_dataaug) else None
     adaptive = Mechanism(o.aug).adaptive
     return AugmentSpec(
         mode=o.aug, pipe=pipe, multipliers=dict(o.aug_mult or {}) if pipe is not None else {},
         p=o.p if o.p is not None else 0.0,
         target=(o.target if o.target is not None else 0.6) if adaptive else None,
-        interval=int(o.ada_interval or 4), kimg=o.ada_kimg or 500.0, p_max=o.p_max,
+        interval=int(o.ada_interval or 4), kimg=o.ada_kimg or ada_kimg, p_max=o.p_max,
         diffaug_policy=_diffaug_policy(o),
     )
 

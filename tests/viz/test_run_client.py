@@ -208,6 +208,13 @@ def test_every_form_choice_is_a_command_the_trainer_accepts(aug: str, with_dataa
     assert opts.diffaug_policy == ("color,translation,cutout" if aug == "diffaug" else None)
 
 
+def test_the_form_says_how_fast_p_moves_for_the_chosen_preset() -> None:
+    from viz.widgets.training_control import ada_speed_help
+
+    assert "1 per 100 kimg with cpu32" in ada_speed_help("cpu32")
+    assert "1 per 500 kimg with paper256" in ada_speed_help("paper256")
+
+
 def test_the_form_offers_every_mechanism_and_passes_the_diffaug_policy() -> None:
     from core.augment import Mechanism
     from viz.widgets.training_control import TRAIN_AUG_MODES

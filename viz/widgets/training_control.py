@@ -9,7 +9,7 @@ from imgui_bundle import imgui
 
 from core.augment import PRESETS, Mechanism
 from core.augment.modes import choices
-from core.networks.presets import CFG_NAMES
+from core.networks.presets import CFG_NAMES, ada_kimg_default
 from viz.panel import Intent, RunAction, Scene
 from viz.run_client import StartOptions
 from viz.ui import FrameContext, help_marker, record_item, text_colored
@@ -19,6 +19,13 @@ __all__ = ["CONFIGS", "ControlAction", "TrainingControlPanel", "TrainingControlS
 # The laptop preset first: a run started from the GUI most often trains on this machine.
 CONFIGS = ("cpu32", *(name for name in CFG_NAMES if name != "cpu32"))
 TRAIN_AUG_MODES = choices(Mechanism)
+
+
+def ada_speed_help(cfg: str) -> str:
+    """How fast p may move in a run of this preset (its --ada-kimg default), for the form's help."""
+    return (f"p moves towards the target by at most 1 per {ada_kimg_default(cfg):g} kimg with {cfg} "
+            "(--ada-kimg, default from the preset: 100 for cpu32, 500 for the paper presets); "
+            "set another in More options, e.g. --ada-kimg 50")
 
 
 @dataclass
@@ -107,6 +114,8 @@ def _draw_start_form(
         imgui.begin_disabled(s.aug == Mechanism.NOAUG)
         _, s.target = imgui.slider_float("Target r_t##train", s.target, 0.0, 1.0, "%.2f")
         imgui.end_disabled()
+        if s.aug != Mechanism.NOAUG:
+            help_marker(ada_speed_help(s.cfg))
     imgui.set_next_item_width(w)
     _, s.kimg = imgui.input_float("Length (kimg)##train", s.kimg, 1.0, 10.0, "%.1f")
     s.kimg = max(s.kimg, 0.1)

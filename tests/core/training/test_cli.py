@@ -110,10 +110,27 @@ def test_dry_run_prints_the_resolved_spec(tiny_data: Path, tmp_path: Path, capsy
     spec = json.loads(capsys.readouterr().out)
     assert spec["batch"] == 16 and spec["G_kwargs"]["img_resolution"] == 16
     assert spec["augment"] == {"mode": "ada", "pipe": "bgc", "multipliers": {}, "p": 0.0, "target": 0.6,
-                               "interval": 4, "kimg": 500.0, "p_max": 1.0}
+                               "interval": 4, "kimg": 100.0, "p_max": 1.0, "diffaug_policy": None}
     assert spec["metrics"] == []  # none by default on CPU
     assert spec["loss"]["r1_gamma"] == pytest.approx(0.0002 * 32**2 / 16)  # cpu32's own gamma
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("cfg", "extra", "ada_kimg"), [
+    ("cpu32", [], 100.0),  # the preset of short CPU runs: p can cross its range within one
+    ("cpu32", ["--ada-kimg", "250"], 250.0),  # an explicit value wins
+    ("paper256", [], 500.0),  # the public presets keep the public 500
+    ("auto", [], 500.0),
+    ("paper256", ["--ada-kimg", "40"], 40.0),
+])
+def test_ada_kimg_defaults_to_the_presets_and_is_recorded_resolved(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], cfg: str, extra: list[str], ada_kimg: float,
+) -> None:
+    argv = ["--outdir", str(tmp_path / "out"), "--data", str(tiny_data), "--cfg", cfg, "--device", "cpu", *extra]
+    assert main([*argv, "-n"]) == 0
+    assert json.loads(capsys.readouterr().out)["augment"]["kimg"] == ada_kimg
+    opts = parse_options(argv)[0]
+    assert opts.ada_kimg == (float(extra[1]) if extra else None)  # options keep what was asked, spec the value
 
 
 def test_options_round_trip_and_replay(tmp_path: Path) -> None:
@@ -162,6 +179,7 @@ def test_a_real_run_writes_the_run_directory(tiny_data: Path, tmp_path: Path) ->
     assert run_dir.name == "00000-blobs-cpu32-batch4-apa-kimg0.012-smoke"
     info = json.loads((run_dir / "run.json").read_text())
     assert info["options"]["aug"] == "apa" and info["options"]["resolved"]["augment"]["pipe"] is None
+    assert info["options"]["ada_kimg"] is None and info["options"]["resolved"]["augment"]["kimg"] == 100.0  # cpu32
     assert "tick 2" in proc.stderr and "finished at kimg 0.012" in proc.stderr
     log_txt = (run_dir / "log.txt").read_text()
     assert "finished at kimg 0.012" in log_txt and "run directory" in log_txt
