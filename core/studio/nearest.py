@@ -70,6 +70,8 @@ def _check(opts: NearestCommand) -> None:
         raise StudioError("pass either --network (with --seeds) or --images DIR, not both and not neither")
     if opts.network is not None and not opts.seeds:
         raise StudioError("--network needs --seeds (e.g. 0-63)")
+    if opts.images is not None and opts.seeds:
+        raise StudioError("--seeds applies to --network only; drop it with --images")
     check_writable_file(Path(opts.out), "--out")
     if opts.json:
         check_writable_file(Path(opts.json), "--json")
