@@ -59,6 +59,7 @@ class NearestOptions:
     inception: str | None = None  # inception-2015-12-05.pt (else $ADA_INCEPTION_WEIGHTS, else offline)
     cache_dir: str | None = None
     progress: bool = False
+    kind: str | None = None  # "offline" or "inception"; None: Inception when its file is named
 
 
 @dataclass
@@ -109,7 +110,7 @@ def copy_threshold(nearest_other: np.ndarray) -> float:
 def choose_extractor(options: NearestOptions, what: str = "nearest") -> FeatureExtractor:
     """Inception when its file is named (option or environment variable), else the offline net."""
     named = options.inception or os.environ.get(DETECTORS["inception"].env)
-    kind = "inception" if named else "offline"
+    kind = options.kind or ("inception" if named else "offline")
     return build_extractor(kind, torch.device(options.device), what, inception=options.inception)
 
 

@@ -153,3 +153,24 @@ def test_shift_repeats_the_edge():
     x = torch.arange(9, dtype=torch.uint8).reshape(1, 1, 3, 3)
     assert shifted(x, 0, 1)[0, 0].tolist() == [[0, 0, 1], [3, 3, 4], [6, 6, 7]]
     assert shifted(x, -1, 0)[0, 0].tolist() == [[3, 4, 5], [6, 7, 8], [6, 7, 8]]
+
+
+class _Noise(_Memoriser):
+    def forward(self, z, c, truncation_psi=1, noise_mode="const"):
+        return torch.rand(len(z), *self.images.shape[1:]) * 2 - 1
+
+
+def test_copies_offline_is_a_metric_for_snapshots(split, tmp_path):
+    """``--metrics copies_offline`` (CLI, and the trainer at each snapshot): the share of fakes
+    flagged; 1 for a G that draws training images, 0 for noise; other metrics alongside still work."""
+    from core.metrics import MetricOptions, compute_metrics
+
+    train = ImageDataset(str(split["root"] / "train"))
+    images = torch.from_numpy(train.load_batch(np.arange(len(train)))[0])
+    options = MetricOptions(num_gen=24, batch=8, cache_dir=str(tmp_path / "cache"), progress=False)
+    results = compute_metrics(_Memoriser(images), train.spec, ["copies_offline", "fd_offline"], options)
+    assert results["copies_offline"].results == {"copies_offline": 1.0}
+    assert results["copies_offline"].num_gen == 24 and results["copies_offline"].num_real == TRAIN
+    assert np.isfinite(results["fd_offline"].results["fd_offline"])
+    noise = compute_metrics(_Noise(images), train.spec, ["copies_offline"], options)
+    assert noise["copies_offline"].results == {"copies_offline": 0.0}
