@@ -468,12 +468,17 @@ def test_diffaug_run_finishes_and_its_reals_preview_shows_augmented_images(tiny_
     trainer = make_trainer(tiny_data, run_dir, kimg=3 * MINIBATCH_KIMG, tick=MINIBATCH_KIMG, preview_ticks=1,
                            aug="diffaug", diffaug_policy="translation,cutout")
     assert trainer.aug.pipe is None and trainer.aug.diffaug is not None
+    # The GUI's Send to training carries a p mode; DiffAugment has no p, so p stays where it is.
+    write_control(run_dir, ControlRequest(aug_mode="ada", fixed_p=0.3, target=0.5))
     plain = image_grid(trainer._grid_reals, 8)
     assert run_trainer(trainer) == "finished"
     evs = events(run_dir)
     ticks = [e for e in evs if e["kind"] == "tick"]
-    assert ticks and all(t["p"] == 0 for t in ticks if "p" in t)
-    assert "Loss/signs/real" in ticks[-1]["stats"]
+    from core.rundir import schema
+
+    assert len(ticks) == 3 and all(t[schema.STAT_P] == 0 for t in ticks)
+    assert trainer.aug.p == 0 and trainer.aug.controller.mode == "noaug"
+    assert schema.STAT_RT in ticks[-1]["stats"]  # r_t is still measured
     reals = [e["file"] for e in evs if e["kind"] == "preview" and e["image"] == "reals-augmented"]
     shown = np.asarray(Image.open(run_dir / reals[-1]))
     assert shown.shape == plain.shape and not np.array_equal(shown, plain)
