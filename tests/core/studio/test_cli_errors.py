@@ -119,6 +119,7 @@ CASES = {
     ),
     "nearest: network and images": ([*NEAR, "--images", "{two}", "--network", "{demo}", "--seeds", "0"], "not both"),
     "nearest: network without seeds": ([*NEAR, "--network", "{demo}"], "--seeds"),
+    "nearest: missing --inception file": ([*NEAR, "--images", "{two}", "--inception", "no/incep.pt"], "incep.pt"),
     "nearest: seeds with images": ([*NEAR, "--images", "{two}", "--seeds", "0-3"], "--network only"),
     "nearest: G and data disagree": ([*NEAR, "--network", "{cond}", "--seeds", "0"], "8 px"),
     "missing option": (["generate", "--seeds", "1", "--outdir", "out"], "--network"),

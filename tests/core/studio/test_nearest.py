@@ -174,3 +174,27 @@ def test_copies_offline_is_a_metric_for_snapshots(split, tmp_path):
     assert np.isfinite(results["fd_offline"].results["fd_offline"])
     noise = compute_metrics(_Noise(images), train.spec, ["copies_offline"], options)
     assert noise["copies_offline"].results == {"copies_offline": 0.0}
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_inception_when_its_file_is_named(split, tmp_path, monkeypatch):
+    """The option or the environment variable the metrics use picks Inception; copies_offline
+    stays offline; the search runs on whichever extractor was chosen."""
+    from core.metrics.nearest import choose_extractor
+    from tests.core.metrics.test_evaluate import FakeDetector
+
+    detector = tmp_path / "inception-2015-12-05.pt"
+    torch.jit.save(torch.jit.script(FakeDetector()), str(detector))
+    assert choose_extractor(NearestOptions()).identity.startswith("offline-")
+    assert choose_extractor(NearestOptions(inception=str(detector))).identity.startswith("inception-")
+    monkeypatch.setenv("ADA_INCEPTION_WEIGHTS", str(detector))
+    assert choose_extractor(NearestOptions()).identity.startswith("inception-")
+    assert choose_extractor(NearestOptions(kind="offline")).identity.startswith("offline-")
+    out_json = tmp_path / "nn.json"
+    args = ["nearest", "--images", str(split["root"] / "check"), "--data", str(split["root"] / "train"),
+            "--k", "1", "--out", str(tmp_path / "nn.png"), "--json", str(out_json)]
+    assert main(args) == 0
+    assert len(json.loads(out_json.read_text())) == HELD_OUT + len(split["sources"])
+    # (The fake detector's 6 image statistics are equal for every normalised image, so nothing is
+    # flagged here; the test shows which features were used, not how good they are.)
+    assert prepare(str(split["root"] / "train")).reference.extractor.startswith("inception-")
