@@ -198,3 +198,18 @@ def test_inception_when_its_file_is_named(split, tmp_path, monkeypatch):
     # (The fake detector's 6 image statistics are equal for every normalised image, so nothing is
     # flagged here; the test shows which features were used, not how good they are.)
     assert prepare(str(split["root"] / "train")).reference.extractor.startswith("inception-")
+
+
+def test_the_training_set_is_cached_with_the_metrics_cache(split, tmp_path, monkeypatch):
+    from core.metrics import cache
+
+    monkeypatch.setenv("ADA_STUDIO_CACHE", str(tmp_path / "c"))
+    first = prepare(str(split["root"] / "train"))
+    (entry,) = (cache.cache_dir()).glob("*-nearest.npz")
+    assert entry.name.startswith("train-offline-")
+    calls = []
+    monkeypatch.setattr("core.metrics.nearest.shifted_distances", lambda *a, **k: calls.append(a))
+    again = prepare(str(split["root"] / "train"))
+    assert calls == []  # nothing recomputed
+    assert torch.equal(again.reference.features, first.reference.features)
+    assert again.reference.threshold == first.reference.threshold
