@@ -24,7 +24,7 @@ from typing import Any
 from core.augment import Mechanism, PMode
 from core.rundir import ControlRequest, RunReader, RunStatus, is_run_dir, layout, write_control
 from core.training.cli import options_to_argv
-from core.training.config import TrainingOptions, uses_ada_pipe
+from core.training.config import DIFFAUG_DEFAULT, TrainingOptions, uses_ada_pipe
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class StartOptions:
     with_dataaug: bool = False  # APA: also run the ADA pipe
     target: float = 0.6
     p: float = 0.2  # --aug fixed
+    diffaug_policy: str = DIFFAUG_DEFAULT  # --aug diffaug
     kimg: float = 20.0
     extra_args: str = ""
 
@@ -80,6 +81,7 @@ def training_options(opts: StartOptions) -> TrainingOptions:
         p=opts.p if mechanism is Mechanism.FIXED else None,
         with_dataaug=opts.with_dataaug and mechanism is Mechanism.APA,
         augpipe=opts.augpipe if opts.uses_pipe else None,
+        diffaug_policy=opts.diffaug_policy if mechanism is Mechanism.DIFFAUG else None,
     )
 
 

@@ -16,6 +16,7 @@ class Mechanism(StrEnum):
     APA = "apa"  # fakes passed off as reals at an adaptive p (the ADA pipe too with --with-dataaug)
     FIXED = "fixed"  # the ADA pipe at a fixed p
     NOAUG = "noaug"  # nothing; r_t is still measured
+    DIFFAUG = "diffaug"  # DiffAugment (Zhao et al. 2020) on everything D sees, always on; no p; r_t measured
 
     @property
     def adaptive(self) -> bool:
@@ -31,7 +32,7 @@ class Mechanism(StrEnum):
         """How the p controller runs for this mechanism."""
         if self.adaptive:
             return PMode.ADAPTIVE
-        return PMode.NOAUG if self is Mechanism.NOAUG else PMode.FIXED
+        return PMode.NOAUG if self in (Mechanism.NOAUG, Mechanism.DIFFAUG) else PMode.FIXED
 
 
 class PMode(StrEnum):

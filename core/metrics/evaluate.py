@@ -7,6 +7,8 @@
   configured (subset, mirror).
 - ``fd_offline``, ``kid_offline``, ``pr_offline``: the same distances on the offline random-conv
   features (see extractors.py; not comparable to the above); 5,000 fakes, every real image.
+- ``copies_offline``: the share of 1,000 fakes flagged as copies of a training image (the rule
+  and the features are ``nearest.py``'s, offline); every real image.
 
 ``_full`` and offline metrics use the whole dataset (no subset, no mirror), as in the public code;
 ``num_gen``/``max_real`` override the counts (records keep the counts used). Fakes: z ~ N(0, I) and,
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 class MetricSpec:
     """What a metric name means: distance, extractor, default counts, which reals."""
 
-    distance: str  # "fd", "kid" or "pr"
+    distance: str  # "fd", "kid", "pr" or "copy"
     extractor: str  # "inception", "vgg16" or "offline"
     num_gen: int
     max_real: int | None  # None: every real image
@@ -65,6 +67,7 @@ METRICS = MappingProxyType(
         "fd_offline": MetricSpec("fd", "offline", 5_000, None, True),
         "kid_offline": MetricSpec("kid", "offline", 5_000, None, True),
         "pr_offline": MetricSpec("pr", "offline", 5_000, None, True),
+        "copies_offline": MetricSpec("copy", "offline", 1_000, None, True),
     }
 )
 
@@ -303,9 +306,14 @@ def compute_metrics(
             raise MetricsError(f"the generator has c_dim={G.c_dim} but {ds.spec} has {ds.label_dim} classes")
 
     start = time.time()
+    # Copy metrics look at the fakes through nearest.py's own features (normalised, shifted).
+    feature_names = [n for n in names if plan.specs[n].distance != "copy"]
+    fake_kinds = {plan.specs[n].extractor for n in feature_names}
     fakes = _fake_features(
-        G, max(plan.num_gen.values()), extractors, next(iter(datasets.values())), options, device
-    )
+        G, max((plan.num_gen[n] for n in feature_names), default=0),
+        {kind: e for kind, e in extractors.items() if kind in fake_kinds}, next(iter(datasets.values())),
+        options, device,
+    ) if feature_names else {}  # fmt: skip
     gen_time = time.time() - start
     # One real feature set per (extractor, reals, count), shared by the metrics that agree on them.
     real_keys = {name: _real_key(plan, name, datasets) for name in names}
@@ -317,6 +325,9 @@ def compute_metrics(
     results: dict[str, MetricResult] = {}
     for name in names:
         spec, key, began = plan.specs[name], real_keys[name], time.time()
+        if spec.distance == "copy":
+            results[name] = _copy_metric(name, G, datasets[spec.full], plan.num_gen[name], options, device)
+            continue
         if key not in real_sets:
             real = real_features(
                 datasets[spec.full], extractors[spec.extractor], key[2], options, need_all[key]
@@ -335,6 +346,21 @@ def compute_metrics(
             gen_time + real_time + time.time() - began,
         )
     return results
+
+
+def _copy_metric(
+    name: str, G: nn.Module, dataset: ImageDataset, num: int, options: MetricOptions, device: torch.device
+) -> MetricResult:
+    from core.metrics.nearest import NearestOptions, copy_fraction, nearest, prepare
+
+    began = time.time()
+    nearest_options = NearestOptions(batch=options.batch, device=str(device), cache_dir=options.cache_dir,
+                                     kind="offline")
+    search = prepare(dataset, nearest_options)
+    images = torch.cat(list(generated_batches(_prepare_generator(G, device), num, dataset, options, device)))
+    fraction = copy_fraction(nearest(search, images.cpu(), list(range(num)), k=1))
+    return MetricResult(name, {name: fraction}, num, len(search.reference), search.reference.extractor,
+                        dataset.spec, time.time() - began)
 
 
 def _real_key(plan: _Plan, name: str, datasets: dict[bool, ImageDataset]) -> tuple[str, bool, int | None]:

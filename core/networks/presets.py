@@ -38,6 +38,9 @@ class CfgSpec:
     d_architecture: str = "resnet"
     adam_betas: tuple[float, float] = (0.0, 0.99)
     adam_eps: float = 1e-8
+    # ADA/APA: p can move by 1 in this many kimg (--ada-kimg). The public 500 suits runs of
+    # thousands of kimg; a preset for short runs needs a faster p, or p never gets anywhere.
+    ada_kimg: float = 500.0
 
     def G_kwargs(self, c_dim: int, img_resolution: int, img_channels: int) -> dict[str, Any]:
         return dict(
@@ -117,7 +120,8 @@ def resolve_cfg(name: str, resolution: int, gpus: int = 1) -> CfgSpec:
 
 
 def cpu32(gpus: int = 1) -> CfgSpec:
-    """Small 32 px model for a laptop CPU: channels 64 at every resolution, z = w = 64, batch 16.
+    """Small 32 px model for a laptop CPU: channels 64 at every resolution, z = w = 64, batch 16,
+    and p that can cross its range in 100 kimg.
 
     Measured with bench/bench_networks.py and the training benchmark; see README for figures.
     Everything runs in float32 (no fp16 layers, no clamp needed).
@@ -127,4 +131,12 @@ def cpu32(gpus: int = 1) -> CfgSpec:
         name="cpu32", ref_gpus=gpus, kimg=200, batch=batch, batch_gpu=max(batch // gpus, 1), mbstd_group=4,
         fmaps=2048 / 32768, lrate=0.0025, gamma=0.0002 * 32**2 / batch, ema_kimg=batch * 10 / 32, ema_rampup=0.05,
         map_depth=2, channel_base=2048, channel_max=64, num_fp16_res=0, conv_clamp=None, z_dim=64, w_dim=64,
+        # cpu32 runs last tens of kimg (the GUI's New run: 20): at 500, p could move by 0.04 in such
+        # a run. 100 let p rise and settle on builtin:digits (docs/training.md, runs of 2026-12-03).
+        ada_kimg=100.0,
     )
+
+
+def ada_kimg_default(name: str) -> float:
+    """The preset's --ada-kimg default (it does not depend on the resolution or the GPU count)."""
+    return resolve_cfg(name, 256).ada_kimg

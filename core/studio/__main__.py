@@ -1,4 +1,5 @@
-"""python -m core.studio CMD: generate images, style-mixing grids, latent-walk videos, projections.
+"""python -m core.studio CMD: generate images, style-mixing grids, latent-walk videos, projections,
+nearest training images (memorisation).
 
 Bad input is reported as one ``error:`` line on stderr with exit status 2, before any file is written.
 """
@@ -19,8 +20,8 @@ PROG = "ada-studio"
 NETWORK_HELP = "our snapshot (.json/.safetensors), a run directory (its newest snapshot), or a public .pkl"
 
 
-def _common(p: argparse.ArgumentParser, trunc: bool = True) -> None:
-    p.add_argument("--network", required=True, help=NETWORK_HELP)
+def _common(p: argparse.ArgumentParser, trunc: bool = True, network_required: bool = True) -> None:
+    p.add_argument("--network", required=network_required, help=NETWORK_HELP)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--class", dest="class_idx", type=int, help="class label (conditional networks only)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and written")
@@ -72,7 +73,21 @@ def _parser() -> argparse.ArgumentParser:
     proj.add_argument("--save-video", action="store_true", help="also write proj.mp4 (target | projection)")
     proj.add_argument("--vgg", help="vgg16.pt (TorchScript; default $ADA_STUDIO_VGG16); else a pixel fallback")
     proj.add_argument("--w-avg-samples", type=int, default=10000, help="z samples for the mean and spread of W")
+    _nearest_parser(sub)
     return parser
+
+
+def _nearest_parser(sub: argparse._SubParsersAction) -> None:
+    near = sub.add_parser("nearest", help="each image's k nearest training images; copies flagged")
+    _common(near, network_required=False)
+    near.add_argument("--images", help="a folder of images to check instead of --network (resized to --data's size)")
+    near.add_argument("--data", required=True, help="the training set: folder, zip or builtin:<name>")
+    near.add_argument("--seeds", help="seeds of --network's images, e.g. 0-63")
+    near.add_argument("--k", type=int, default=3, help="neighbours per image (default 3)")
+    near.add_argument("--out", required=True, help="grid PNG: each row the image, then its neighbours")
+    near.add_argument("--json", help="also write [{image, neighbours: [{name, distance}], copy}] here")
+    near.add_argument("--batch", type=int, default=16, help="images per forward pass")
+    near.add_argument("--inception", help="inception-2015-12-05.pt (default $ADA_INCEPTION_WEIGHTS; else offline)")
 
 
 def _seeds(text: str | None, what: str = "--seeds") -> tuple[int, ...]:
@@ -128,8 +143,23 @@ def _project(args: argparse.Namespace) -> str:
     return f"wrote {', '.join(p.name for p in written)} to {Path(args.outdir)}"
 
 
+def _nearest(args: argparse.Namespace) -> str:
+    from core.metrics.nearest import copy_fraction
+    from core.studio.nearest import NearestCommand, run_nearest
+
+    opts = NearestCommand(
+        data=args.data, network=args.network, device=args.device, class_idx=args.class_idx, trunc=args.trunc,
+        noise_mode=args.noise_mode, images=args.images, seeds=_seeds(args.seeds), k=args.k, out=args.out,
+        json=args.json, batch=args.batch, inception=args.inception,
+    )  # fmt: skip
+    written, matches = run_nearest(opts)
+    copies = sum(m.copy for m in matches)
+    return (f"{copies} of {len(matches)} image(s) flagged as copies (copy score {copy_fraction(matches):.3f}); "
+            f"wrote {', '.join(str(p) for p in written)}")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], str]] = {
-    "generate": _generate, "mix": _mix, "video": _video, "project": _project,
+    "generate": _generate, "mix": _mix, "video": _video, "project": _project, "nearest": _nearest,
 }  # fmt: skip
 
 

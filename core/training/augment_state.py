@@ -17,14 +17,16 @@ log = logging.getLogger(__name__)
 
 
 class AugmentState:
-    """p, the controller that moves it, and the ADA pipe (if any) that uses it.
+    """p, the controller that moves it, and the ADA pipe (if any) that uses it; or DiffAugment.
 
     The controller always runs: in mode "ada" it adapts p (for ADA or APA, whichever this run
-    uses), in "fixed" and "noaug" it leaves p alone but still measures r_t for the plots.
+    uses), in "fixed" and "noaug" (also DiffAugment's) it leaves p alone but still measures r_t
+    for the plots.
     """
 
     def __init__(self, spec: TrainingSpec, device: torch.device) -> None:
         from core.augment import AdaController, AugmentPipe
+        from core.augment.diffaug import DiffAugment
 
         a = spec.augment
         self.kind = Mechanism(a.mode)  # the run's mechanism
@@ -34,6 +36,8 @@ class AugmentState:
         if a.pipe is not None:
             self.pipe = AugmentPipe.from_preset(a.pipe).to(device)
             self.pipe.set_multipliers(a.multipliers)
+        # DiffAugment has no p and no state: the same random ops on every image D sees.
+        self.diffaug = DiffAugment(a.diffaug_policy) if a.diffaug_policy else None
         self.sync()
 
     @property

@@ -30,6 +30,7 @@ from core.training.config import (
     AUG_MODES,
     AUGPIPES,
     DEVICES,
+    DIFFAUG_DEFAULT,
     DataSpec,
     OptionError,
     TrainingOptions,
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--glr", type=float, metavar="FLOAT", help="G learning rate (default from --cfg)")
     b.add_argument("--dlr", type=float, metavar="FLOAT", help="D learning rate (default from --cfg)")
     a = p.add_argument_group("augmentation")
-    a.add_argument("--aug", choices=AUG_MODES, help="ada (default), apa, fixed or noaug")
+    a.add_argument("--aug", choices=AUG_MODES, help="ada (default), apa, fixed, noaug or diffaug")
     a.add_argument("--p", type=float, metavar="FLOAT", help="augmentation probability for --aug fixed")
     a.add_argument("--target", type=float, metavar="FLOAT", help="ADA/APA target for r_t (default 0.6)")
     a.add_argument("--augpipe", choices=AUGPIPES, metavar="NAME", help=f"pipe preset: {', '.join(AUGPIPES)}")
@@ -127,8 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(0 switches an op off), e.g. xflip=0,rotate90=0,rotate=0")
     a.add_argument("--with-dataaug", type=_bool, nargs="?", const=True, metavar="BOOL",
                    help="with --aug apa: also run the ADA pipe on what D sees")
+    a.add_argument("--diffaug-policy", metavar="LIST",
+                   help=f"with --aug diffaug: DiffAugment's ops, a comma list of color, translation, cutout "
+                        f"(default {DIFFAUG_DEFAULT})")
     a.add_argument("--p-max", type=float, metavar="FLOAT", help="cap on p (default 1)")
-    a.add_argument("--ada-kimg", type=float, metavar="KIMG", help="p can move by 1 in this many kimg (default 500)")
+    a.add_argument("--ada-kimg", type=float, metavar="KIMG",
+                   help="p can move by 1 in this many kimg (default from --cfg: 100 for cpu32, 500 for the others)")
     a.add_argument("--ada-interval", type=int, metavar="BATCHES",
                    help="minibatches between p updates, i.e. r_t is measured over BATCHES x --batch reals (default 4)")
     r = p.add_argument_group("resume and outputs")
@@ -197,7 +202,7 @@ def parse_options(argv: list[str]) -> tuple[TrainingOptions, bool, dict[str, Any
     return opts, dry_run, given
 
 
-_AUG_SETTINGS = ("p", "target", "augpipe", "aug_mult", "with_dataaug", "ada_kimg", "ada_interval")
+_AUG_SETTINGS = ("p", "target", "augpipe", "aug_mult", "with_dataaug", "ada_kimg", "ada_interval", "diffaug_policy")
 
 
 def _replayed(path: str) -> TrainingOptions:

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from core.augment import MULTIPLIER_NAMES, PRESETS, Mechanism
+from core.augment.diffaug import POLICIES as DIFFAUG_POLICIES
 from core.augment.modes import choices
 from core.networks.presets import CFG_NAMES, resolve_cfg
 
 AUG_MODES = choices(Mechanism)
 AUGPIPES = tuple(PRESETS)
 DEVICES = ("auto", "cpu", "cuda")
+DIFFAUG_DEFAULT = "color,translation,cutout"  # the DiffAugment paper's policy for few-shot runs
 
 
 def uses_ada_pipe(aug: str, with_dataaug: bool) -> bool:
@@ -51,6 +53,7 @@ class TrainingOptions:
     augpipe: str | None = None
     aug_mult: dict[str, float] | None = None  # per-op multipliers over the preset (ours, not public)
     with_dataaug: bool = False
+    diffaug_policy: str | None = None  # --aug diffaug: comma list of color, translation, cutout
     mirror: bool = False
     cond: bool = False
     subset: int | None = None
@@ -121,8 +124,9 @@ class AugmentSpec:
     p: float = 0.0  # initial p
     target: float | None = 0.6  # r_t target for ada/apa; None = p is fixed
     interval: int = 4  # minibatches between p updates
-    kimg: float = 500.0  # p can move by 1 in this many kimg
+    kimg: float = 500.0  # p can move by 1 in this many kimg (resolved: --ada-kimg, else the preset's)
     p_max: float = 1.0
+    diffaug_policy: str | None = None  # DiffAugment's ops (mode "diffaug"), None = no DiffAugment
 
     @property
     def adaptive(self) -> bool:
@@ -270,8 +274,23 @@ def _check_augment(o: TrainingOptions) -> None:
     for name, value in (("--ada-kimg", o.ada_kimg), ("--ada-interval", o.ada_interval)):
         if value is not None and not Mechanism(o.aug).adaptive:
             raise OptionError(f"{name} only applies to --aug ada or apa (got --aug {o.aug}); drop it")
+    _check_diffaug(o)
     if o.ada_interval is not None and int(o.ada_interval) != o.ada_interval:
         raise OptionError(f"--ada-interval must be a whole number of minibatches, got {o.ada_interval}")
+
+
+def _check_diffaug(o: TrainingOptions) -> None:
+    if o.diffaug_policy is None:
+        return
+    if o.aug != Mechanism.DIFFAUG:
+        raise OptionError(f"--diffaug-policy only applies to --aug diffaug (got --aug {o.aug}); drop it or use "
+                          "--aug diffaug")
+    names = [n.strip() for n in o.diffaug_policy.split(",")]
+    unknown = [n for n in names if n not in DIFFAUG_POLICIES]
+    if unknown:
+        what = "empty" if not o.diffaug_policy.strip() else f"unknown op(s) {', '.join(repr(n) for n in unknown)}"
+        raise OptionError(f"--diffaug-policy {o.diffaug_policy!r}: {what}; give a comma list of "
+                          f"{', '.join(DIFFAUG_POLICIES)} (default {DIFFAUG_DEFAULT})")
 
 
 def _check_aug_mult(mult: dict[str, float] | None) -> None:
@@ -331,7 +350,7 @@ def resolve_spec(o: TrainingOptions, data: DataSpec, num_gpus: int, device: str)
         G_lr=o.glr or cfg.lrate, D_lr=o.dlr or cfg.lrate,
         loss=LossSpec(r1_gamma=cfg.gamma if o.gamma is None else o.gamma, pl_weight=cfg.pl_weight,
                       style_mixing_prob=cfg.style_mixing),
-        augment=_augment_spec(o),
+        augment=_augment_spec(o, cfg.ada_kimg),
         ema_kimg=cfg.ema_kimg, ema_rampup=cfg.ema_rampup,
         batch=batch, batch_gpu=batch_gpu, num_gpus=num_gpus,
         total_kimg=o.kimg or cfg.kimg, kimg_per_tick=o.tick, snapshot_ticks=o.snap,
@@ -342,15 +361,23 @@ def resolve_spec(o: TrainingOptions, data: DataSpec, num_gpus: int, device: str)
     )
 
 
-def _augment_spec(o: TrainingOptions) -> AugmentSpec:
+def _augment_spec(o: TrainingOptions, ada_kimg: float) -> AugmentSpec:
+    """``ada_kimg``: the preset's default for --ada-kimg."""
     pipe = (o.augpipe or "bgc") if uses_ada_pipe(o.aug, o.with_dataaug) else None
     adaptive = Mechanism(o.aug).adaptive
     return AugmentSpec(
         mode=o.aug, pipe=pipe, multipliers=dict(o.aug_mult or {}) if pipe is not None else {},
         p=o.p if o.p is not None else 0.0,
         target=(o.target if o.target is not None else 0.6) if adaptive else None,
-        interval=int(o.ada_interval or 4), kimg=o.ada_kimg or 500.0, p_max=o.p_max,
+        interval=int(o.ada_interval or 4), kimg=o.ada_kimg or ada_kimg, p_max=o.p_max,
+        diffaug_policy=_diffaug_policy(o),
     )
+
+
+def _diffaug_policy(o: TrainingOptions) -> str | None:
+    if o.aug != Mechanism.DIFFAUG:
+        return None
+    return ",".join(n.strip() for n in (o.diffaug_policy or DIFFAUG_DEFAULT).split(","))
 
 
 def _metrics(o: TrainingOptions, device: str) -> list[str]:
@@ -363,6 +390,7 @@ def _metrics(o: TrainingOptions, device: str) -> list[str]:
 __all__ = [
     "AUGPIPES",
     "AUG_MODES",
+    "DIFFAUG_DEFAULT",
     "AugmentSpec",
     "DataSpec",
     "LossSpec",

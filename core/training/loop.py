@@ -157,7 +157,7 @@ class Trainer:
         self.timer = PhaseTimer(self.bank, self.device)
         self.loss = StyleGAN2Loss(self.G, self.D, spec.loss, self.bank, self.aug.pipe,
                                   apa_p=self.aug.apa_p if self.aug.kind is Mechanism.APA else None,
-                                  real_signs_hook=self.aug.controller.observe)
+                                  real_signs_hook=self.aug.controller.observe, diffaug=self.aug.diffaug)
         self.phases = build_phases(spec, self.G, self.D)
         self.loader = make_loader(dataset, spec.batch // env.world_size, seed=spec.seed, rank=env.rank,
                                   world_size=env.world_size, workers=spec.options.workers,
@@ -441,13 +441,15 @@ class Trainer:
         fakes = torch.cat([self.G_ema(z, c, noise_mode="const") for z, c in
                            zip(self._grid_z.split(bs), self._grid_c.split(bs), strict=True)])
         self.writer.write_preview(layout.PREVIEW_FAKES, self.kimg, image_grid(fakes, cols))
-        # What D is shown as "real": APA's pseudo reals, then the augment pipe, with fixed draws.
+        # What D is shown as "real": APA's pseudo reals, then the augment pipe or DiffAugment, with fixed draws.
         reals = self._grid_reals
         gen = torch.Generator(device=self.device).manual_seed(self.spec.seed)
         if self.aug.kind is Mechanism.APA:
             reals, _ = apa_replace(reals, fakes, self.aug.p, generator=gen)
         if self.aug.pipe is not None:
             reals = self.aug.pipe(reals, generator=gen)
+        if self.aug.diffaug is not None:
+            reals = self.aug.diffaug(reals, generator=gen)
         self.writer.write_preview(layout.PREVIEW_REALS_AUGMENTED, self.kimg, image_grid(reals, cols))
 
     def close(self) -> None:

@@ -7,7 +7,9 @@ Phases, as in the public training loop:
   Dreg   R1 penalty on the reals D sees, every ``D_reg_interval`` minibatches (D learns)
 
 ADA augments every image D looks at (reals and fakes, in G's pass too, so G's gradient flows
-through the augmentation). APA replaces each real shown to D (Dmain and the R1 pass) by a detached
+through the augmentation); DiffAugment (``--aug diffaug``) does the same with its always-on ops,
+as in its paper: D(T(x)), D(T(G(z))), and G's loss through T(G(z)).
+APA replaces each real shown to D (Dmain and the R1 pass) by a detached
 fake from the same slot of the last Gmain pass with probability p, and D is told it is real.
 Both feed sign(D(real)) of every real pass (Dmain and R1) to the p controller.
 """
@@ -40,6 +42,7 @@ class StyleGAN2Loss:
         augment_pipe: nn.Module | None = None,
         apa_p: Callable[[], float] | None = None,
         real_signs_hook: Callable[[torch.Tensor], None] | None = None,
+        diffaug: nn.Module | None = None,
     ) -> None:
         self.G = G
         self.D = D
@@ -48,6 +51,7 @@ class StyleGAN2Loss:
         self.augment_pipe = augment_pipe
         self.apa_p = apa_p  # APA on: the current p (None: APA off)
         self.real_signs_hook = real_signs_hook  # sees sign(D(real)) of every real pass (ADA's r_t)
+        self.diffaug = diffaug  # DiffAugment on every image D sees (None: off)
         device = next(G.parameters()).device
         self.pl_mean = torch.zeros([], device=device)
         self._pl_sum = torch.zeros([], device=device)
@@ -76,6 +80,8 @@ class StyleGAN2Loss:
     def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
+        if self.diffaug is not None:
+            img = self.diffaug(img)
         return self.D(img, c)
 
     # -- phases ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ of them pause, stop or change p after the same minibatch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from core.augment.modes import PMode
+from core.augment.modes import Mechanism, PMode
 from core.rundir import ControlPoller, ControlRequest, RunWriter
 from core.training import distributed as dist_util
 from core.training.augment_state import AugmentState
@@ -90,6 +91,11 @@ class RunControl:
     def _apply_augment(self, req: ControlRequest) -> dict[str, Any]:
         """Sticky settings: each request carries the GUI's whole state, so only differences apply."""
         ctrl, pipe, applied = self.aug.controller, self.aug.pipe, {}
+        if self.aug.kind is Mechanism.DIFFAUG and (req.aug_mode not in (None, ctrl.mode) or req.fixed_p is not None):
+            # DiffAugment has no p: a p that moved would be plotted as if it did something.
+            if req.aug_mode not in (None, ctrl.mode):
+                log.warning("control: aug_mode %s ignored, DiffAugment has no p (--aug diffaug)", req.aug_mode)
+            req = dataclasses.replace(req, aug_mode=None, fixed_p=None)
         if req.aug_multipliers:
             if pipe is None:
                 log.warning("control: aug_multipliers ignored, this run has no augment pipe (--aug %s)", self.aug.kind)

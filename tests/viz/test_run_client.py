@@ -192,7 +192,7 @@ def test_trainer_command_carries_the_form() -> None:
     assert "--augpipe" not in trainer_command(StartOptions(aug="noaug"))
 
 
-@pytest.mark.parametrize("aug", ["ada", "apa", "fixed", "noaug"])
+@pytest.mark.parametrize("aug", ["ada", "apa", "fixed", "noaug", "diffaug"])
 @pytest.mark.parametrize("with_dataaug", [False, True])
 def test_every_form_choice_is_a_command_the_trainer_accepts(aug: str, with_dataaug: bool) -> None:
     # The form sent --augpipe with APA alone, and fixed without --p: the trainer refused both (exit 2).
@@ -206,6 +206,23 @@ def test_every_form_choice_is_a_command_the_trainer_accepts(aug: str, with_dataa
     assert opts.augpipe == ("color" if form.uses_pipe else None)
     assert opts.p == (0.3 if aug == "fixed" else None)
     assert opts.target == (0.7 if aug in ("ada", "apa") else None)
+    assert opts.diffaug_policy == ("color,translation,cutout" if aug == "diffaug" else None)
+
+
+def test_the_form_says_how_fast_p_moves_for_the_chosen_preset() -> None:
+    from viz.widgets.training_control import ada_speed_help
+
+    assert "1 per 100 kimg with cpu32" in ada_speed_help("cpu32")
+    assert "1 per 500 kimg with paper256" in ada_speed_help("paper256")
+
+
+def test_the_form_offers_every_mechanism_and_passes_the_diffaug_policy() -> None:
+    from core.augment import Mechanism
+    from viz.widgets.training_control import TRAIN_AUG_MODES
+
+    assert set(TRAIN_AUG_MODES) == {m.value for m in Mechanism} and "diffaug" in TRAIN_AUG_MODES
+    cmd = trainer_command(StartOptions(aug="diffaug", diffaug_policy="translation,cutout", target=0.7))
+    assert cmd[cmd.index("--diffaug-policy") + 1] == "translation,cutout" and "--target" not in cmd
 
 
 def test_start_from_another_folder_attaches_the_run_it_launched(tmp_path: Path,

@@ -9,7 +9,7 @@ from imgui_bundle import imgui
 
 from core.augment import PRESETS, Mechanism
 from core.augment.modes import choices
-from core.networks.presets import CFG_NAMES
+from core.networks.presets import CFG_NAMES, ada_kimg_default
 from viz.panel import Intent, RunAction, Scene
 from viz.run_client import StartOptions
 from viz.ui import FrameContext, help_marker, record_item, text_colored
@@ -19,6 +19,13 @@ __all__ = ["CONFIGS", "ControlAction", "TrainingControlPanel", "TrainingControlS
 # The laptop preset first: a run started from the GUI most often trains on this machine.
 CONFIGS = ("cpu32", *(name for name in CFG_NAMES if name != "cpu32"))
 TRAIN_AUG_MODES = choices(Mechanism)
+
+
+def ada_speed_help(cfg: str) -> str:
+    """How fast p may move in a run of this preset (its --ada-kimg default), for the form's help."""
+    return (f"p moves towards the target by at most 1 per {ada_kimg_default(cfg):g} kimg with {cfg} "
+            "(--ada-kimg, default from the preset: 100 for cpu32, 500 for the paper presets); "
+            "set another in More options, e.g. --ada-kimg 50")
 
 
 @dataclass
@@ -97,12 +104,18 @@ def _draw_start_form(
     s.augpipe = presets[idx]
     imgui.end_disabled()
     imgui.set_next_item_width(w)
-    if s.aug == Mechanism.FIXED:
+    if s.aug == Mechanism.DIFFAUG:
+        _, s.diffaug_policy = imgui.input_text("DiffAugment ops##train", s.diffaug_policy)
+        help_marker("--diffaug-policy: a comma list of color, translation, cutout (the DiffAugment paper's "
+                    "ops), applied to every image D sees; no p, r_t is still measured")
+    elif s.aug == Mechanism.FIXED:
         _, s.p = imgui.slider_float("p##train", s.p, 0.0, 1.0, "%.3f")
     else:
         imgui.begin_disabled(s.aug == Mechanism.NOAUG)
         _, s.target = imgui.slider_float("Target r_t##train", s.target, 0.0, 1.0, "%.2f")
         imgui.end_disabled()
+        if s.aug != Mechanism.NOAUG:
+            help_marker(ada_speed_help(s.cfg))
     imgui.set_next_item_width(w)
     _, s.kimg = imgui.input_float("Length (kimg)##train", s.kimg, 1.0, 10.0, "%.1f")
     s.kimg = max(s.kimg, 0.1)

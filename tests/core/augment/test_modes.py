@@ -11,7 +11,7 @@ from core.training.config import AUG_MODES, uses_ada_pipe
 
 
 def test_members_are_the_strings_files_have_always_held() -> None:
-    assert AUG_MODES == ("ada", "apa", "fixed", "noaug")
+    assert AUG_MODES == ("ada", "apa", "fixed", "noaug", "diffaug")
     assert [m.value for m in PMode] == ["ada", "fixed", "noaug"]
     assert Mechanism("apa") is Mechanism.APA and Mechanism.ADA == "ada"
     assert json.dumps({"aug": Mechanism.FIXED}) == '{"aug": "fixed"}'
@@ -22,6 +22,7 @@ def test_members_are_the_strings_files_have_always_held() -> None:
     ("apa", True, "ada", False, True),
     ("fixed", False, "fixed", True, True),
     ("noaug", False, "noaug", False, False),
+    ("diffaug", False, "noaug", False, False),  # DiffAugment has no p: the controller only measures r_t
 ])
 def test_what_each_mechanism_means(mechanism: str, adaptive: bool, p_mode: str, pipe: bool,
                                    pipe_with_dataaug: bool) -> None:

@@ -39,6 +39,11 @@ def _inputs(folder: Path) -> dict[str, str]:
     np.savez(folder / "wrong_w.npz", w=np.zeros([1, 3, 5], np.float32))
     np.savez(folder / "object_w.npz", w=np.array([{"a": 1}], dtype=object))  # would need pickle
     np.save(folder / "bare.npy", np.zeros([1, 8, 64], np.float32))
+    (folder / "two").mkdir()
+    for i in range(2):
+        PIL.Image.new("RGB", (32, 32), (i, 2, 3)).save(folder / "two" / f"{i}.png")
+    (folder / "empty").mkdir()
+    (folder / "junk.zip").write_bytes(b"not a zip")
     files = {"grey": "grey.png", "clear": "clear.png", "rgb": "rgb.png", "junk": "junk.png", "afile": "afile"}
     networks = {
         "demo": DEMO,
@@ -51,6 +56,9 @@ def _inputs(folder: Path) -> dict[str, str]:
         "wrong_w": str(folder / "wrong_w.npz"),
         "object_w": str(folder / "object_w.npz"),
         "bare": str(folder / "bare.npy"),
+        "two": str(folder / "two"),
+        "empty": str(folder / "empty"),
+        "junk_zip": str(folder / "junk.zip"),
     }
 
 
@@ -58,6 +66,7 @@ GEN = ["generate", "--network", "{demo}", "--outdir", "out"]
 MIX = ["mix", "--network", "{demo}", "--rows", "1,2", "--cols", "3", "--out", "grid.png"]
 PROJ = ["project", "--network", "{demo}", "--outdir", "out", "--steps", "2", "--w-avg-samples", "10"]
 VID = ["video", "--network", "{demo}", "--seeds", "0-1", "--seconds", "0.2", "--fps", "10"]
+NEAR = ["nearest", "--data", "{two}", "--out", "nn.png", "--json", "nn.json", "--k", "1"]
 CASES = {
     "missing target": ([*PROJ, "--target", "missing.png"], "missing.png"),
     "unreadable target": ([*PROJ, "--target", "{junk}"], "not an image"),
@@ -100,9 +109,23 @@ CASES = {
     "projected w needing pickle": ([*GEN, "--projected-w", "{object_w}"], "allow_pickle"),
     "projected w as a bare .npy": ([*GEN, "--projected-w", "{bare}"], "bare array"),
     "keyframes file missing": ([*VID[:3], "--keyframes", "nowhere.npz", "--out", "w.gif"], "nowhere.npz"),
+    "nearest: missing network": ([*NEAR, "--network", "nowhere.json", "--seeds", "0"], "nowhere"),
+    "nearest: empty --images folder": ([*NEAR, "--images", "{empty}"], "no images"),
+    "nearest: k < 1": ([*NEAR, "--images", "{two}", "--k", "0"], "--k 0"),
+    "nearest: k > dataset size": ([*NEAR, "--images", "{two}", "--k", "3"], "only 2 images"),
+    "nearest: unreadable data": (
+        ["nearest", "--data", "{junk_zip}", "--images", "{two}", "--out", "nn.png"],
+        "junk.zip",
+    ),
+    "nearest: network and images": ([*NEAR, "--images", "{two}", "--network", "{demo}", "--seeds", "0"], "not both"),
+    "nearest: network without seeds": ([*NEAR, "--network", "{demo}"], "--seeds"),
+    "nearest: missing --inception file": ([*NEAR, "--images", "{two}", "--inception", "no/incep.pt"], "incep.pt"),
+    "nearest: seeds with images": ([*NEAR, "--images", "{two}", "--seeds", "0-3"], "--network only"),
+    "nearest: G and data disagree": ([*NEAR, "--network", "{cond}", "--seeds", "0"], "8 px"),
     "missing option": (["generate", "--seeds", "1", "--outdir", "out"], "--network"),
 }
-SUBPROCESS_CASES = ("missing option", "negative seed", "grey target for an RGB G", "trunc without w_avg")
+SUBPROCESS_CASES = ("missing option", "negative seed", "grey target for an RGB G", "trunc without w_avg",
+                    "nearest: empty --images folder")
 
 
 def _run(args: list[str], inputs: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

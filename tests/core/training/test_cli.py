@@ -65,6 +65,13 @@ BAD = [
     (["--aug-mult", "xflip=-1"], "--aug-mult: xflip=-1.0 must be a number >= 0"),
     (["--aug-mult", "xflip=nan"], "--aug-mult: xflip=nan must be a number >= 0"),
     (["--aug", "noaug", "--aug-mult", "xflip=0"], "--aug-mult has no effect with --aug noaug"),
+    (["--diffaug-policy", "color"], "--diffaug-policy only applies to --aug diffaug"),
+    (["--aug", "diffaug", "--diffaug-policy", "color,zoom"], "unknown op(s) 'zoom'"),
+    (["--aug", "diffaug", "--diffaug-policy", " "], "--diffaug-policy ' ': empty"),
+    (["--aug", "diffaug", "--p", "0.2"], "--p only applies to --aug fixed (got --aug diffaug)"),
+    (["--aug", "diffaug", "--target", "0.6"], "--target only applies to --aug ada or apa (got --aug diffaug)"),
+    (["--aug", "diffaug", "--ada-kimg", "100"], "--ada-kimg only applies to --aug ada or apa"),
+    (["--aug", "diffaug", "--augpipe", "bgc"], "--augpipe has no effect with --aug diffaug"),
 ]
 
 
@@ -103,10 +110,27 @@ def test_dry_run_prints_the_resolved_spec(tiny_data: Path, tmp_path: Path, capsy
     spec = json.loads(capsys.readouterr().out)
     assert spec["batch"] == 16 and spec["G_kwargs"]["img_resolution"] == 16
     assert spec["augment"] == {"mode": "ada", "pipe": "bgc", "multipliers": {}, "p": 0.0, "target": 0.6,
-                               "interval": 4, "kimg": 500.0, "p_max": 1.0}
+                               "interval": 4, "kimg": 100.0, "p_max": 1.0, "diffaug_policy": None}
     assert spec["metrics"] == []  # none by default on CPU
     assert spec["loss"]["r1_gamma"] == pytest.approx(0.0002 * 32**2 / 16)  # cpu32's own gamma
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("cfg", "extra", "ada_kimg"), [
+    ("cpu32", [], 100.0),  # the preset of short CPU runs: p can cross its range within one
+    ("cpu32", ["--ada-kimg", "250"], 250.0),  # an explicit value wins
+    ("paper256", [], 500.0),  # the public presets keep the public 500
+    ("auto", [], 500.0),
+    ("paper256", ["--ada-kimg", "40"], 40.0),
+])
+def test_ada_kimg_defaults_to_the_presets_and_is_recorded_resolved(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], cfg: str, extra: list[str], ada_kimg: float,
+) -> None:
+    argv = ["--outdir", str(tmp_path / "out"), "--data", str(tiny_data), "--cfg", cfg, "--device", "cpu", *extra]
+    assert main([*argv, "-n"]) == 0
+    assert json.loads(capsys.readouterr().out)["augment"]["kimg"] == ada_kimg
+    opts = parse_options(argv)[0]
+    assert opts.ada_kimg == (float(extra[1]) if extra else None)  # options keep what was asked, spec the value
 
 
 def test_options_round_trip_and_replay(tmp_path: Path) -> None:
@@ -155,6 +179,7 @@ def test_a_real_run_writes_the_run_directory(tiny_data: Path, tmp_path: Path) ->
     assert run_dir.name == "00000-blobs-cpu32-batch4-apa-kimg0.012-smoke"
     info = json.loads((run_dir / "run.json").read_text())
     assert info["options"]["aug"] == "apa" and info["options"]["resolved"]["augment"]["pipe"] is None
+    assert info["options"]["ada_kimg"] is None and info["options"]["resolved"]["augment"]["kimg"] == 100.0  # cpu32
     assert "tick 2" in proc.stderr and "finished at kimg 0.012" in proc.stderr
     log_txt = (run_dir / "log.txt").read_text()
     assert "finished at kimg 0.012" in log_txt and "run directory" in log_txt
@@ -176,6 +201,27 @@ def test_resume_continues_the_run_with_the_options_given_on_its_command_line(tin
     assert second.returncode == 0, second.stderr[-2000:]
     assert "--ada-kimg: ada kimg 100.0 replaces the run's 20.0" in second.stderr
     assert "resumed exactly" in second.stderr and "finished at kimg 0.012" in second.stderr
+
+
+def test_a_diffaug_run_resumes_with_its_policy(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    common = [*TINY_CLI, "--tick", str(MINIBATCH_KIMG)]
+    cmd = [sys.executable, str(REPO / "train_headless.py"), "--outdir", str(out)]
+    first = subprocess.run([*cmd, "--data", str(tiny_data), *common, "--kimg", str(2 * MINIBATCH_KIMG),
+                            "--aug", "diffaug", "--diffaug-policy", "cutout,color"],
+                           env=_env(), capture_output=True, text=True, timeout=180)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (run_dir,) = out.iterdir()
+    second = subprocess.run([*cmd, "--resume", str(run_dir), "--kimg", str(3 * MINIBATCH_KIMG)],
+                            env=_env(), capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed exactly" in second.stderr and "finished at kimg 0.012" in second.stderr
+    options = json.loads((run_dir / "run.json").read_text())["options"]
+    assert options["aug"] == "diffaug" and options["diffaug_policy"] == "cutout,color"
+    assert options["resolved"]["augment"]["diffaug_policy"] == "cutout,color"
+    assert options["resolved"]["augment"]["pipe"] is None
+    # Another --aug drops the policy with the mechanism it belonged to.
+    assert parse_options(["--replay", str(run_dir), "--aug", "ada"])[0].diffaug_policy is None
 
 
 def _start_and_wait_for_a_tick(data: Path, out: Path) -> tuple[subprocess.Popen[str], Path]:
@@ -367,6 +413,7 @@ def test_missing_inception_names_only_what_the_trainer_accepts(
      "aug_mult": {"xflip": 0.0, "rotate90": 0.5}, "ada_kimg": 100.0, "ada_interval": 8, "p_max": 0.5},
     {"outdir": "o", "data": "d", "aug": "noaug", "mirror": True, "cond": True, "subset": 100, "metrics": [],
      "tick": 0.016, "glr": 0.0025123456789, "desc": "x y", "device": "cpu", "workers": 0, "live_interval": 0.5},
+    {"outdir": "o", "data": "d", "aug": "diffaug", "diffaug_policy": "translation,cutout"},
 ])
 def test_options_to_argv_is_the_inverse_of_the_parser(fields: dict) -> None:
     from core.training.cli import options_to_argv, parse_options

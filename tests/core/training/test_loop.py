@@ -456,3 +456,35 @@ def test_conditional_training_uses_dataset_labels(tmp_path: Path) -> None:
     all_z, all_c = trainer.draw_latents()
     assert all_c.shape == (4, 4, 3) and torch.all(all_c.sum(dim=2) == 1)  # one-hot labels for every phase
     assert run_trainer(trainer) == "finished"
+
+
+def test_diffaug_run_finishes_and_its_reals_preview_shows_augmented_images(tiny_data: Path, tmp_path: Path) -> None:
+    """--aug diffaug: no pipe, p stays 0, r_t is still measured, and the preview of what D sees as
+    real is the DiffAugmented reals (translation and cutout fill with 0 of [-1, 1]: mid-grey pixels,
+    which these blobs on black do not have)."""
+    from core.io.images import image_grid
+
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=3 * MINIBATCH_KIMG, tick=MINIBATCH_KIMG, preview_ticks=1,
+                           aug="diffaug", diffaug_policy="translation,cutout")
+    assert trainer.aug.pipe is None and trainer.aug.diffaug is not None
+    # The GUI's Send to training carries a p mode; DiffAugment has no p, so p stays where it is.
+    write_control(run_dir, ControlRequest(aug_mode="ada", fixed_p=0.3, target=0.5))
+    plain = image_grid(trainer._grid_reals, 8)
+    assert run_trainer(trainer) == "finished"
+    evs = events(run_dir)
+    ticks = [e for e in evs if e["kind"] == "tick"]
+    from core.rundir import schema
+
+    assert len(ticks) == 3 and all(t[schema.STAT_P] == 0 for t in ticks)
+    assert trainer.aug.p == 0 and trainer.aug.controller.mode == "noaug"
+    assert schema.STAT_RT in ticks[-1]["stats"]  # r_t is still measured
+    reals = [e["file"] for e in evs if e["kind"] == "preview" and e["image"] == "reals-augmented"]
+    shown = np.asarray(Image.open(run_dir / reals[-1]))
+    assert shown.shape == plain.shape and not np.array_equal(shown, plain)
+    grey = (shown == 128).all(axis=2).mean()
+    assert grey > 0.1 and (plain == 128).all(axis=2).mean() == 0
+    from core.training.config import TrainingSpec
+
+    replayed = TrainingSpec.from_dict(json.loads(json.dumps(trainer.spec.to_dict())))
+    assert replayed.augment.diffaug_policy == "translation,cutout" and replayed.augment.pipe is None

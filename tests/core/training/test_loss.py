@@ -276,3 +276,36 @@ def test_stats_readers_have_their_own_windows_and_skip_non_finite() -> None:
     assert both.num == 3 and both.mean == pytest.approx(3.0) and both.std == pytest.approx(math.sqrt(8 / 3))
     with pytest.raises(KeyError):
         bank.report("Loss/unknown", 1.0)
+
+
+def test_diffaugment_sees_every_image_D_sees_and_G_learns_through_the_augmented_fakes() -> None:
+    """As in the DiffAugment paper: D(T(x)), D(T(G(z))), and G's gradient flows through T. With
+    cutout alone, the pixels T cut out of a fake get no gradient and the others do."""
+    from core.augment.diffaug import DiffAugment
+
+    G, D = nets()
+    diffaug = DiffAugment("cutout")
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def keep(module: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        if inp[0].requires_grad:
+            inp[0].retain_grad()
+        seen.append((inp[0], out))
+
+    diffaug.register_forward_hook(keep)
+    loss = StyleGAN2Loss(G, D, LossSpec(style_mixing_prob=0), StatsBank(torch.device("cpu")), diffaug=diffaug)
+    real, c, z, gc = batch()
+    G.requires_grad_(True)
+    loss.accumulate_gradients("Gmain", real, c, z, gc, gain=1)
+    (fake, augmented), = seen
+    cut = (augmented == 0) & (fake != 0)
+    assert cut.any() and (~cut).any()
+    assert fake.grad is not None
+    assert torch.all(fake.grad[cut] == 0) and fake.grad[~cut].abs().sum() > 0
+    assert G.synthesis.b16.torgb.weight.grad.abs().sum() > 0
+    G.requires_grad_(False)
+    D.requires_grad_(True)
+    loss.accumulate_gradients("Dmain", real, c, z, gc, gain=1)
+    loss.accumulate_gradients("Dreg", real, c, z, gc, gain=16)
+    assert len(seen) == 4  # fakes and reals in Dmain, reals in the R1 pass
+    torch.testing.assert_close(seen[2][0], real)  # the reals D sees went through DiffAugment
