@@ -27,21 +27,6 @@ sys.path.insert(0, str(REPO))
 FIXTURE = REPO.parent / "shared" / "fixtures" / "sg2_res32_skip_resnet.snapshot.pkl"
 
 
-def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        sys.exit("bench_viz: Xvfb is not installed (apt-get install xvfb)")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [exe, "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        return proc, ":" + pipe.readline().strip()
-
-
 def snapshot_64(folder: Path) -> Path:
     """The fixture generator's architecture at 64 px, random weights (timing only)."""
     import torch
@@ -87,7 +72,12 @@ def main() -> int:
     a = ap.parse_args()
     if not FIXTURE.is_file():
         sys.exit(f"bench_viz: fixture {FIXTURE} not found")
-    xvfb, display = start_xvfb()
+    from tests.viz.conftest import start_xvfb  # the GUI tests' private display
+
+    try:
+        xvfb, display = start_xvfb()
+    except (FileNotFoundError, RuntimeError) as e:
+        sys.exit(f"bench_viz: {e}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_viz-"))
     env = {k: v for k, v in os.environ.items() if k != "WAYLAND_DISPLAY"}
     env.update(DISPLAY=display, XDG_CONFIG_HOME=str(tmp / "config"))

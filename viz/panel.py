@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:  # kept light: the launcher imports this before it knows it will open a window
     import numpy as np
@@ -116,6 +116,22 @@ class Message:
 
 
 Intent = OpenSource | SendAugment | RunAction | SaveCapture | ExportVideo | Project | Message
+
+
+S = TypeVar("S")
+
+
+class StatePanel(Generic[S]):
+    """The usual panel: it owns one typed state (made fresh unless given) and draws from it.
+
+    A subclass sets ``name``, ``title`` and ``state_type`` and writes ``draw``."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    state_type: ClassVar[type]
+
+    def __init__(self, state: S | None = None) -> None:
+        self.state: S = state if state is not None else self.state_type()
 
 
 class Panel(Protocol):

@@ -14,7 +14,9 @@ __all__ = [
     "Rect",
     "fit_path",
     "fit_text",
+    "action_button",
     "help_marker",
+    "job_status_line",
     "record_item",
     "reset_button",
     "reset_state",
@@ -113,3 +115,20 @@ def reset_button(ctx: FrameContext, state: Any, panel: str) -> bool:
     if clicked:
         reset_state(state)
     return bool(clicked)
+
+
+def action_button(ctx: FrameContext, label: str, rect: str, disabled: bool) -> bool:
+    """A button that can be greyed out (a job running, nothing loaded); True when clicked."""
+    imgui.begin_disabled(disabled)
+    clicked = imgui.button(label)
+    record_item(ctx, rect)
+    imgui.end_disabled()
+    return bool(clicked)
+
+
+def job_status_line(form_error: str | None, message: str, failed: bool, running: bool) -> None:
+    """A form's error, else a background job's last message, coloured by how it went."""
+    if form_error:
+        text_colored("error", form_error)
+    elif message:
+        text_colored("error" if failed else ("info" if running else "ok"), message)

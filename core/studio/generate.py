@@ -13,25 +13,13 @@ from torch import nn
 from tqdm import tqdm
 
 from core.io.images import tile, to_hwc
-from core.studio.common import (
-    NetworkOptions,
-    StudioError,
-    check_truncation,
-    check_writable_dir,
-    load_generator,
-    load_ws_file,
-    make_label,
-    parse_grid,
-    resolve_device,
-    save_png,
-    seeds_to_z,
-)
+from core.studio import common
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class GenerateOptions(NetworkOptions):
+class GenerateOptions(common.NetworkOptions):
     outdir: str = "out"
     seeds: tuple[int, ...] = ()
     grid: str | None = None
@@ -51,7 +39,7 @@ def generate_images(
     device = label.device
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
-        z = seeds_to_z(chunk, G.z_dim, device)
+        z = common.seeds_to_z(chunk, G.z_dim, device)
         img = G(z, label.repeat([len(chunk), 1]), truncation_psi=psi, noise_mode=noise_mode)
         yield from to_hwc(img)
 
@@ -66,27 +54,29 @@ def render_ws(G: nn.Module, ws: np.ndarray, noise_mode: str, device: torch.devic
 def run_generate(opts: GenerateOptions) -> list[Path]:
     """Validate everything, then write the images; returns the files written."""
     if opts.batch < 1:
-        raise StudioError(f"--batch {opts.batch}: must be >= 1")
+        raise common.StudioError(f"--batch {opts.batch}: must be >= 1")
     if opts.projected_w is None and not opts.seeds:
-        raise StudioError("pass --seeds (e.g. 0-7,42) or --projected-w FILE.npz")
-    grid = parse_grid(opts.grid) if opts.grid else None
+        raise common.StudioError("pass --seeds (e.g. 0-7,42) or --projected-w FILE.npz")
+    grid = common.parse_grid(opts.grid) if opts.grid else None
     if grid and opts.projected_w is None and len(opts.seeds) > grid[0] * grid[1]:
-        raise StudioError(f"--grid {opts.grid} has {grid[0] * grid[1]} cells, but {len(opts.seeds)} seeds were given")
-    outdir = check_writable_dir(Path(opts.outdir), "--outdir")
-    device = resolve_device(opts.device)
-    G = load_generator(opts.network, device)
+        raise common.StudioError(
+            f"--grid {opts.grid} has {grid[0] * grid[1]} cells, but {len(opts.seeds)} seeds were given"
+        )
+    outdir = common.check_writable_dir(Path(opts.outdir), "--outdir")
+    device = common.resolve_device(opts.device)
+    G = common.load_generator(opts.network, device)
     if opts.projected_w is not None:
         return _write_projected(G, opts, outdir, device, grid)
-    label = make_label(G, opts.class_idx, device)
-    check_truncation(G, opts.trunc)
+    label = common.make_label(G, opts.class_idx, device)
+    common.check_truncation(G, opts.trunc)
     images = generate_images(G, list(opts.seeds), label, opts.trunc, opts.noise_mode, opts.batch)
     written, kept = [], []
     for seed, image in tqdm(zip(opts.seeds, images, strict=True), total=len(opts.seeds), unit="img", disable=None):
-        written.append(save_png(outdir / f"seed{seed:04d}.png", image))
+        written.append(common.save_png(outdir / f"seed{seed:04d}.png", image))
         if grid:
             kept.append(image)
     if grid:
-        written.append(save_png(outdir / "grid.png", tile(kept, *grid)))
+        written.append(common.save_png(outdir / "grid.png", tile(kept, *grid)))
     return written
 
 
@@ -95,11 +85,11 @@ def _write_projected(
 ) -> list[Path]:
     if opts.seeds:
         log.warning("--seeds is ignored with --projected-w")
-    ws = load_ws_file(Path(opts.projected_w), G, "--projected-w")
+    ws = common.load_ws_file(Path(opts.projected_w), G, "--projected-w")
     if grid and len(ws) > grid[0] * grid[1]:
-        raise StudioError(f"--grid {opts.grid} has {grid[0] * grid[1]} cells, but the file holds {len(ws)} ws")
+        raise common.StudioError(f"--grid {opts.grid} has {grid[0] * grid[1]} cells, but the file holds {len(ws)} ws")
     images = list(render_ws(G, ws, opts.noise_mode, device))
-    written = [save_png(outdir / f"proj{idx:02d}.png", image) for idx, image in enumerate(images)]
+    written = [common.save_png(outdir / f"proj{idx:02d}.png", image) for idx, image in enumerate(images)]
     if grid:
-        written.append(save_png(outdir / "grid.png", tile(images, *grid)))
+        written.append(common.save_png(outdir / "grid.png", tile(images, *grid)))
     return written

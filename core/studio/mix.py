@@ -17,23 +17,13 @@ import torch
 from torch import nn
 
 from core.io.images import to_hwc
-from core.studio.common import (
-    NetworkOptions,
-    StudioError,
-    check_truncation,
-    check_writable_dir,
-    check_writable_file,
-    load_generator,
-    make_label,
-    resolve_device,
-    save_png,
-)
+from core.studio import common
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class MixOptions(NetworkOptions):
+class MixOptions(common.NetworkOptions):
     rows: tuple[int, ...] = ()
     cols: tuple[int, ...] = ()
     styles: tuple[int, ...] = tuple(range(7))
@@ -52,7 +42,7 @@ class MixResult:
 def check_styles(styles: list[int], num_ws: int) -> None:
     bad = [s for s in styles if not 0 <= s < num_ws]
     if bad:
-        raise StudioError(f"--styles {bad[0]}: out of range; this network has {num_ws} ws (0-{num_ws - 1})")
+        raise common.StudioError(f"--styles {bad[0]}: out of range; this network has {num_ws} ws (0-{num_ws - 1})")
 
 
 def seed_ws(G: nn.Module, seeds: list[int], label: torch.Tensor, psi: float) -> dict[int, torch.Tensor]:
@@ -98,20 +88,20 @@ def _canvas(images: dict[tuple[int, int], np.ndarray], rows: list[int], cols: li
 
 def run_mix(opts: MixOptions) -> list[Path]:
     if not opts.rows or not opts.cols:
-        raise StudioError("pass --rows and --cols (seeds, e.g. 85,100,75)")
-    out = check_writable_file(Path(opts.out), "--out")
+        raise common.StudioError("pass --rows and --cols (seeds, e.g. 85,100,75)")
+    out = common.check_writable_file(Path(opts.out), "--out")
     if out.suffix.lower() != ".png":
-        raise StudioError(f"--out {out}: the grid is written as PNG; name a .png file")
-    outdir = check_writable_dir(Path(opts.outdir), "--outdir") if opts.outdir else None
-    device = resolve_device(opts.device)
-    G = load_generator(opts.network, device)
+        raise common.StudioError(f"--out {out}: the grid is written as PNG; name a .png file")
+    outdir = common.check_writable_dir(Path(opts.outdir), "--outdir") if opts.outdir else None
+    device = common.resolve_device(opts.device)
+    G = common.load_generator(opts.network, device)
     check_styles(list(opts.styles), G.num_ws)
-    label = make_label(G, opts.class_idx, device)
-    check_truncation(G, opts.trunc)
+    label = common.make_label(G, opts.class_idx, device)
+    common.check_truncation(G, opts.trunc)
     result = style_mix(G, list(opts.rows), list(opts.cols), list(opts.styles), label, opts.trunc, opts.noise_mode)
     written = []
     if outdir is not None:
         for (row, col), image in result.images.items():
-            written.append(save_png(outdir / f"{row}-{col}.png", image))
-    written.append(save_png(out, result.grid))
+            written.append(common.save_png(outdir / f"{row}-{col}.png", image))
+    written.append(common.save_png(out, result.grid))
     return written

@@ -25,15 +25,7 @@ from core.io.atomic import atomic_path
 from core.io.images import tile
 from core.metrics.extractors import MetricsError
 from core.metrics.nearest import Match, NearestOptions, generated_images, nearest, prepare
-from core.studio.common import (
-    StudioError,
-    check_truncation,
-    check_writable_file,
-    load_generator,
-    make_label,
-    resolve_device,
-    save_png,
-)
+from core.studio import common
 
 log = logging.getLogger(__name__)
 
@@ -63,27 +55,27 @@ class NearestCommand:
 
 def _check(opts: NearestCommand) -> None:
     if opts.k < 1:
-        raise StudioError(f"--k {opts.k}: must be >= 1")
+        raise common.StudioError(f"--k {opts.k}: must be >= 1")
     if opts.batch < 1:
-        raise StudioError(f"--batch {opts.batch}: must be >= 1")
+        raise common.StudioError(f"--batch {opts.batch}: must be >= 1")
     if (opts.network is None) == (opts.images is None):
-        raise StudioError("pass either --network (with --seeds) or --images DIR, not both and not neither")
+        raise common.StudioError("pass either --network (with --seeds) or --images DIR, not both and not neither")
     if opts.network is not None and not opts.seeds:
-        raise StudioError("--network needs --seeds (e.g. 0-63)")
+        raise common.StudioError("--network needs --seeds (e.g. 0-63)")
     if opts.images is not None and opts.seeds:
-        raise StudioError("--seeds applies to --network only; drop it with --images")
-    check_writable_file(Path(opts.out), "--out")
+        raise common.StudioError("--seeds applies to --network only; drop it with --images")
+    common.check_writable_file(Path(opts.out), "--out")
     if opts.json:
-        check_writable_file(Path(opts.json), "--json")
+        common.check_writable_file(Path(opts.json), "--json")
 
 
 def _dataset(spec: str, k: int) -> ImageDataset:
     try:
         dataset = ImageDataset(spec)
     except (DatasetError, OSError) as exc:
-        raise StudioError(f"--data {spec}: {exc}") from None
+        raise common.StudioError(f"--data {spec}: {exc}") from None
     if k > len(dataset):
-        raise StudioError(f"--k {k}: the dataset has only {len(dataset)} images")
+        raise common.StudioError(f"--k {k}: the dataset has only {len(dataset)} images")
     return dataset
 
 
@@ -93,7 +85,7 @@ def _read_image(path: Path, resolution: int, channels: int) -> np.ndarray:
         with PIL.Image.open(path) as opened:
             image = opened.convert("RGB" if channels == 3 else "L")
     except (PIL.UnidentifiedImageError, PIL.Image.DecompressionBombError, OSError) as exc:
-        raise StudioError(f"--images: {path} is not an image Pillow can read ({exc})") from None
+        raise common.StudioError(f"--images: {path} is not an image Pillow can read ({exc})") from None
     w, h = image.size
     s = min(w, h)
     image = image.crop(((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2))
@@ -107,24 +99,24 @@ def folder_images(folder: str, dataset: ImageDataset) -> tuple[torch.Tensor, lis
     """Every image file under ``folder`` (sorted by relative path) and those relative names."""
     root = Path(folder)
     if not root.is_dir():
-        raise StudioError(f"--images {folder}: not a folder")
+        raise common.StudioError(f"--images {folder}: not a folder")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in image_extensions())
     if not files:
-        raise StudioError(f"--images {folder}: no images in it (looked for {', '.join(image_extensions())})")
+        raise common.StudioError(f"--images {folder}: no images in it (looked for {', '.join(image_extensions())})")
     arrays = [_read_image(p, dataset.resolution, dataset.num_channels) for p in files]
     return torch.from_numpy(np.stack(arrays)), [p.relative_to(root).as_posix() for p in files]
 
 
 def _network_images(opts: NearestCommand, dataset: ImageDataset) -> torch.Tensor:
-    device = resolve_device(opts.device)
-    G = load_generator(opts.network, device)
+    device = common.resolve_device(opts.device)
+    G = common.load_generator(opts.network, device)
     if (G.img_resolution, G.img_channels) != (dataset.resolution, dataset.num_channels):
-        raise StudioError(
+        raise common.StudioError(
             f"--data {opts.data}: {dataset.resolution} px with {dataset.num_channels} channel(s), but the network "
             f"makes {G.img_resolution} px with {G.img_channels}; use the dataset it was trained on"
         )
-    label = make_label(G, opts.class_idx, device)
-    check_truncation(G, opts.trunc)
+    label = common.make_label(G, opts.class_idx, device)
+    common.check_truncation(G, opts.trunc)
     return generated_images(G, list(opts.seeds), opts.trunc, opts.noise_mode, opts.batch, label)
 
 
@@ -166,9 +158,9 @@ def run_nearest(opts: NearestCommand) -> tuple[list[Path], list[Match]]:
     try:
         search = prepare(dataset, NearestOptions(batch=max(opts.batch, 16), inception=opts.inception))
     except (MetricsError, DatasetError) as exc:
-        raise StudioError(str(exc)) from None
+        raise common.StudioError(str(exc)) from None
     matches = nearest(search, images, labels, opts.k)
-    written = [save_png(Path(opts.out), render_grid(images, matches, dataset))]
+    written = [common.save_png(Path(opts.out), render_grid(images, matches, dataset))]
     if opts.json:
         with atomic_path(Path(opts.json)) as tmp:
             tmp.write_text(json.dumps([m.to_record() for m in matches], indent=1) + "\n", encoding="utf-8")

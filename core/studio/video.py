@@ -30,20 +30,7 @@ from tqdm import tqdm
 
 from core.io.atomic import atomic_path
 from core.io.images import tile, to_hwc
-from core.studio.common import (
-    NetworkOptions,
-    StudioError,
-    check_truncation,
-    check_writable_dir,
-    check_writable_file,
-    load_generator,
-    load_ws_file,
-    make_label,
-    parse_grid,
-    resolve_device,
-    save_png,
-    seeds_to_z,
-)
+from core.studio import common
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +39,7 @@ MP4_QUALITY = 8  # imageio-ffmpeg's 0-10 scale; 8 is crf 10: small files without
 
 
 @dataclass(frozen=True)
-class VideoOptions(NetworkOptions):
+class VideoOptions(common.NetworkOptions):
     out: str = "walk.mp4"
     seeds: tuple[int, ...] = ()
     keyframes: tuple[str, ...] = ()
@@ -157,23 +144,23 @@ def video_kind(out: str) -> str:
     suffix = Path(out).suffix.lower()
     if suffix in (".mp4", ".gif"):
         return suffix[1:]
-    raise StudioError(f"--out {out}: name a .mp4 or .gif file, or a folder ending in / for PNG frames")
+    raise common.StudioError(f"--out {out}: name a .mp4 or .gif file, or a folder ending in / for PNG frames")
 
 
 def check_video_out(out: str, option: str = "--out") -> Path:
     kind = video_kind(out)
     if kind == "frames":
-        return check_writable_dir(Path(out), option)
+        return common.check_writable_dir(Path(out), option)
     if kind == "mp4":
         _ffmpeg_module(option)
-    return check_writable_file(Path(out), option)
+    return common.check_writable_file(Path(out), option)
 
 
 def _ffmpeg_module(option: str) -> ModuleType:
     try:
         import imageio_ffmpeg
     except ImportError:
-        raise StudioError(
+        raise common.StudioError(
             f"{option}: MP4 needs imageio-ffmpeg (pip install 'ada-studio[video]'); or write .gif or a folder/"
         ) from None
     return imageio_ffmpeg
@@ -204,7 +191,7 @@ def _mp4_sink(path: Path, fps: float) -> Iterator[FrameSink]:
             if sink.writer is not None:
                 sink.writer.close()
         if sink.writer is None:  # an empty temporary file must not become the video
-            raise StudioError(f"--out {path}: no frames to write")
+            raise common.StudioError(f"--out {path}: no frames to write")
 
 
 @contextlib.contextmanager
@@ -213,7 +200,7 @@ def _frames_sink(folder: Path) -> Iterator[FrameSink]:
         count = 0
 
         def add(self, frame: np.ndarray) -> None:
-            save_png(folder / f"frame{self.count:06d}.png", frame)
+            common.save_png(folder / f"frame{self.count:06d}.png", frame)
             self.count += 1
 
     yield Sink()
@@ -236,7 +223,7 @@ def write_gif(path: Path, frames: Iterator[np.ndarray], fps: float) -> int:
             f.writelines(GifImagePlugin.getdata(image, (0, 0), duration=duration, include_color_table=True))
             count += 1
         if count == 0:
-            raise StudioError(f"--out {path}: no frames to write")
+            raise common.StudioError(f"--out {path}: no frames to write")
         f.write(b";")  # the GIF trailer
     return count
 
@@ -262,39 +249,39 @@ def write_video(out: str, frames: Iterator[np.ndarray], fps: float) -> int:
 def _keyframe_ws(G: nn.Module, opts: VideoOptions, device: torch.device) -> torch.Tensor:
     """All keyframes' ws [K, num_ws, w_dim], from seeds or from saved ws files."""
     if opts.keyframes:
-        files = [load_ws_file(Path(name), G, "--keyframes") for name in opts.keyframes]
+        files = [common.load_ws_file(Path(name), G, "--keyframes") for name in opts.keyframes]
         return torch.from_numpy(np.concatenate(files)).to(device)
-    label = make_label(G, opts.class_idx, device)
-    check_truncation(G, opts.trunc)
+    label = common.make_label(G, opts.class_idx, device)
+    common.check_truncation(G, opts.trunc)
     # One seed at a time: each keyframe is then the very ws `generate --seeds` renders.
     with torch.no_grad():
         return torch.cat(
-            [G.mapping(seeds_to_z([s], G.z_dim, device), label, truncation_psi=opts.trunc) for s in opts.seeds]
+            [G.mapping(common.seeds_to_z([s], G.z_dim, device), label, truncation_psi=opts.trunc) for s in opts.seeds]
         )
 
 
 def run_video(opts: VideoOptions) -> tuple[Path, int]:
     if bool(opts.seeds) == bool(opts.keyframes):
-        raise StudioError("pass either --seeds (e.g. 0-31) or --keyframes a.npz,b.npz (not both)")
+        raise common.StudioError("pass either --seeds (e.g. 0-31) or --keyframes a.npz,b.npz (not both)")
     if opts.kind not in KINDS:
-        raise StudioError(f"--kind {opts.kind!r}: choose {' or '.join(KINDS)}")
+        raise common.StudioError(f"--kind {opts.kind!r}: choose {' or '.join(KINDS)}")
     if not (opts.fps > 0 and opts.seconds > 0 and math.isfinite(opts.fps * opts.seconds)):
-        raise StudioError(f"--seconds {opts.seconds:g} --fps {opts.fps:g}: both must be > 0")
+        raise common.StudioError(f"--seconds {opts.seconds:g} --fps {opts.fps:g}: both must be > 0")
     num_frames = round(opts.seconds * opts.fps)
     if num_frames < 1:
-        raise StudioError(f"--seconds {opts.seconds:g} at --fps {opts.fps:g} makes no frame")
-    grid = parse_grid(opts.grid)
+        raise common.StudioError(f"--seconds {opts.seconds:g} at --fps {opts.fps:g} makes no frame")
+    grid = common.parse_grid(opts.grid)
     cells = grid[0] * grid[1]
     if opts.seeds and len(opts.seeds) % cells:
-        raise StudioError(
+        raise common.StudioError(
             f"--grid {opts.grid} has {cells} cells: give a multiple of {cells} seeds, not {len(opts.seeds)}"
         )
     out = check_video_out(opts.out)
-    device = resolve_device(opts.device)
-    G = load_generator(opts.network, device)
+    device = common.resolve_device(opts.device)
+    G = common.load_generator(opts.network, device)
     keys = _keyframe_ws(G, opts, device)
     if len(keys) % cells:
-        raise StudioError(f"--grid {opts.grid} has {cells} cells: the keyframe files hold {len(keys)} ws")
+        raise common.StudioError(f"--grid {opts.grid} has {cells} cells: the keyframe files hold {len(keys)} ws")
     keys = keys.reshape(cells, len(keys) // cells, G.num_ws, G.w_dim)
     frames = render_frames(G, keys, grid, num_frames, opts.loop, opts.kind, opts.noise_mode)
     count = write_video(opts.out, tqdm(frames, total=num_frames, unit="frame", disable=None), opts.fps)

@@ -46,12 +46,12 @@ def fixture_pkl() -> Path:
     return fixture_file(".snapshot.pkl")
 
 
-@pytest.fixture(scope="session")
-def xvfb() -> Iterator[str]:
-    """A private Xvfb display (":N") for the GUI tests; skipped when Xvfb is not installed."""
+def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
+    """Start a private Xvfb; returns it and its display (":N"). FileNotFoundError when Xvfb is not
+    installed, RuntimeError when it died before accepting clients. Also used by bench/bench_viz.py."""
     exe = shutil.which("Xvfb")
     if exe is None:
-        pytest.skip("Xvfb is not installed (scripts/test.sh installs it with apt-get when run as root)")
+        raise FileNotFoundError("Xvfb is not installed (scripts/test.sh installs it with apt-get when run as root)")
     # -displayfd: Xvfb picks a free display number itself and writes it once it accepts clients.
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
@@ -65,9 +65,19 @@ def xvfb() -> Iterator[str]:
         number = pipe.readline().strip()  # empty if Xvfb died first
     if not number:
         proc.kill()
-        pytest.skip("Xvfb did not start")
+        raise RuntimeError("Xvfb did not start")
+    return proc, f":{number}"
+
+
+@pytest.fixture(scope="session")
+def xvfb() -> Iterator[str]:
+    """A private Xvfb display (":N") for the GUI tests; skipped when Xvfb is not installed."""
     try:
-        yield f":{number}"
+        proc, display = start_xvfb()
+    except (FileNotFoundError, RuntimeError) as e:
+        pytest.skip(str(e))
+    try:
+        yield display
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from core.augment import BAND_NAMES, OP_NAMES, PRESETS, AugmentPipe
 from core.augment.modes import PMode, choices
 from core.io.images import from_uint8, to_hwc
 from core.io.worker import LatestWorker
-from viz.panel import Intent, Scene, SendAugment
+from viz.panel import Intent, Scene, SendAugment, StatePanel
 from viz.ui import FrameContext, help_marker, record_item, text_colored
 
 __all__ = [
@@ -303,11 +303,8 @@ def _draw_send(state: AugmentPreviewState, ctx: FrameContext, run_attached: bool
     return send
 
 
-@dataclass
-class AugmentPanel:
-    name: ClassVar[str] = "augment"
-    title: ClassVar[str] = "Augmentation"
-    state: AugmentPreviewState = field(default_factory=AugmentPreviewState)
+class AugmentPanel(StatePanel[AugmentPreviewState]):
+    name, title, state_type = "augment", "Augmentation", AugmentPreviewState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         s = self.state

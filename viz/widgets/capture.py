@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 from imgui_bundle import imgui
 from PIL import Image
 
 from core.io.atomic import atomic_write_bytes
-from viz.panel import Intent, SaveCapture, Scene
+from viz.panel import Intent, SaveCapture, Scene, StatePanel
 from viz.ui import FrameContext, record_item, text_colored
 
 __all__ = ["CapturePanel", "CaptureState", "draw_capture", "save_png"]
@@ -65,11 +64,8 @@ def save_png(state: CaptureState, image: np.ndarray, label: str) -> None:
         state.error = f"could not save into {folder}: {exc.strerror or exc}"
 
 
-@dataclass
-class CapturePanel:
-    name: ClassVar[str] = "capture"
-    title: ClassVar[str] = "Capture"
-    state: CaptureState = field(default_factory=CaptureState)
+class CapturePanel(StatePanel[CaptureState]):
+    name, title, state_type = "capture", "Capture", CaptureState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         what = scene.capture_label if scene.capture_image is not None else None

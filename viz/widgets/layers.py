@@ -7,12 +7,11 @@ The panel only edits its state; the app puts the choice into the render request,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from imgui_bundle import imgui
 
 from viz.layer_view import MODES, NORMS, LayerOptions, LayerStats, LayerView
-from viz.panel import Intent, Scene
+from viz.panel import Intent, Scene, StatePanel
 from viz.ui import FrameContext, help_marker, record_item, reset_button, text_colored
 
 __all__ = ["LayersPanel", "LayersState", "draw_layers"]
@@ -122,11 +121,8 @@ def _draw_stats(view: LayerView) -> None:
         imgui.end_table()
 
 
-@dataclass
-class LayersPanel:
-    name: ClassVar[str] = "layers"
-    title: ClassVar[str] = "Layers"
-    state: LayersState = field(default_factory=LayersState)
+class LayersPanel(StatePanel[LayersState]):
+    name, title, state_type = "layers", "Layers", LayersState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         draw_layers(self.state, ctx, scene.layer_view)

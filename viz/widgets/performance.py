@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 from imgui_bundle import imgui, implot
 
-from viz.panel import Intent, Scene
+from viz.panel import Intent, Scene, StatePanel
 from viz.ui import FrameContext
 
 __all__ = ["PerfState", "PerformancePanel", "draw_performance"]
@@ -67,11 +66,8 @@ def draw_performance(state: PerfState, ctx: FrameContext) -> None:
         implot.end_plot()
 
 
-@dataclass
-class PerformancePanel:
-    name: ClassVar[str] = "performance"
-    title: ClassVar[str] = "Performance"
-    state: PerfState = field(default_factory=PerfState)
+class PerformancePanel(StatePanel[PerfState]):
+    name, title, state_type = "performance", "Performance", PerfState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         draw_performance(self.state, ctx)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 from imgui_bundle import imgui
 
-from viz.panel import Intent, Project, Scene
+from viz.panel import Intent, Project, Scene, StatePanel
 from viz.studio_jobs import JobStatus
-from viz.ui import FrameContext, help_marker, record_item, reset_button, text_colored
+from viz.ui import FrameContext, action_button, help_marker, job_status_line, record_item, reset_button
 
 __all__ = ["ProjectionPanel", "ProjectionState", "draw_projection", "project_intent"]
 
@@ -63,10 +62,7 @@ def draw_projection(state: ProjectionState, ctx: FrameContext, scene: Scene) -> 
     imgui.set_next_item_width(ctx.px(140))
     _, state.seed = imgui.input_int("Seed##proj", state.seed)
     record_item(ctx, "proj_seed")
-    imgui.begin_disabled(job.running or not scene.model_loaded)
-    clicked = imgui.button("Project")
-    record_item(ctx, "proj_run")
-    imgui.end_disabled()
+    clicked = action_button(ctx, "Project", "proj_run", job.running or not scene.model_loaded)
     imgui.same_line()
     imgui.begin_disabled(not state.ws_file().is_file())
     _, state.show = imgui.checkbox("Show projected w", state.show)
@@ -74,18 +70,12 @@ def draw_projection(state: ProjectionState, ctx: FrameContext, scene: Scene) -> 
     imgui.end_disabled()
     imgui.same_line()
     reset_button(ctx, state, "projection")
-    if state.error:
-        text_colored("error", state.error)
-    elif job.message:
-        text_colored("error" if job.error else ("info" if job.running else "ok"), job.message)
-    return bool(clicked)
+    job_status_line(state.error, job.message, job.error, job.running)
+    return clicked
 
 
-@dataclass
-class ProjectionPanel:
-    name: ClassVar[str] = "projection"
-    title: ClassVar[str] = "Projection"
-    state: ProjectionState = field(default_factory=ProjectionState)
+class ProjectionPanel(StatePanel[ProjectionState]):
+    name, title, state_type = "projection", "Projection", ProjectionState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         if not draw_projection(self.state, ctx, scene):

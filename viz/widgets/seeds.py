@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass
 
 from imgui_bundle import imgui
 
-from viz.panel import Intent, Scene
+from viz.panel import Intent, Scene, StatePanel
 from viz.renderer import LATTICE_WIDTH, lattice_point, lattice_seed
 from viz.ui import FrameContext, help_marker, record_item, reset_button
 
@@ -110,11 +109,8 @@ def drag_lattice(state: SeedsState, dx_px: float, dy_px: float, image_px: float)
     state.y = max(0.0, y0 - dy_px * step)
 
 
-@dataclass
-class SeedsPanel:
-    name: ClassVar[str] = "seeds"
-    title: ClassVar[str] = "Seeds"
-    state: SeedsState = field(default_factory=SeedsState)
+class SeedsPanel(StatePanel[SeedsState]):
+    name, title, state_type = "seeds", "Seeds", SeedsState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         draw_seeds(self.state, ctx, scene.c_dim)

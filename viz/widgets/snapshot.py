@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 from imgui_bundle import imgui
 
-from viz.panel import Intent, OpenSource, Scene
+from viz.panel import Intent, OpenSource, Scene, StatePanel
 from viz.ui import FrameContext, fit_path, help_marker, record_item, text_colored
 
 __all__ = ["SnapshotPanel", "SnapshotState", "draw_snapshot"]
@@ -76,11 +75,8 @@ def _draw_status(state: SnapshotState) -> None:
         imgui.text_disabled("no generator loaded")
 
 
-@dataclass
-class SnapshotPanel:
-    name: ClassVar[str] = "snapshot"
-    title: ClassVar[str] = "Snapshot"
-    state: SnapshotState = field(default_factory=SnapshotState)
+class SnapshotPanel(StatePanel[SnapshotState]):
+    name, title, state_type = "snapshot", "Snapshot", SnapshotState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         path = draw_snapshot(self.state, ctx)

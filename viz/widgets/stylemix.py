@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from imgui_bundle import imgui
 
-from viz.panel import Intent, Scene
+from viz.panel import Intent, Scene, StatePanel
 from viz.ui import FrameContext, help_marker, record_item, reset_button
 
 __all__ = ["StyleMixPanel", "StyleMixState", "draw_stylemix"]
@@ -86,11 +85,8 @@ def _draw_index_boxes(state: StyleMixState, ctx: FrameContext, num_ws: int) -> N
     imgui.text_disabled(f"{num_ws} ws in this generator, seed {state.seed:.2f}")
 
 
-@dataclass
-class StyleMixPanel:
-    name: ClassVar[str] = "stylemix"
-    title: ClassVar[str] = "Style mixing"
-    state: StyleMixState = field(default_factory=StyleMixState)
+class StyleMixPanel(StatePanel[StyleMixState]):
+    name, title, state_type = "stylemix", "Style mixing", StyleMixState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         draw_stylemix(self.state, ctx, scene.num_ws)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import ClassVar
 
 from imgui_bundle import imgui
 
 from core.augment import PRESETS, Mechanism
 from core.augment.modes import choices
 from core.networks.presets import CFG_NAMES, ada_kimg_default
-from viz.panel import Intent, RunAction, Scene
+from viz.panel import Intent, RunAction, Scene, StatePanel
 from viz.run_client import StartOptions
 from viz.ui import FrameContext, help_marker, record_item, text_colored
 
@@ -161,11 +160,8 @@ def _draw_run_buttons(
         imgui.text_disabled("Closing this window leaves the training running.")
 
 
-@dataclass
-class TrainingControlPanel:
-    name: ClassVar[str] = "control"
-    title: ClassVar[str] = "Training control"
-    state: TrainingControlState = field(default_factory=TrainingControlState)
+class TrainingControlPanel(StatePanel[TrainingControlState]):
+    name, title, state_type = "control", "Training control", TrainingControlState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         run = str(scene.run_dir) if scene.run_dir else None

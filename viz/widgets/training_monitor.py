@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from imgui_bundle import imgui, implot
 from PIL import Image
 
 from core.rundir import RunReader, RunStatus, layout, schema
-from viz.panel import Intent, Scene
+from viz.panel import Intent, Scene, StatePanel
 from viz.ui import FrameContext, text_colored
 
 __all__ = ["PLOTS", "MonitorPanel", "MonitorState", "draw_monitor_panel", "draw_monitor_view", "ingest", "load_preview"]
@@ -266,11 +266,8 @@ def refresh(
     return events
 
 
-@dataclass
-class MonitorPanel:
-    name: ClassVar[str] = "monitor"
-    title: ClassVar[str] = "Training monitor"
-    state: MonitorState = field(default_factory=MonitorState)
+class MonitorPanel(StatePanel[MonitorState]):
+    name, title, state_type = "monitor", "Training monitor", MonitorState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         draw_monitor_panel(self.state, ctx, scene.run_dir)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass
 
 from imgui_bundle import imgui
 
-from viz.panel import Intent, Scene
+from viz.panel import Intent, Scene, StatePanel
 from viz.renderer import NOISE_MODES
 from viz.ui import FrameContext, help_marker, record_item, reset_button
 
@@ -62,11 +61,8 @@ def draw_trunc_noise(state: TruncNoiseState, ctx: FrameContext, num_ws: int) -> 
     reset_button(ctx, state, "trunc_noise")
 
 
-@dataclass
-class TruncNoisePanel:
-    name: ClassVar[str] = "trunc_noise"
-    title: ClassVar[str] = "Truncation & noise"
-    state: TruncNoiseState = field(default_factory=TruncNoiseState)
+class TruncNoisePanel(StatePanel[TruncNoiseState]):
+    name, title, state_type = "trunc_noise", "Truncation & noise", TruncNoiseState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         draw_trunc_noise(self.state, ctx, scene.num_ws)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass
 
 from imgui_bundle import imgui
 
 from core.studio.common import StudioError, parse_grid, parse_number_list
 from core.studio.video import KINDS
-from viz.panel import ExportVideo, Intent, Scene
+from viz.panel import ExportVideo, Intent, Scene, StatePanel
 from viz.studio_jobs import JobStatus
-from viz.ui import FrameContext, help_marker, record_item, reset_button, text_colored
+from viz.ui import FrameContext, action_button, help_marker, job_status_line, record_item, reset_button
 
 __all__ = ["VideoPanel", "VideoState", "draw_video", "export_intent"]
 
@@ -71,24 +70,15 @@ def draw_video(state: VideoState, ctx: FrameContext, scene: Scene) -> bool:
     if changed:
         state.kind = KINDS[idx]
     job = scene.jobs.get("video") or JobStatus()
-    imgui.begin_disabled(job.running or not scene.model_loaded)
-    clicked = imgui.button("Export video")
-    record_item(ctx, "video_export")
-    imgui.end_disabled()
+    clicked = action_button(ctx, "Export video", "video_export", job.running or not scene.model_loaded)
     imgui.same_line()
     reset_button(ctx, state, "video")
-    if state.error:
-        text_colored("error", state.error)
-    elif job.message:
-        text_colored("error" if job.error else ("info" if job.running else "ok"), job.message)
-    return bool(clicked)
+    job_status_line(state.error, job.message, job.error, job.running)
+    return clicked
 
 
-@dataclass
-class VideoPanel:
-    name: ClassVar[str] = "video"
-    title: ClassVar[str] = "Video export"
-    state: VideoState = field(default_factory=VideoState)
+class VideoPanel(StatePanel[VideoState]):
+    name, title, state_type = "video", "Video export", VideoState
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
         if not draw_video(self.state, ctx, scene):
