@@ -92,11 +92,11 @@ def app_env(tmp_path: Path, display: str | None) -> dict[str, str]:
     return env
 
 
-def launch(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
+def launch(args: list[str], env: dict[str, str], cwd: Path = REPO, **kwargs: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(REPO / "launch_viz.py"), *args],
         env=env,
-        cwd=REPO,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -316,7 +316,10 @@ class AugmentPanel(StatePanel[AugmentPreviewState]):
 def draw_augment_view(state: AugmentPreviewState, ctx: FrameContext, textures: Any) -> None:
     preview = state.preview
     if preview is None:
-        imgui.text_disabled("computing the preview ..." if state.error is None else state.error)
+        if state.error is None:
+            imgui.text_disabled("computing the preview ...")
+        else:
+            text_colored("error", state.error)  # wrapped: the fix a message names must stay readable
         return
     imgui.text_disabled("left: real image, right: augmented (hover for the ops that fired)")
     tex = textures.get("augment", preview.composite)
