@@ -47,8 +47,6 @@ __all__ = ["AppOptions", "main", "parse_args"]
 FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"
 FONT_SIZE = 15.0
 VIEWS = ("generator", "augment", "training")
-# The grid a model opens on (unless --grid says otherwise): (largest resolution, (columns, rows)).
-FIRST_VIEW_GRIDS = ((64, (6, 4)), (256, (3, 2)))
 DEFAULT_PANELS = ("snapshot", "seeds", "trunc_noise")
 
 
@@ -282,6 +280,7 @@ class App:
     def __init__(self, opts: AppOptions) -> None:
         from imgui_bundle import imgui, implot
 
+        from viz.generator_view import GeneratorView
         from viz.host import EglHost, GlfwHost
         from viz.model_source import ModelSource
         from viz.renderer import Renderer
@@ -312,7 +311,6 @@ class App:
         self.seeds.set_seed(opts.seed)
         if opts.grid:  # 1x1: one image, grid view off
             self.seeds.grid, (self.seeds.grid_w, self.seeds.grid_h) = opts.grid != (1, 1), opts.grid
-        self._first_view_grid = opts.grid is None  # decided when the first model has loaded
         if opts.dataset:
             self.augment.dataset = self.augment.dataset_input = opts.dataset
         self.aug_engine = AugmentEngine()
@@ -324,15 +322,12 @@ class App:
         self.client = self.session.client
         self.source = ModelSource(self.renderer, self.snapshot, lambda path: self.session.attach(path, quiet=True),
                                   self.message)
-        self.view = opts.view
+        self.gen = GeneratorView(self.renderer, self.source, self.seeds, self.trunc, self.stylemix, self.layers,
+                                 self.projected, self.perf, self.message, first_view_grid=opts.grid is None)
         self.view = opts.view
         self._view_request: str | None = opts.view if opts.view != VIEWS[0] else None
-        self.gen_result: Any = None
-        self._submitted: Any = None
-        self._latency_pending: float | None = None
         self._frame = 0
         self._rects: dict[str, tuple[float, float, float, float]] = {}
-        self._drag_press = (0.0, 0.0)
         self._last_update: float | None = None
         if opts.target:
             self.source.open(opts.target)
@@ -353,73 +348,6 @@ class App:
         del self._messages[:-50]
 
     # ----------------------------------------------------------------- generator
-    def _poll_renderer(self) -> bool:
-        statuses, result = self.renderer.poll()
-        for status in statuses:
-            self.source.loaded(status)
-            if status.model is not None and self._first_view_grid:
-                self._first_view_grid = False
-                self._open_on_a_grid(status.model.img_resolution)
-        if result is not None:
-            self.gen_result = result
-            if result.error:
-                self.message(f"render failed: {result.error}")
-            self.perf.render_ms.append(result.render_ms)
-            self._latency_pending = result.submitted_at
-        self.perf.dropped = self.renderer.dropped
-        return bool(statuses) or result is not None
-
-    def _open_on_a_grid(self, resolution: int) -> None:
-        """The first view of a small model is a grid of seeds: one 32 px image magnified twenty
-        times shows little of what it learned (--grid WxH chooses, --grid 1x1 for one image)."""
-        for max_res, (w, h) in FIRST_VIEW_GRIDS:
-            if resolution <= max_res:
-                self.seeds.grid, self.seeds.grid_w, self.seeds.grid_h = True, w, h
-                return
-
-    def _render_request(self) -> Any:
-        from viz.renderer import RenderRequest
-
-        if self.model is None:
-            return None
-        s, t, m = self.seeds, self.trunc, self.stylemix
-        layer, layer_opts = self.layers.selection()
-        ws_file, ws_stamp = self._projected_ws()
-        return RenderRequest(
-            model_key=self.model.key,
-            x=s.x,
-            y=s.y,
-            grid_w=s.grid_w if s.grid else 1,
-            grid_h=s.grid_h if s.grid else 1,
-            psi=t.psi,
-            cutoff=t.effective_cutoff(),
-            noise_mode=t.noise_mode,
-            class_idx=s.class_idx,
-            mix_seed=m.seed if m.enabled else None,
-            mix_indices=m.checked(self.model.num_ws),
-            noise_seed=t.noise_seed,
-            layer=layer,
-            layer_opts=layer_opts,
-            ws_file=ws_file,
-            ws_stamp=ws_stamp,
-        )
-
-    def _projected_ws(self) -> tuple[str | None, int]:
-        """The projected_w.npz to show (with its mtime, so a new projection re-renders), if chosen."""
-        path = self.projected.ws_file()
-        if not self.projected.show:
-            return None, 0
-        try:
-            return str(path), path.stat().st_mtime_ns
-        except OSError:
-            return None, 0
-
-    def _submit_if_changed(self) -> None:
-        req = self._render_request()
-        if req is not None and req != self._submitted:
-            self._submitted = req
-            self.renderer.submit(req)
-
     def _animate(self, now: float) -> None:
         """Seed, mix seed and noise animations: each moves by its speed times the time since the last frame."""
         dt = 0.0 if self._last_update is None else min(now - self._last_update, 0.25)
@@ -427,13 +355,6 @@ class App:
         self.seeds.advance(dt)
         self.stylemix.advance(dt)
         self.trunc.advance()
-
-    def _bench_step(self) -> None:
-        """--benchmark: a new seed once the previous one's image has been presented (like a user
-        typing seeds as fast as they appear); latency = seed change to the frame that shows it."""
-        shown = self.gen_result is not None and self.gen_result.request == self._submitted
-        if self.model is not None and shown and self._latency_pending is None:
-            self.seeds.set_seed(self.seeds.seed + 1)
 
     # ----------------------------------------------------------------- intents
     def _carry_out(self, intent: Intent) -> None:
@@ -500,10 +421,10 @@ class App:
         now = time.monotonic()
         self.source.follow(now)
         self._animate(now)
-        self._poll_renderer()
+        self.gen.poll()
         if self.opts.benchmark:
-            self._bench_step()
-        self._submit_if_changed()
+            self.gen.bench_step()
+        self.gen.submit_if_changed()
         self.session.update(now)
         if self.view == "augment":
             self.aug_engine.request(self.augment.spec())
@@ -514,9 +435,9 @@ class App:
             self.aug_engine.poll(self.augment)
             for _ in range(4):
                 self.renderer.wait_idle(timeout=60.0)
-                if not self._poll_renderer():
+                if not self.gen.poll():
                     break
-                self._submit_if_changed()
+                self.gen.submit_if_changed()
 
     # ----------------------------------------------------------------- frame
     def draw(self) -> None:
@@ -559,7 +480,7 @@ class App:
             num_ws=self.model.num_ws if self.model else 1, c_dim=self.model.c_dim if self.model else 0,
             run_dir=self.client.run_dir, run_state=st.state if st else "unknown", run_starting=self.client.starting,
             capture_image=image, capture_label=label,
-            layer_view=self.gen_result.layers if self.gen_result is not None else None,
+            layer_view=self.gen.result.layers if self.gen.result is not None else None,
             model_loaded=self.model is not None, source=self.snapshot.source,
             jobs={"video": self.video.status(), "projection": self.projection.status()},
         )
@@ -581,12 +502,12 @@ class App:
             self._carry_out(intent)
 
     def _capture_source(self) -> tuple[Any, str]:
-        if self.view == "generator" and self.gen_result is not None and self.gen_result.image is not None:
-            req = self.gen_result.request
+        if self.view == "generator" and self.gen.result is not None and self.gen.result.image is not None:
+            req = self.gen.result.request
             label = ("projected" if req.ws_file else f"seed{req.seeds()[0]}") + (
                 f"-grid{req.grid_w}x{req.grid_h}" if req.grid_w * req.grid_h > 1 else ""
             ) + (f"-{req.layer}".replace(":", "-") if req.layer else "")
-            return self.gen_result.image, label
+            return self.gen.result.image, label
         if self.view == "augment" and self.augment.preview is not None:
             return self.augment.preview.composite, f"augment-seed{self.augment.seed}"
         if self.view == "training" and self.monitor.fakes is not None:
@@ -620,53 +541,13 @@ class App:
         from viz.widgets.training_monitor import draw_monitor_view
 
         if name == "generator":
-            self._draw_generator_view(ctx)
+            self.gen.draw(ctx, self.textures)
         elif name == "augment":
 
             draw_augment_view(self.augment, ctx, self.textures)
         elif name == "training":
 
             draw_monitor_view(self.monitor, ctx, self.textures, self.client.run_dir)
-
-    def _draw_generator_view(self, ctx: Any) -> None:
-        from imgui_bundle import imgui
-
-        from viz.ui import text_colored
-        from viz.widgets.seeds import drag_lattice
-
-        result = self.gen_result
-        if result is None or result.image is None:
-            msg = "Open a snapshot, a public .pkl or a run directory in the Snapshot panel."
-            if self.snapshot.loading:
-                msg = "loading ..."
-            elif self.model is not None:
-                msg = "rendering ..."
-            imgui.text_disabled(msg)
-            return
-        tex = self.textures.get("generator", result.image)
-        pos, size = _fit_image(tex.width, tex.height, ctx)
-        imgui.set_cursor_screen_pos(pos)
-        imgui.invisible_button("##gen_image", size)
-        ctx.rects["gen_image"] = (pos.x, pos.y, pos.x + size.x, pos.y + size.y)
-        mouse = imgui.get_io().mouse_pos
-        if imgui.is_item_activated():
-            self.seeds.drag_origin = (self.seeds.x, self.seeds.y)
-            self._drag_press = (mouse.x, mouse.y)
-        if self.seeds.drag_origin is not None and (imgui.is_item_active() or imgui.is_item_deactivated()):
-            # Measured from where the press happened, not frame to frame (a pointer that jumps onto
-            # the image and presses within one frame must not move the lattice), and applied on the
-            # release frame too (at a low frame rate the last motion arrives with the release).
-            cell = size.x / max(result.request.grid_w, 1)
-            drag_lattice(self.seeds, mouse.x - self._drag_press[0], mouse.y - self._drag_press[1], cell)
-        if not imgui.is_item_active():
-            self.seeds.drag_origin = None
-        if imgui.is_item_hovered() and not imgui.is_item_active():
-            imgui.set_tooltip("drag to browse the seed lattice")
-        dl = imgui.get_window_draw_list()
-        dl.add_image(imgui.ImTextureRef(tex.tex_id), pos, imgui.ImVec2(pos.x + size.x, pos.y + size.y))
-        if result.error:
-
-            text_colored("error", result.error)
 
     def _draw_status_bar(self, ctx: Any) -> None:
         from imgui_bundle import imgui
@@ -699,7 +580,7 @@ class App:
         frames = opts.offscreen or opts.max_frames
         if opts.offscreen:
             self.renderer.wait_idle(timeout=120.0)  # the model's load: no frames of a target that fails
-            self._poll_renderer()
+            self.gen.poll()
             if opts.target and self.snapshot.error:
                 print(f"launch_viz: {self.snapshot.error}", file=sys.stderr)
                 return 2
@@ -716,9 +597,9 @@ class App:
             self._after_render()
             self.host.present()
             now = time.perf_counter()
-            if self._latency_pending is not None:
-                self.perf.latency_ms.append((now - self._latency_pending) * 1e3)
-                self._latency_pending = None
+            if self.gen.latency_pending is not None:
+                self.perf.latency_ms.append((now - self.gen.latency_pending) * 1e3)
+                self.gen.latency_pending = None
             self.perf.add_frame((now - t0) * 1e3, (t0 - last) * 1e3 if self._frame else None)
             last = t0
             self._frame += 1
@@ -758,13 +639,13 @@ class App:
             },
             "seed": self.seeds.seed,
             "lattice": [self.seeds.x, self.seeds.y],
-            "generator_image": _image_summary(self.gen_result),
+            "generator_image": _image_summary(self.gen.result),
             "perf": self.perf.summary(),
             "rects": self._rects,
             "status": self._messages[-1] if self._messages else "",
         }
-        state["layers"] = _layers_summary(self.layers, self.gen_result)
-        state["stylemix"] = _stylemix_summary(self.stylemix, self._submitted)
+        state["layers"] = _layers_summary(self.layers, self.gen.result)
+        state["stylemix"] = _stylemix_summary(self.stylemix, self.gen.submitted)
         state["noise"] = {
             "mode": self.trunc.noise_mode, "seed": self.trunc.noise_seed, "animate": self.trunc.noise_anim,
         }
@@ -781,7 +662,7 @@ class App:
             "running": job.running, "message": job.message, "error": job.error, "done": job.done,
             "form_error": proj.error, "target": proj.target, "outdir": proj.outdir, "steps": proj.steps,
             "seed": proj.seed, "vgg": proj.vgg, "show": proj.show,
-            "shown": self.gen_result.request.ws_file if self.gen_result is not None else None,
+            "shown": self.gen.result.request.ws_file if self.gen.result is not None else None,
         }  # fmt: skip
         state["augment"] = _augment_summary(self.augment)
         state["monitor"] = _monitor_summary(self.monitor, self.client)
@@ -890,21 +771,6 @@ def _setup_style(scale: float) -> None:
     style.scale_all_sizes(scale)
     style.font_scale_dpi = scale
     implot.get_style().fit_padding = imgui.ImVec2(*FIT_PADDING)
-
-
-def _fit_image(w: int, h: int, ctx: Any) -> tuple[Any, Any]:
-    """Where to draw a w x h image in the remaining area: centred, whole-number zoom when enlarging."""
-    from imgui_bundle import imgui
-
-
-    avail = imgui.get_content_region_avail()
-    origin = imgui.get_cursor_screen_pos()
-    zoom = min(avail.x / max(w, 1), avail.y / max(h, 1))
-    if zoom >= 1:
-        zoom = float(int(zoom))  # crisp pixels for small generator outputs
-    size = imgui.ImVec2(max(w * zoom, 1.0), max(h * zoom, 1.0))
-    pos = imgui.ImVec2(origin.x + (avail.x - size.x) / 2, origin.y + (avail.y - size.y) / 2)
-    return pos, size
 
 
 def _image_summary(result: Any) -> dict[str, Any] | None:
