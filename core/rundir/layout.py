@@ -135,20 +135,10 @@ def run_desc(
     if mirror:
         parts.append("mirror")
     parts.append(f"{cfg}{gpus:d}" if cfg == "auto" else cfg)
-    if gamma is not None:
-        parts.append(f"gamma{gamma:g}")
-    if kimg is not None:
-        parts.append(f"kimg{kimg:d}")
-    if batch is not None:
-        parts.append(f"batch{batch:d}")
-    if aug is not None:
-        parts.append(aug)
-    if p is not None:
-        parts.append(f"p{p:g}")
-    if target is not None:
-        parts.append(f"target{target:g}")
-    if augpipe is not None:
-        parts.append(augpipe)
+    # Each given option in the public order, as "<name><value>" (aug and augpipe: the value alone).
+    given = (("gamma", gamma, "g"), ("kimg", kimg, "d"), ("batch", batch, "d"), ("", aug, "s"), ("p", p, "g"),
+             ("target", target, "g"), ("", augpipe, "s"))
+    parts += [f"{name}{value:{fmt}}" for name, value, fmt in given if value is not None]
     if resume == "noresume":
         parts.append("noresume")
     elif resume in _RESUME_NAMES:

@@ -104,6 +104,15 @@ def launch(args: list[str], env: dict[str, str], cwd: Path = REPO, **kwargs: Any
     )
 
 
+def close_app(proc: subprocess.Popen[str]) -> None:
+    """End a GUI started by a test: politely, then for sure."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def wait_for(
     predicate: Callable[[], Any], timeout: float, what: str, proc: subprocess.Popen[str] | None = None
 ) -> Any:

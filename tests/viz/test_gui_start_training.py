@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.viz.conftest import app_env, launch, read_state, wait_for
+from tests.viz.conftest import app_env, close_app, launch, read_state, wait_for
 from tests.viz.test_gui_xvfb import STATE_TIMEOUT, RunningApp
 
 
@@ -46,11 +46,7 @@ def test_start_training_from_a_home_folder_attaches_the_run_it_launched(xvfb: st
         trainer_pid = status["pid"]
         assert not (Path(__file__).resolve().parents[2] / "runs" / run_dir.name).exists()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        close_app(proc)
         if trainer_pid is not None:  # closing the GUI leaves a training running, by design: end ours
             try:
                 os.killpg(trainer_pid, signal.SIGKILL)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.viz.conftest import REPO, app_env, launch, read_state, wait_for
+from tests.viz.conftest import REPO, app_env, close_app, launch, read_state, wait_for
 
 RECORDED_RUN = REPO / "tests" / "fixtures" / "recorded_run" / "00000-digits-demo"
 STATE_TIMEOUT = 60.0
@@ -152,11 +152,7 @@ def app(xvfb: str, fixture_pkl: Path, tmp_path_factory: pytest.TempPathFactory) 
         running.until(lambda st: st["frame"] >= 6, "the first frames")
         yield running
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        close_app(proc)
 
 
 def _recorded_events() -> list[dict[str, Any]]:

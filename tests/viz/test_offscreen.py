@@ -51,23 +51,8 @@ def test_a_small_model_opens_on_a_grid_of_seeds(tmp_path: Path, snapshot: Path) 
 def test_offscreen_writes_frames_showing_the_generator_image(tmp_path: Path, snapshot: Path) -> None:
     out, state_file = tmp_path / "frames", tmp_path / "state.json"
     res = _run(
-        [
-            str(snapshot),
-            "--offscreen",
-            "3",
-            "--out",
-            str(out),
-            "--size",
-            "960x600",
-            "--seed",
-            "42",
-            "--grid",
-            "1x1",
-            "--debug-state",
-            str(state_file),
-            "--debug-every",
-            "1",
-        ],
+        [str(snapshot), "--offscreen", "3", "--out", str(out), "--size", "960x600", "--seed", "42",
+         "--grid", "1x1", "--debug-state", str(state_file), "--debug-every", "1"],
         tmp_path,
     )
     assert res.returncode == 0, res.stderr
@@ -93,17 +78,8 @@ def test_offscreen_of_a_target_that_cannot_load_exits_2_without_frames(tmp_path:
     bogus.write_bytes(b"this is not a pickle")
     out, state_file = tmp_path / "frames", tmp_path / "state.json"
     res = _run(
-        [
-            str(bogus),
-            "--offscreen",
-            "2",
-            "--out",
-            str(out),
-            "--debug-state",
-            str(state_file),
-            "--debug-every",
-            "1",
-        ],
+        [str(bogus), "--offscreen", "2", "--out", str(out), "--debug-state", str(state_file),
+         "--debug-every", "1"],
         tmp_path,
     )
     assert res.returncode == 2
@@ -133,17 +109,8 @@ def test_a_run_directory_shows_its_live_weights_and_its_monitor(tmp_path: Path) 
     shutil.copytree(REPO / "tests" / "fixtures" / "recorded_run" / "00000-digits-demo", run)
     state_file = tmp_path / "state.json"
     res = _run(
-        [
-            str(run),
-            "--offscreen",
-            "3",
-            "--out",
-            str(tmp_path / "f"),
-            "--debug-state",
-            str(state_file),
-            "--debug-every",
-            "1",
-        ],
+        [str(run), "--offscreen", "3", "--out", str(tmp_path / "f"), "--debug-state", str(state_file),
+         "--debug-every", "1"],
         tmp_path,
     )
     assert res.returncode == 0, res.stderr

@@ -7,14 +7,7 @@ import json
 import pytest
 import torch
 
-from core.augment import (
-    BAND_NAMES,
-    MULTIPLIER_NAMES,
-    OP_NAMES,
-    PRESETS,
-    STRENGTH_NAMES,
-    AugmentPipe,
-)
+from core.augment import BAND_NAMES, MULTIPLIER_NAMES, OP_NAMES, PRESETS, STRENGTH_NAMES, AugmentPipe
 from core.augment.wavelets import filter_bank, geom_lowpass
 
 from .helpers import gen, smooth_image
