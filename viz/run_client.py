@@ -33,9 +33,6 @@ __all__ = ["REPO_ROOT", "RunClient", "StartOptions", "trainer_command"]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAINER = REPO_ROOT / "train_headless.py"
 START_TIMEOUT_S = 120.0  # the trainer makes its run directory after imports and dataset checks
-# The trainer writes the path of the run directory it made to the file this variable names, so a
-# launcher learns it from the trainer itself (never by comparing folder listings).
-RUN_DIR_FILE_ENV = "ADA_STUDIO_RUN_DIR_FILE"
 
 
 @dataclass
@@ -142,7 +139,7 @@ class RunClient:
             # Own session: the trainer survives the GUI closing, Ctrl+C in its terminal included.
             proc = subprocess.Popen(
                 trainer_command(opts),
-                env={**trainer_env(), RUN_DIR_FILE_ENV: str(run_dir_file)},
+                env={**trainer_env(), layout.LAUNCHER_RUN_DIR_FILE: str(run_dir_file)},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -44,6 +44,9 @@ LIVE_JSON = "G_ema.json"
 PREVIEWS = "previews"
 CONTROL = "control.json"
 TB = "tb"
+# A launcher (the GUI) names a file in this environment variable; the trainer writes the path of the
+# run directory it made there, so the launcher learns it from the trainer, not from folder listings.
+LAUNCHER_RUN_DIR_FILE = "ADA_STUDIO_RUN_DIR_FILE"
 # Folders a writer owns and may clean of its own stale temporaries.
 WRITER_FOLDERS = (LIVE, PREVIEWS, SNAPSHOTS)
 

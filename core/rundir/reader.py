@@ -73,6 +73,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def resumed_from(run_dir: str | os.PathLike[str]) -> Path | None:
+    """What a run was first resumed from, per its run.json (a run directory or a snapshot file), or None
+    for a run started anew: run.json's forked_from, or the resume option of a run written before
+    forked_from was recorded (a continued run's options name the run itself, so they are not asked)."""
+    try:
+        info = _read_json(Path(run_dir) / RUN_JSON)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    source = info.get("forked_from")
+    options = info.get("options")
+    if source is None and isinstance(options, dict) and "segments" not in info:
+        source = options.get("resume")
+    return Path(source) if isinstance(source, str) and source else None
+
+
 class RunReader:
     """Reads a run directory (the GUI's only way in). Never sees half a file.
 
@@ -124,14 +141,9 @@ class RunReader:
         run = self.run_dir
         seen = {run.resolve()}
         while len(found) < limit:
-            info = _read_json(run / RUN_JSON)
-            options = info.get("options") if isinstance(info, dict) else None
-            source = info.get("forked_from") if isinstance(info, dict) else None
-            if source is None and isinstance(options, dict) and not isinstance(info.get("segments"), list):
-                source = options.get("resume")  # written before forked_from was recorded
-            if not isinstance(source, str) or not source:
+            path = resumed_from(run)
+            if path is None:
                 break
-            path = Path(source)
             earlier = path if path.is_dir() else run_dir_of_snapshot(path)
             if earlier is None or not (earlier / RUN_JSON).is_file() or earlier.resolve() in seen:
                 break

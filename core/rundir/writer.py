@@ -272,6 +272,9 @@ class RunWriter:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise FileNotFoundError(f"{path}: cannot continue this run ({e}); resume with --outdir to fork it") from e
+        first = doc.get("options") or {}
+        if "segments" not in doc and first.get("resume"):  # a run.json from before forked_from was recorded
+            doc.setdefault("forked_from", str(first["resume"]))
         segments = doc.get("segments") or [_segment_record(doc.get("created"), doc.get("pid"), doc.get("host"),
                                                            None, 0.0, doc.get("versions", {}).get("argv"))]
         segments.append(_segment_record(self.clock(), self.pid, self.host, resumed_from, kimg, " ".join(sys.argv)))

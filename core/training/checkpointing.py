@@ -18,9 +18,8 @@ launch; the trainer applies the plan. The rules:
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from torch import nn
 from core.augment.modes import PMode
 from core.networks import checkpoint as ckpt_io
 from core.rundir import RunWriter, layout
+from core.rundir.reader import resumed_from
 
 log = logging.getLogger(__name__)
 
@@ -68,50 +68,39 @@ def load_resume_source(source: str | Path, device: Any = "cpu") -> ResumeSource:
         except Exception as e:  # a truncated file, random bytes, a bad .json: one line, the file named
             raise ResumeError(f"--resume {source}: {_why(e)}") from None
     skipped: list[str] = []
-    visited: set[Path] = set()
-    run: Path | None = path
-    while run is not None and run.resolve() not in visited:
-        visited.add(run.resolve())
-        for candidate in layout.resume_candidates(run):
-            try:
-                found = _load_one(candidate, device)
-            except Exception as e:
-                skipped.append(f"{candidate}: {_why(e)}")
-                continue
-            found.skipped = skipped
-            return found
-        run = _resumed_from(run, skipped)
+    runs: list[Path] = []
+    for candidate in _candidates(path, runs, skipped):
+        try:
+            found = _load_one(candidate, device)
+        except Exception as e:
+            skipped.append(f"{candidate}: {_why(e)}")
+            continue
+        found.skipped = skipped
+        return found
     if not skipped:
-        chain = " (nor has the run it was resumed from)" if len(visited) > 1 else ""
+        chain = " (nor has the run it was resumed from)" if len(runs) > 1 else ""
         raise ResumeError(f"--resume {source}: the run directory has no snapshot yet{chain}; resume from one "
                           "that has, or start anew")
     raise ResumeError(f"--resume {source}: no snapshot loads ({len(skipped)} tried; newest: {skipped[0]})")
 
 
-def _resumed_from(run: Path, skipped: list[str]) -> Path | None:
-    """The run directory (or snapshot) ``run`` itself was resumed from, per its run.json."""
-    try:
-        options = json.loads((run / layout.RUN_JSON).read_text(encoding="utf-8"))["options"]
-        earlier = options.get("resume")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    if not earlier:
-        return None
-    earlier_path = Path(earlier)
-    if not earlier_path.is_absolute():  # run.json written before paths were stored absolute
-        earlier_path = Path.cwd() / earlier_path
-    if not earlier_path.exists():
-        skipped.append(f"{earlier}: the run it was resumed from is gone")
-        return None
-    if earlier_path.is_dir():
-        return earlier_path
-    # It was resumed from a snapshot file: that file is the only candidate left.
-    try:
-        _load_one(earlier_path, "cpu")
-    except Exception as e:
-        skipped.append(f"{earlier_path}: {_why(e)}")
-        return None
-    return earlier_path.parent.parent if earlier_path.parent.name == layout.SNAPSHOTS else None
+def _candidates(run: Path, runs: list[Path], skipped: list[str]) -> Iterator[Path]:
+    """The snapshots to try, newest first: ``run``'s own, then those of what it was resumed from, along
+    the chain (a resume from a snapshot file ends it with that file). ``runs`` collects the run
+    directories visited; ``skipped`` why the chain ended early."""
+    while run.resolve() not in {r.resolve() for r in runs}:
+        runs.append(run)
+        yield from layout.resume_candidates(run)
+        earlier = resumed_from(run)
+        if earlier is None:
+            return
+        if not earlier.exists():
+            skipped.append(f"{earlier}: the run it was resumed from is gone")
+            return
+        if not earlier.is_dir():
+            yield earlier
+            return
+        run = earlier
 
 
 def _load_one(path: Path, device: Any) -> ResumeSource:

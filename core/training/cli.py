@@ -184,8 +184,8 @@ def parse_options(argv: list[str]) -> tuple[TrainingOptions, bool, dict[str, Any
     given = vars(build_parser().parse_args(argv))
     dry_run = bool(given.pop("dry_run", False))
     replay = given.pop("replay", None)
-    for option in ("resume", "replay"):  # the real cause first: a missing run hides behind "--data is required"
-        path = given.get(option) if option == "resume" else replay
+    # The real cause first: a missing run would hide behind "--data is required".
+    for option, path in (("resume", given.get("resume")), ("replay", replay)):
         if path is not None and not Path(path).exists():
             raise OptionError(f"--{option} {path}: no such file or directory; give a run directory, a snapshot "
                               "(.json/.safetensors) or a .pkl")
@@ -258,9 +258,6 @@ def _check_gpus(o: TrainingOptions) -> None:
 
 
 def _check_paths(o: TrainingOptions) -> None:
-    if o.resume is not None and not Path(o.resume).exists():
-        raise OptionError(f"--resume {o.resume}: no such file or directory; give a run directory, a snapshot "
-                          "(.json/.safetensors) or a .pkl")
     if o.metricdata is not None and not o.metricdata.startswith("builtin:") and not Path(o.metricdata).exists():
         raise OptionError(f"--metricdata {o.metricdata}: no such file or directory")
     outdir = Path(o.outdir)
@@ -516,8 +513,8 @@ def _train(spec: TrainingSpec, env: Any, dataset: Any, desc: str, given: dict[st
 
 
 def _tell_launcher(run_dir: Path) -> None:
-    """A launcher (the GUI) that named a file in ADA_STUDIO_RUN_DIR_FILE learns the run directory from it."""
-    target = os.environ.get("ADA_STUDIO_RUN_DIR_FILE")
+    """A launcher (the GUI) that named a file in layout.LAUNCHER_RUN_DIR_FILE learns the run directory from it."""
+    target = os.environ.get(layout.LAUNCHER_RUN_DIR_FILE)
     if not target:
         return
     from core.io.atomic import atomic_write_text

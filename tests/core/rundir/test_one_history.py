@@ -86,3 +86,20 @@ def test_a_resume_from_an_earlier_snapshot_cuts_the_abandoned_future() -> None:
                    {"kind": "stats", "kimg": 2.5, "Progress/augment": 9.0}], None)
     assert state.series["Progress/augment"].kimg == [1.0, 2.5]
     assert state.resume_points == [1.5]
+
+
+def test_a_run_without_snapshots_resumes_from_the_snapshot_file_it_was_forked_from(run: Path, tmp_path: Path) -> None:
+    from core.training.checkpointing import load_resume_source
+
+    loose = tmp_path / "loose"  # a snapshot outside any run directory (copied off a cluster, say)
+    loose.mkdir()
+    for f in (run / layout.SNAPSHOTS).glob("network-snapshot-000000.048.*"):
+        shutil.copy(f, loose / f.name)
+    snapshot = loose / "network-snapshot-000000.048.json"
+    proc = _train("--replay", str(run), "--resume", str(snapshot), "--outdir", str(tmp_path / "forks"), "--kimg",
+                  "0.064", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (fork,) = layout.list_run_dirs(tmp_path / "forks")
+    shutil.rmtree(fork / layout.SNAPSHOTS)  # killed before its first snapshot, say
+    found = load_resume_source(fork)
+    assert found.snapshot == snapshot and found.state is not None and found.skipped == []
