@@ -315,8 +315,8 @@ def resume_candidates(run_dir: str | os.PathLike[str]) -> list[Path]:
         if p.name == LATEST or p.name.endswith(".resume.json"):
             continue
         kimg = snapshot_kimg(p)
-        if kimg is None and (m := _ROLLING_RE.fullmatch(p.stem)) is not None:
-            kimg = int(m.group(1)) / 1000
+        if kimg is None:
+            kimg = _rolling_kimg(p.stem)
         if kimg is not None:
             found.append((kimg, p))
     ordered = [p for _, p in sorted(found, key=lambda kp: (kp[0], not kp[1].name.startswith(ROLLING_PREFIX)),
@@ -329,12 +329,16 @@ def resume_candidates(run_dir: str | os.PathLike[str]) -> list[Path]:
     return ordered
 
 
+def _rolling_kimg(stem: str) -> float | None:
+    """The kimg of a rolling checkpoint's stem (checkpoint-000000000048 -> 0.048), or None for another name."""
+    m = _ROLLING_RE.fullmatch(stem)
+    return int(m.group(1)) / 1000 if m else None
+
+
 def rolling_stems(run_dir: str | os.PathLike[str]) -> list[str]:
     """Stems of the rolling checkpoints in a run's snapshots/ (a continued run's earlier launches left one)."""
     folder = Path(run_dir) / SNAPSHOTS
-    return sorted(p.stem for p in folder.glob(f"{ROLLING_PREFIX}-*.json")
-                  if _ROLLING_RE.fullmatch(p.stem) and not p.name.endswith(".resume.json"))
-
+    return sorted(p.stem for p in folder.glob(f"{ROLLING_PREFIX}-*.json") if _rolling_kimg(p.stem) is not None)
 
 def metrics_path(run_dir: str | os.PathLike[str]) -> Path:
     """<run_dir>/metrics.jsonl."""
