@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 
 from core.io.images import image_grid
-from core.networks.checkpoint import load_any, save_checkpoint
+from core.networks.checkpoint import save_checkpoint
+from core.networks.sources import load_any
 
 REPO = Path(__file__).resolve().parents[1]
 

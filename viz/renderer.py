@@ -186,7 +186,7 @@ Loader = Callable[[str], LoadedModel]
 
 def load_model(path: str) -> LoadedModel:
     """Load G_ema (else G) from a snapshot, a public .pkl or a run directory, for rendering on CPU."""
-    from core.networks.checkpoint import load_any
+    from core.networks.sources import load_any
 
     ckpt = load_any(path, torch.device("cpu"))
     G = ckpt.G_ema if ckpt.G_ema is not None else ckpt.G

@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load_generator(network: Path, device: str) -> tuple[torch.nn.Module, dict[str, Any], Path]:
     # Imported here: the checkpoint module pulls in the network registry, which the metrics need only now.
-    from core.networks.checkpoint import CheckpointError, load_any
+    from core.networks.checkpoint import CheckpointError
+    from core.networks.sources import load_any
 
     try:
         ckpt = load_any(network, device=device)

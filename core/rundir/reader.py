@@ -301,7 +301,7 @@ class RunReader:
 
     def latest_snapshot(self) -> Path | None:
         """The .json (commit marker) of the newest complete snapshot, or None; load it with
-        ``core.networks.checkpoint.load_any``. latest.json wins when it names a complete one."""
+        ``core.networks.sources.load_any``. latest.json wins when it names a complete one."""
         return latest_snapshot(self.run_dir)
 
     @property

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from core.io.atomic import atomic_path
-from core.networks.checkpoint import CheckpointError, load_any
+from core.networks.checkpoint import CheckpointError
+from core.networks.sources import load_any
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from core.augment.modes import PMode
 from core.networks import checkpoint as ckpt_io
+from core.networks.sources import load_any
 from core.rundir import RunWriter, layout
 from core.rundir.reader import resumed_from
 
@@ -104,7 +105,7 @@ def _candidates(run: Path, runs: list[Path], skipped: list[str]) -> Iterator[Pat
 
 
 def _load_one(path: Path, device: Any) -> ResumeSource:
-    ckpt = ckpt_io.load_any(path, device=device)
+    ckpt = load_any(path, device=device)
     state = None
     resume_json = ckpt_io.resume_paths(path)[1]
     if ckpt.path is not None and resume_json.is_file():

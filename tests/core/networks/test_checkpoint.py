@@ -22,13 +22,13 @@ from core.networks import Discriminator, Generator
 from core.networks.checkpoint import (
     FORMAT_NAME,
     CheckpointError,
-    load_any,
     load_checkpoint,
     load_resume_state,
     save_checkpoint,
     save_resume_state,
     snapshot_paths,
 )
+from core.networks.sources import load_any
 from core.rundir.layout import kept_snapshots, latest_snapshot
 
 REPO = Path(__file__).resolve().parents[3]

@@ -1,4 +1,4 @@
-"""``python -m core.networks.checkpoint info|convert``: the real CLI, run as a subprocess."""
+"""``python -m core.networks.convert info|convert``: the real CLI, run as a subprocess."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.networks import Generator
-from core.networks.checkpoint import load_checkpoint, main, save_checkpoint
+from core.networks.checkpoint import load_checkpoint, save_checkpoint
+from core.networks.convert import main
 
 REPO = Path(__file__).resolve().parents[3]
 SNAPSHOT = REPO.parent / "shared" / "fixtures" / "sg2_res32_skip_resnet.snapshot.pkl"
@@ -21,7 +22,7 @@ needs_fixture = pytest.mark.skipif(not SNAPSHOT.is_file(), reason=f"fixture miss
 
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "core.networks.checkpoint", *map(str, args)],
+        [sys.executable, "-m", "core.networks.convert", *map(str, args)],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
 

@@ -19,8 +19,9 @@ import torch
 from safetensors.torch import load_file
 
 from core.networks import Discriminator, Generator
-from core.networks.checkpoint import LEGACY_SOURCE, CheckpointError, load_any, load_checkpoint, save_checkpoint
+from core.networks.checkpoint import LEGACY_SOURCE, CheckpointError, load_checkpoint, save_checkpoint
 from core.networks.legacy import UnsafePickleError, import_legacy_pkl, read_legacy_pkl
+from core.networks.sources import load_any
 
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures"
 SNAPSHOT = FIXTURES / "sg2_res32_skip_resnet.snapshot.pkl"

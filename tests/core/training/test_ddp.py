@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.networks.checkpoint import load_any, load_checkpoint
+from core.networks.checkpoint import load_checkpoint
+from core.networks.sources import load_any
 from core.rundir import RunReader
 from tests.core.training.test_loop import MINIBATCH_KIMG, REPO, make_dataset
 

@@ -269,7 +269,7 @@ def test_resume_from_a_public_pickle_loads_weights_and_p(tmp_path: Path, shared_
     # The fixture is a 32 px cpu32-sized model; the digits are 32 px RGB.
     trainer = make_trainer("builtin:digits", tmp_path / "run", resume=str(pkl), subset=64, cbase=2048, cmax=64,
                            kimg=1, tick=100, aug="ada")
-    from core.networks.checkpoint import load_any
+    from core.networks.sources import load_any
 
     public = load_any(pkl)
     torch.testing.assert_close(trainer.G_ema.state_dict(), public.G_ema.state_dict())
