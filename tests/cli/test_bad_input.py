@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 TRAIN = [PY, str(REPO / "train_headless.py")]
 TOOL = [PY, "-m", "core.data.tool"]
+ON_DIGITS = ["--data", "builtin:digits", "--outdir", "runs"]  # a valid start, for the cases that add one bad option
 METRICS = [PY, "-m", "core.metrics"]
 CONVERT = [PY, "-m", "core.networks.convert"]
 VIZ = [PY, str(REPO / "launch_viz.py")]
@@ -32,50 +33,49 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train-replay-missing", [*TRAIN, "--replay", "nope.json", "--outdir", "runs"], "--replay nope.json"),
     ("train-aug-unknown", [*TRAIN, "--aug", "bogus", "--outdir", "runs"], "--aug"),
     ("train-augpipe-unknown", [*TRAIN, "--augpipe", "nope", "--outdir", "runs"], "--augpipe"),
-    ("train-cfg-unknown", [*TRAIN, "--cfg", "nope", "--data", "builtin:digits", "--outdir", "runs"], "--cfg"),
-    ("train-p-without-fixed", [*TRAIN, "--p", "0.3", "--data", "builtin:digits", "--outdir", "runs"], "--p"),
-    ("train-fixed-without-p", [*TRAIN, "--aug", "fixed", "--data", "builtin:digits", "--outdir", "runs"],
-     "--aug fixed needs --p"),
-    ("train-target-range", [*TRAIN, "--target", "2", "--data", "builtin:digits", "--outdir", "runs"], "--target"),
-    ("train-dataaug-without-apa", [*TRAIN, "--with-dataaug", "1", "--data", "builtin:digits", "--outdir", "runs"],
-     "--with-dataaug"),
-    ("train-aug-mult-syntax", [*TRAIN, "--aug-mult", "xflip", "--data", "builtin:digits", "--outdir", "runs"],
-     "NAME=VALUE"),
-    ("train-aug-mult-unknown", [*TRAIN, "--aug-mult", "bogus=1", "--data", "builtin:digits", "--outdir", "runs"],
-     "unknown op"),
-    ("train-kimg-negative", [*TRAIN, "--kimg", "-1", "--data", "builtin:digits", "--outdir", "runs"], "--kimg"),
-    ("train-batch-mbstd", [*TRAIN, "--batch", "7", "--cfg", "cpu32", "--data", "builtin:digits", "--outdir", "runs"],
-     "--batch 7"),
-    ("train-gpus-without-cuda", [*TRAIN, "--gpus", "3", "--data", "builtin:digits", "--outdir", "runs"], "--gpus 3"),
+    ("train-cfg-unknown", [*TRAIN, "--cfg", "nope", *ON_DIGITS], "--cfg"),
+    ("train-p-without-fixed", [*TRAIN, "--p", "0.3", *ON_DIGITS], "--p"),
+    ("train-fixed-without-p", [*TRAIN, "--aug", "fixed", *ON_DIGITS], "--aug fixed needs --p"),
+    ("train-target-range", [*TRAIN, "--target", "2", *ON_DIGITS], "--target"),
+    ("train-dataaug-without-apa", [*TRAIN, "--with-dataaug", "1", *ON_DIGITS], "--with-dataaug"),
+    ("train-aug-mult-syntax", [*TRAIN, "--aug-mult", "xflip", *ON_DIGITS], "NAME=VALUE"),
+    ("train-aug-mult-unknown", [*TRAIN, "--aug-mult", "bogus=1", *ON_DIGITS], "unknown op"),
+    ("train-kimg-negative", [*TRAIN, "--kimg", "-1", *ON_DIGITS], "--kimg"),
+    ("train-batch-mbstd", [*TRAIN, "--batch", "7", "--cfg", "cpu32", *ON_DIGITS], "--batch 7"),
+    ("train-gpus-without-cuda", [*TRAIN, "--gpus", "3", *ON_DIGITS], "--gpus 3"),
     ("train-outdir-proc", [*TRAIN, "--outdir", "/proc/runs", "--data", "builtin:digits"], "--outdir /proc/runs"),
     ("train-outdir-under-file", [*TRAIN, "--outdir", "afile/runs", "--data", "builtin:digits"], "is a file"),
     ("train-outdir-is-file", [*TRAIN, "--outdir", "afile", "--data", "builtin:digits"], "is a file"),
-    ("train-resume-random-bytes", [*TRAIN, "--resume", "rand.pkl", "--outdir", "runs", "--data", "builtin:digits"],
-     "rand.pkl"),
-    ("train-resume-truncated", [*TRAIN, "--resume", "trunc.json", "--outdir", "runs", "--data", "builtin:digits"],
-     "trunc.safetensors"),
-    ("train-resume-bad-json", [*TRAIN, "--resume", "bad.json", "--outdir", "runs", "--data", "builtin:digits"],
-     "bad.json"),
+    ("train-resume-random-bytes", [*TRAIN, "--resume", "rand.pkl", *ON_DIGITS], "rand.pkl"),
+    ("train-resume-truncated", [*TRAIN, "--resume", "trunc.json", *ON_DIGITS], "trunc.safetensors"),
+    ("train-resume-bad-json", [*TRAIN, "--resume", "bad.json", *ON_DIGITS], "bad.json"),
     ("train-resume-run-without-snapshot", [*TRAIN, "--resume", "emptyrun", "--outdir", "runs"], "no snapshot yet"),
     ("train-data-missing", [*TRAIN, "--data", "missing.zip", "--outdir", "runs"], "--data"),
-    ("train-desc-separator", [*TRAIN, "--desc", "a/b", "--data", "builtin:digits", "--outdir", "runs"], "--desc"),
-    ("train-metrics-unknown", [*TRAIN, "--metrics", "bogus", "--data", "builtin:digits", "--outdir", "runs"],
-     "--metrics"),
+    ("train-desc-separator", [*TRAIN, "--desc", "a/b", *ON_DIGITS], "--desc"),
+    ("train-metrics-unknown", [*TRAIN, "--metrics", "bogus", *ON_DIGITS], "--metrics"),
     ("tool-no-source", [*TOOL, "--dest", "out.zip", "--resolution", "32"], "--source"),
     ("tool-source-missing", [*TOOL, "--source", "missing", "--dest", "out.zip", "--resolution", "32"], "missing"),
     ("tool-resolution", [*TOOL, "--source", "imgs16", "--dest", "out.zip", "--resolution", "33"], "--resolution"),
     ("tool-dest-proc", [*TOOL, "--source", "imgs16", "--dest", "/proc/x.zip", "--resolution", "16"], "/proc/x.zip"),
-    ("tool-dest-exists", [*TOOL, "--source", "imgs16", "--dest", "existing.zip", "--resolution", "16"],
-     "--overwrite"),
-    ("tool-dest-folder-missing", [*TOOL, "--source", "imgs16", "--dest", "nope/x.zip", "--resolution", "16"],
-     "does not exist"),
+    ("tool-dest-exists", [*TOOL, "--source", "imgs16", "--dest", "existing.zip", "--resolution", "16"], "--overwrite"),
+    (
+        "tool-dest-folder-missing",
+        [*TOOL, "--source", "imgs16", "--dest", "nope/x.zip", "--resolution", "16"],
+        "does not exist",
+    ),
     ("tool-dest-is-source", [*TOOL, "--source", "imgs16", "--dest", "imgs16", "--resolution", "16"], "differ"),
-    ("tool-max-images", [*TOOL, "--source", "imgs16", "--dest", "o.zip", "--resolution", "16", "--max-images", "0"],
-     "--max-images"),
+    (
+        "tool-max-images",
+        [*TOOL, "--source", "imgs16", "--dest", "o.zip", "--resolution", "16", "--max-images", "0"],
+        "--max-images",
+    ),
     ("metrics-network-missing", [*METRICS, "--network", "missing.json", "--data", "imgs16"], "missing"),
     ("metrics-network-random", [*METRICS, "--network", "rand.pkl", "--data", "imgs16"], "rand.pkl"),
-    ("metrics-resolution-mismatch", [*METRICS, "--network", DEMO, "--data", "imgs16", "--metrics", "fd_offline"],
-     "16 px"),
+    (
+        "metrics-resolution-mismatch",
+        [*METRICS, "--network", DEMO, "--data", "imgs16", "--metrics", "fd_offline"],
+        "16 px",
+    ),
     ("metrics-unknown", [*METRICS, "--network", DEMO, "--data", "builtin:digits", "--metrics", "bogus"], "bogus"),
     ("metrics-num-gen", [*METRICS, "--network", DEMO, "--data", "builtin:digits", "--num-gen", "0"], "--num-gen"),
     ("convert-info-missing", [*CONVERT, "info", "missing.json"], "missing"),
@@ -114,14 +114,14 @@ def _files(root: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(("command", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_invocation_is_one_line_exit_2_and_leaves_nothing(scratch: Path, command: list[str],
-                                                                expected: str) -> None:
+def test_bad_invocation_is_one_line_exit_2_and_leaves_nothing(scratch: Path, command: list[str], expected: str) -> None:
     before = _files(scratch)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "XDG_CONFIG_HOME": str(scratch.parent)}
     env.pop("DISPLAY", None)
     env.pop("WAYLAND_DISPLAY", None)
-    proc = subprocess.run(command, cwd=scratch, env=env, capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        command, cwd=scratch, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2, f"exit {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-4000:]}"
     assert "Traceback" not in proc.stderr + proc.stdout
