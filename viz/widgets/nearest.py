@@ -123,6 +123,8 @@ class NearestState:
     error: str | None = None
     running_since: float | None = None
     pending: NearestRequest | None = field(default=None, repr=False)
+    run_data_of: Path | None = None  # the run whose training set run_data is (for the field's hint)
+    run_data: tuple[str, int | None, int] | None = None
 
 
 def nearest_request(state: NearestState, scene: Scene) -> NearestRequest | None:
@@ -192,15 +194,18 @@ def _draw_form(state: NearestState, ctx: FrameContext, scene: Scene) -> bool:
     imgui.set_next_item_width(ctx.px(110))
     _, state.psi = imgui.input_float("psi##nearest", state.psi, 0.0, 0.0, "%.2f")
     record_item(ctx, "nearest_psi")
-    for label, attr, rect, tip in (
-        ("Training set##nearest", "data", "nearest_data",
+    if scene.run_dir != state.run_data_of:  # run.json is read once per attached run, not every frame
+        state.run_data_of, state.run_data = scene.run_dir, run_dataset(scene.run_dir)
+    run_data = state.run_data
+    for label, attr, rect, hint, tip in (
+        ("Training set##nearest", "data", "nearest_data", f"the run's: {run_data[0]}" if run_data else "folder, zip",
          "Empty: the attached run's training set (run.json's data and subset). Or a folder, zip or builtin:digits."),
-        ("Inception file##nearest", "inception", "nearest_inception",
+        ("Inception file##nearest", "inception", "nearest_inception", "none: offline features",
          "inception-2015-12-05.pt for standard features (or $ADA_INCEPTION_WEIGHTS); never downloaded. "
          "Without it the offline random-conv net is used, and labelled."),
     ):  # fmt: skip
         imgui.set_next_item_width(-ctx.px(110))
-        _, value = imgui.input_text(label, getattr(state, attr))
+        _, value = imgui.input_text_with_hint(label, hint, getattr(state, attr))
         setattr(state, attr, value)
         record_item(ctx, rect)
         help_marker(tip)
@@ -215,12 +220,18 @@ def _cell(ctx: FrameContext, textures: Any, name: str, image: np.ndarray, side: 
     lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
     if copy:
         colour = imgui.get_color_u32(imgui.ImVec4(*COPY_COLOUR))
-        imgui.get_window_draw_list().add_rect(lo, hi, colour, 0.0, 0, ctx.px(3))
+        imgui.get_window_draw_list().add_rect(lo, hi, colour, 0.0, ctx.px(3))
         imgui.push_style_color(imgui.Col_.text, imgui.ImVec4(*COPY_COLOUR))
     imgui.text(caption)
     if copy:
         imgui.pop_style_color()
     imgui.end_group()
+
+
+def shown_order(result: NearestResult) -> list[int]:
+    """Rows as shown: flagged copies first, then the closest to the training set (the ones to look at)."""
+    matches = result.matches
+    return sorted(range(len(matches)), key=lambda i: (not matches[i].copy, matches[i].distances[0]))
 
 
 def _draw_result(result: NearestResult, ctx: FrameContext, textures: Any) -> None:
@@ -236,13 +247,15 @@ def _draw_result(result: NearestResult, ctx: FrameContext, textures: Any) -> Non
     text_colored(kind, f"copies: {result.copies} of {len(result.matches)} "
                        f"(nearest distance below {result.threshold:.4f})")  # fmt: skip
     spacing = imgui.get_style().item_spacing.x
-    side = min(ctx.px(72), (imgui.get_content_region_avail().x - spacing * req.k) / (req.k + 1))
-    for r, (fake, match, near) in enumerate(zip(result.fakes, result.matches, result.neighbours, strict=True)):
-        _cell(ctx, textures, f"nearest_fake{r}", fake, side, ("COPY " if match.copy else "") + f"seed {match.image}",
+    side = min(ctx.px(64), (imgui.get_content_region_avail().x - spacing * req.k) / (req.k + 1))
+    for r in shown_order(result):
+        fake, match, near = result.fakes[r], result.matches[r], result.neighbours[r]
+        x0 = imgui.get_cursor_pos_x()
+        _cell(ctx, textures, f"nearest_fake{r}", fake, side, f"seed {match.image}" + ("\nCOPY" if match.copy else ""),
               match.copy)  # fmt: skip
         record_item(ctx, f"nearest_row:{r}")
         for j, (image, distance) in enumerate(zip(near, match.distances, strict=True)):
-            imgui.same_line()
+            imgui.same_line(x0 + (j + 1) * (side + spacing))  # columns stay aligned whatever the captions
             _cell(ctx, textures, f"nearest_nn{r}_{j}", image, side, f"{distance:.4f}", False)
             if imgui.is_item_hovered():
                 imgui.set_tooltip(match.names[j])

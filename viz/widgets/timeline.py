@@ -434,7 +434,7 @@ def draw_timeline(state: TimelineState, ctx: FrameContext, scene: Scene, engine:
     if not tl.frames:
         imgui.text_disabled("no previews yet")
     else:
-        imgui.set_next_item_width(-ctx.px(60))
+        imgui.set_next_item_width(-ctx.px(80))
         frame = state.frame()
         assert frame is not None
         changed, index = imgui.slider_int("##timeline_kimg", state.index, 0, len(tl.frames) - 1,
