@@ -78,7 +78,7 @@ def test_the_timeline_lists_the_chain_opens_a_snapshot_and_compares_two(chain_ap
     assert tl["runs"] == [str(chain.run_a), str(chain.run_b)]
     assert [f[0] for f in tl["frames"]] == [0.0, 4.0, 8.0, 10.0, 14.0]  # A's 12 kimg was abandoned by the fork
     assert [Path(f[1]).parent.parent for f in tl["frames"]] == [chain.run_a] * 3 + [chain.run_b] * 2
-    assert [s[1] for s in tl["snapshots"]] == [str(p) for p in chain.snapshots]
+    assert [s[1] for s in tl["kept"]] == [str(p) for p in chain.snapshots]
     assert tl["shown"][0] == tl["frames"][-1][1]  # the newest preview is on screen
     # Choosing the snapshot at 8 kimg opens it in the generator view and moves the scrubber there.
     target = str(chain.snapshots[1])

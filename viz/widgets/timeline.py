@@ -463,7 +463,7 @@ def summary(state: TimelineState, engine: CompareEngine) -> dict[str, Any]:
         "run_dir": str(state.run_dir) if state.run_dir else None,
         "runs": [str(r) for r in tl.runs],
         "frames": [[f.kimg, str(f.fakes) if f.fakes else None, str(f.reals) if f.reals else None] for f in tl.frames],
-        "snapshots": [[s.kimg, str(s.path)] for s in tl.snapshots],
+        "kept": [[s.kimg, str(s.path)] for s in tl.snapshots],
         "index": state.index, "follow": state.follow,
         "shown": [str(state.fakes_path) if state.fakes_path else None,
                   str(state.reals_path) if state.reals_path else None],
