@@ -260,12 +260,13 @@ def build_panels(opts: AppOptions) -> list[Panel]:
         LayersPanel(LayersState(enabled=opts.layer is not None, layer=opts.layer)),
         AugmentPanel(),
         MonitorPanel(),
-        TimelinePanel(), NearestPanel(),
         TrainingControlPanel(),
         PerformancePanel(PerfState(fps_cap=opts.fps_cap)),
         CapturePanel(),
         VideoPanel(),
         ProjectionPanel(),
+        TimelinePanel(),
+        NearestPanel(),
     ]
 
 

@@ -17,17 +17,33 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.viz.conftest import app_env, close_app, launch, wait_for
+from tests.viz.conftest import app_env, close_app, launch, start_xvfb, wait_for
 from tests.viz.recorded_chain import Chain, planted_training_set, write_chain
 from tests.viz.test_gui_xvfb import STATE_TIMEOUT, RunningApp, _crop
 
 COPY_SEED = 3
+WINDOW = "1280x960"
 
 
 @pytest.fixture(scope="module")
-def chain_app(xvfb: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningApp, Chain]]:
+def tall_xvfb() -> Iterator[str]:
+    """A private Xvfb taller than the usual one: both panels' images fit under the folded headers."""
+    try:
+        proc, display = start_xvfb(f"{WINDOW}x24")
+    except (FileNotFoundError, RuntimeError) as e:
+        pytest.skip(str(e))
+    try:
+        yield display
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def chain_app(tall_xvfb: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningApp, Chain]]:
     if shutil.which("xdotool") is None:
         pytest.skip("xdotool is not installed (scripts/test.sh installs it with apt-get when run as root)")
+    xvfb = tall_xvfb
     tmp = tmp_path_factory.mktemp("gui_timeline")
     data = planted_training_set(tmp / "train", COPY_SEED)
     chain = write_chain(tmp / "runs", data=str(data), subset=None)
@@ -35,7 +51,7 @@ def chain_app(xvfb: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     env["ADA_STUDIO_CACHE"] = str(tmp / "cache")
     env.pop("ADA_INCEPTION_WEIGHTS", None)
     state_file, shot_file = tmp / "state.json", tmp / "shot.png"
-    args = ["--run", str(chain.run_b), "--no-attach-last", "--size", "1280x800", "--fps-cap", "30",
+    args = ["--run", str(chain.run_b), "--no-attach-last", "--size", WINDOW, "--fps-cap", "30",
             "--panels", "timeline", "--grid", "4x2", "--debug-state", str(state_file), "--debug-every", "3",
             "--debug-screenshot", str(shot_file)]  # fmt: skip
     proc = launch(args, env)
