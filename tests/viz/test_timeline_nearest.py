@@ -19,7 +19,7 @@ from tests.viz.recorded_chain import (
 )
 from viz.app import DEMO_SNAPSHOT
 from viz.panel import OpenSource, Scene
-from viz.widgets.nearest import NearestRequest, NearestState, find_nearest, nearest_request
+from viz.widgets.nearest import NearestRequest, NearestState, find_nearest, nearest_request, shown_order
 from viz.widgets.timeline import (
     CompareRequest,
     TimelineState,
@@ -98,6 +98,10 @@ def test_nearest_flags_the_planted_copy_and_only_it(tmp_path: Path, monkeypatch:
     assert [m.copy for m in result.matches] == [False, False, False, True, False, False]
     assert result.matches[3].names[0] == "planted.png" and result.offline
     assert all(m.distances == sorted(m.distances) for m in result.matches)
+    order = shown_order(result)  # the copy first, then the others closest first
+    assert order[0] == 3 and sorted(order) == list(range(6))
+    rest = [result.matches[i].distances[0] for i in order[1:]]
+    assert rest == sorted(rest)
 
 
 def test_the_nearest_form_needs_a_generator_and_a_training_set(chain: Chain) -> None:
@@ -117,5 +121,14 @@ def test_a_bad_training_set_is_one_line(tmp_path: Path) -> None:
     request = NearestRequest(str(DEMO_SNAPSHOT.with_suffix(".json")), str(tmp_path / "missing"), None, 0, (0,), 1,
                              1.0, None)  # fmt: skip
     with pytest.raises(Exception, match="training set") as info:
+        find_nearest(request)
+    assert "\n" not in str(info.value)
+
+
+def test_a_named_inception_file_that_is_missing_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADA_STUDIO_CACHE", str(tmp_path / "cache"))
+    request = NearestRequest(str(DEMO_SNAPSHOT.with_suffix(".json")), "builtin:digits", 32, 0, (0,), 1, 1.0,
+                             str(tmp_path / "inception-2015-12-05.pt"))  # fmt: skip
+    with pytest.raises(Exception, match="inception-2015-12-05.pt") as info:
         find_nearest(request)
     assert "\n" not in str(info.value)

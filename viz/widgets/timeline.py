@@ -230,6 +230,7 @@ def refresh(state: TimelineState, run_dir: Path | None, now: float, every_s: flo
     if run_dir != state.run_dir:
         state.run_dir, state.starts, state.last_read = run_dir, {}, -1e9
         state.timeline, state.a, state.b, state.chosen, state.follow = Timeline(), None, None, None, True
+        state.compare = state.compare_error = state.form_error = None
     if run_dir is None or now - state.last_read < every_s:
         return
     state.last_read = now
