@@ -71,7 +71,7 @@ def find_nearest(request: NearestRequest) -> NearestResult:
     from core.data import DatasetError, ImageDataset
     from core.metrics.extractors import MetricsError
     from core.metrics.nearest import NearestOptions, generated_images, nearest, prepare
-    from core.studio.common import check_truncation, load_generator, make_label
+    from core.studio.common import check_truncation, load_generator
 
     try:
         dataset = ImageDataset(request.data, subset=request.subset, seed=request.subset_seed)
@@ -85,7 +85,8 @@ def find_nearest(request: NearestRequest) -> NearestResult:
         raise StudioError(f"training set {request.data}: {dataset.resolution} px, {dataset.num_channels} channel(s), "
                           f"but the generator makes {G.img_resolution} px, {G.img_channels}")
     check_truncation(G, request.psi)
-    images = generated_images(G, list(request.seeds), request.psi, label=make_label(G, None, device))
+    # A conditional G gets the all-zero label, as core.metrics.nearest's copy score gives it.
+    images = generated_images(G, list(request.seeds), request.psi)
     try:
         search = prepare(dataset, NearestOptions(inception=request.inception))
     except (MetricsError, DatasetError) as exc:
