@@ -96,6 +96,10 @@ def test_the_timeline_lists_the_chain_opens_a_snapshot_and_compares_two(chain_ap
     assert [Path(f[1]).parent.parent for f in tl["frames"]] == [chain.run_a] * 3 + [chain.run_b] * 2
     assert [s[1] for s in tl["kept"]] == [str(p) for p in chain.snapshots]
     assert tl["shown"][0] == tl["frames"][-1][1]  # the newest preview is on screen
+    # A click on the strip at 30 % of its width scrubs to the preview nearest that kimg (4 of 0-14).
+    st = _click_until(app, "timeline_strip", lambda s: s["timeline"]["index"] == 1, "the scrubber to move")
+    assert not st["timeline"]["follow"]
+    app.until(lambda s: s["timeline"]["shown"] == s["timeline"]["frames"][1][1:], "the 4 kimg previews")
     # Choosing the snapshot at 8 kimg opens it in the generator view and moves the scrubber there.
     target = str(chain.snapshots[1])
     st = _click_until(app, "timeline_snap:1", lambda s: s["snapshot"]["source"] == target, "the snapshot to open")

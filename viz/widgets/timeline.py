@@ -304,10 +304,13 @@ def _draw_strip(state: TimelineState, ctx: FrameContext) -> None:
     def x_of(kimg: float) -> float:
         return lo.x + pad + (width - 2 * pad) * ((kimg - k0) / (k1 - k0) if k1 > k0 else 0.5)
 
-    if imgui.is_item_active():
+    if imgui.is_item_hovered() or imgui.is_item_active():
         mouse = imgui.get_mouse_pos().x
-        kimg = k0 + (mouse - lo.x - pad) / max(width - 2 * pad, 1.0) * (k1 - k0)
-        state.index, state.follow = tl.nearest_frame(kimg), False
+        under = tl.frames[tl.nearest_frame(k0 + (mouse - lo.x - pad) / max(width - 2 * pad, 1.0) * (k1 - k0))]
+        marked = any(abs(x_of(s.kimg) - mouse) <= ctx.px(5) for s in tl.snapshots)
+        imgui.set_tooltip(f"{under.kimg:g} kimg, {under.run_dir.name}" + ("  (kept snapshot)" if marked else ""))
+        if imgui.is_item_active():
+            state.index, state.follow = tl.frames.index(under), False
     draw = imgui.get_window_draw_list()
     mid = lo.y + height / 2
     draw.add_line(imgui.ImVec2(lo.x + pad, mid), imgui.ImVec2(lo.x + width - pad, mid), _col(TICK_COLOUR), 1.0)
