@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None) -> AppOptions:
         "--panels",
         default=",".join(DEFAULT_PANELS),
         help="control panels open at start, comma-separated (snapshot, seeds, trunc_noise, stylemix, layers, "
-        "augment, monitor, control, performance, capture, video, projection)",
+        "augment, monitor, control, performance, capture, video, projection, timeline, nearest)",
     )
     p.add_argument("--seed", type=int, default=0, help="first seed shown")
     p.add_argument("--grid", help="WxH seeds at start, e.g. 4x3 (default: a grid for models up to 256 px; "
@@ -240,11 +240,13 @@ def build_panels(opts: AppOptions) -> list[Panel]:
     from viz.widgets.augment_preview import AugmentPanel
     from viz.widgets.capture import CapturePanel
     from viz.widgets.layers import LayersPanel, LayersState
+    from viz.widgets.nearest import NearestPanel
     from viz.widgets.performance import PerformancePanel, PerfState
     from viz.widgets.projection import ProjectionPanel
     from viz.widgets.seeds import SeedsPanel
     from viz.widgets.snapshot import SnapshotPanel, SnapshotState
     from viz.widgets.stylemix import StyleMixPanel
+    from viz.widgets.timeline import TimelinePanel
     from viz.widgets.training_control import TrainingControlPanel
     from viz.widgets.training_monitor import MonitorPanel
     from viz.widgets.trunc_noise import TruncNoisePanel, TruncNoiseState
@@ -263,6 +265,8 @@ def build_panels(opts: AppOptions) -> list[Panel]:
         CapturePanel(),
         VideoPanel(),
         ProjectionPanel(),
+        TimelinePanel(),
+        NearestPanel(),
     ]
 
 
@@ -667,6 +671,9 @@ class App:
         state["augment"] = _augment_summary(self.augment)
         state["monitor"] = _monitor_summary(self.monitor, self.client)
         state["control"] = self.session.summary()
+        for panel in self.panels:  # a panel that reports what it shows (debug_summary) is listed by its name
+            if hasattr(panel, "debug_summary"):
+                state.setdefault(panel.name, panel.debug_summary())
         if self.model is not None:
             m = self.model
             state["model"] = {

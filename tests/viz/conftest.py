@@ -46,16 +46,17 @@ def fixture_pkl() -> Path:
     return fixture_file(".snapshot.pkl")
 
 
-def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
-    """Start a private Xvfb; returns it and its display (":N"). FileNotFoundError when Xvfb is not
-    installed, RuntimeError when it died before accepting clients. Also used by bench/bench_viz.py."""
+def start_xvfb(screen: str = "1280x800x24") -> tuple[subprocess.Popen[bytes], str]:
+    """Start a private Xvfb (``screen``: WxHxDEPTH); returns it and its display (":N"). FileNotFoundError
+    when Xvfb is not installed, RuntimeError when it died before accepting clients. Also used by
+    bench/bench_viz.py."""
     exe = shutil.which("Xvfb")
     if exe is None:
         raise FileNotFoundError("Xvfb is not installed (scripts/test.sh installs it with apt-get when run as root)")
     # -displayfd: Xvfb picks a free display number itself and writes it once it accepts clients.
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        [exe, "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        [exe, "-displayfd", str(write_fd), "-screen", "0", screen, "-nolisten", "tcp"],
         pass_fds=(write_fd,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
