@@ -40,6 +40,7 @@ __all__ = [
     "MonitorPanel",
     "MonitorState",
     "add_compared",
+    "debug_summary",
     "draw_monitor_panel",
     "draw_monitor_view",
     "ingest",
@@ -258,7 +259,8 @@ class PlotRun:
 
 @dataclass(frozen=True)
 class PlotLine:
-    label: str  # legend entry: the key's legend alone, the run alone or both (several runs)
+    label: str  # what the line is: its key's legend (one run), else the run's name (and the key's legend)
+    legend: str  # its key's legend
     colour: int | None  # colormap index; None: implot picks (one run: one colour per key)
     index: int  # which of the plot's keys (a marker shape, a shade)
     kimg: list[float]
@@ -307,7 +309,8 @@ def plot_lines(plot: PlotSpec, runs: list[PlotRun]) -> list[PlotLine]:
     for run, entries in per_run:
         for legend, s in entries:
             label = legend if not compare else (run.label if len(legends) == 1 else f"{run.label} {legend}")
-            out.append(PlotLine(label, run.colour if compare else None, legends.index(legend), s.kimg, s.values))
+            colour = run.colour if compare else None
+            out.append(PlotLine(label, legend, colour, legends.index(legend), s.kimg, s.values))
     return out
 
 
@@ -358,7 +361,7 @@ def _draw_compare(state: MonitorState, ctx: FrameContext, run_dir: Path | None) 
     record_item(ctx, "monitor_compare")
     if not opened:
         return
-    imgui.set_next_item_width(imgui.get_content_region_avail().x - ctx.px(50))
+    imgui.set_next_item_width(imgui.get_content_region_avail().x - ctx.px(80))
     entered, state.compare_input = imgui.input_text_with_hint(
         "##compare_path", "run directory to overlay", state.compare_input, imgui.InputTextFlags_.enter_returns_true
     )
@@ -396,7 +399,9 @@ def _draw_compare(state: MonitorState, ctx: FrameContext, run_dir: Path | None) 
         best = run.state.best()
         if best is not None:
             imgui.indent(ctx.px(18))
-            imgui.text_disabled(best.label())
+            imgui.push_style_color(imgui.Col_.text, imgui.get_style_color_vec4(imgui.Col_.text_disabled))
+            imgui.text_wrapped(best.label())
+            imgui.pop_style_color()
             imgui.unindent(ctx.px(18))
     if removed is not None:
         log.info("monitor: no longer overlaying %s", state.compared[removed].run_dir)
@@ -444,7 +449,8 @@ def draw_monitor_view(state: MonitorState, ctx: FrameContext, textures: Any, run
     if len(runs) > 1:
         _draw_run_legend(runs)
     avail = imgui.get_content_region_avail()
-    show_previews = state.show_previews and run_dir is not None
+    has_previews = state.fakes is not None or state.reals_aug is not None
+    show_previews = state.show_previews and run_dir is not None and has_previews
     preview_w = min(avail.x * 0.3, avail.y * 0.5) if show_previews else 0.0
     plots_w = avail.x - preview_w - (ctx.px(8) if show_previews else 0.0)
     lo = imgui.get_cursor_screen_pos()
@@ -511,25 +517,36 @@ def _draw_run_legend(runs: list[PlotRun]) -> None:
 FIT_PADDING = (0.02, 0.12)
 
 
-def _grid(n: int) -> tuple[int, int]:
-    cols = 2 if n <= 8 else 3
+def plot_grid(n: int, width: float, height: float, aspect: float = 1.5) -> tuple[int, int]:
+    """Rows and columns for ``n`` plots in ``width`` x ``height``: cells closest to ``aspect`` (w/h)."""
+    def misfit(cols: int) -> float:
+        rows = math.ceil(n / cols)
+        return abs(math.log((width / cols) / max(height / rows, 1.0) / aspect))
+
+    cols = min(range(1, max(n, 1) + 1), key=misfit)
     return max(1, math.ceil(n / cols)), cols
 
 
 def _draw_plots(runs: list[PlotRun], plots: list[PlotSpec], ctx: FrameContext, size: Any) -> None:
-    rows, cols = _grid(len(plots))
+    rows, cols = plot_grid(len(plots), size.x, size.y)
     if not implot.begin_subplots("##monitor", rows, cols, size):
         return
     compare = len(runs) > 1
     for plot in plots:
-        if not implot.begin_plot(plot.title, imgui.ImVec2(-1, -1), implot.Flags_.no_menus):
+        lines = plot_lines(plot, runs)
+        legends = {line.legend: line for line in lines}
+        # Several runs: their colours are named above the plots; a legend here names the keys only.
+        flags = implot.Flags_.no_menus | (implot.Flags_.no_legend if compare and len(legends) < 2 else 0)
+        if not implot.begin_plot(plot.title, imgui.ImVec2(-1, -1), flags):
             continue
         implot.setup_axes("kimg", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
-        if compare or len(plot.lines) > 1 or plot.group is not None:
-            implot.setup_legend(implot.Location_.north_east)
-        for line in plot_lines(plot, runs):
-            implot.plot_line(line.label, np.asarray(line.kimg), np.asarray(line.values),
-                             _line_spec(line, ctx, markers=plot.group is not None))
+        markers = plot.group is not None
+        if compare:
+            for legend, line in legends.items():  # legend entries only: grey, the key's marker or shade
+                implot.plot_line(legend, np.zeros(0), np.zeros(0), _line_spec(line, ctx, markers, grey=True))
+        for line in lines:
+            implot.plot_line(("##" if compare else "") + line.label, np.asarray(line.kimg),
+                             np.asarray(line.values), _line_spec(line, ctx, markers))
         if plot.lines and plot.lines[0][1] == schema.STAT_RT:
             for run in runs:
                 if run.state.target.kimg:
@@ -556,9 +573,9 @@ def _plot_best(runs: list[PlotRun], plot: PlotSpec, compare: bool, ctx: FrameCon
         spec = implot.Spec()
         spec.line_color = colour
         spec.line_weight = ctx.px(1.5)
-        label = f"best##{run.colour}" if compare else "best"  # one legend entry, not one per run
+        label = f"##best{run.colour}" if compare else "best"  # the run legend above says whose
         implot.plot_inf_lines(label, np.asarray([best.kimg], dtype=np.float64), spec)
-        if plot.group == "distances":
+        if plot.group == "distances" and not compare:
             text = f"best {best.kimg:g} kimg".replace("%", "%%")
             implot.annotation(best.kimg, best.value, colour, imgui.ImVec2(ctx.px(10), -ctx.px(10)), True, text)
 
@@ -575,8 +592,10 @@ def _colour_spec(index: int | None, alpha: float) -> implot.Spec:
     return spec
 
 
-def _line_spec(line: PlotLine, ctx: FrameContext, markers: bool) -> implot.Spec:
+def _line_spec(line: PlotLine, ctx: FrameContext, markers: bool, grey: bool = False) -> implot.Spec:
     spec = _colour_spec(line.colour, SHADES[line.index % len(SHADES)])
+    if grey:
+        spec.line_color = imgui.ImVec4(0.8, 0.8, 0.8, SHADES[line.index % len(SHADES)])
     if markers:  # metrics come at snapshots: a few points, each worth seeing
         spec.marker = getattr(implot.Marker_, MARKERS[line.index % len(MARKERS)])
         spec.marker_size = ctx.px(3.5)
@@ -620,6 +639,27 @@ def refresh(
         state.last_log = now
         state.log_tail = reader.log_tail(40)
     return events
+
+
+def debug_summary(state: MonitorState, run_dir: Path | None) -> dict[str, Any]:
+    """The metrics part of the app's --debug-state: points per result key, the best snapshot, the plots
+    of the page shown and the compared runs (for tests and bug reports)."""
+
+    def metrics(st: MonitorState) -> dict[str, Any]:
+        best = st.best()
+        return {"metrics": {k: len(s.kimg) for k, s in st.metrics.items()},
+                "best": None if best is None else {"snapshot": best.snapshot, "kimg": best.kimg, "key": best.key,
+                                                   "value": best.value, "label": best.label()}}
+
+    runs = plot_runs(state, run_dir)
+    return {
+        **metrics(state),
+        "page": state.page,
+        "plots": [plot.group or plot.title for plot in plot_pages(state.page, runs)],
+        "compared": [{"run_dir": str(run.run_dir), "events": run.state.events, **metrics(run.state)}
+                     for run in state.compared],
+        "compare_error": state.compare_error,
+    }
 
 
 def refresh_compared(run: ComparedRun) -> None:
