@@ -379,7 +379,9 @@ def _draw_compare(state: MonitorState, ctx: FrameContext, run_dir: Path | None) 
         if not state.compare_choices:
             imgui.text_disabled("no other run directory next to the shown ones")
         for path in state.compare_choices:
-            if imgui.selectable(fit_path(path, ctx.px(340), imgui.calc_text_size), False)[0]:
+            clicked = imgui.selectable(fit_path(path, ctx.px(340), imgui.calc_text_size), False)[0]
+            record_item(ctx, f"monitor_compare_choice:{Path(path).name}")
+            if clicked:
                 add_compared(state, path, run_dir)
         imgui.end_combo()
     record_item(ctx, "monitor_compare_nearby")
