@@ -15,6 +15,7 @@ from viz.widgets.training_monitor import (
     add_compared,
     ingest,
     ingest_ancestors,
+    plot_grid,
     plot_lines,
     plot_pages,
     plot_runs,
@@ -167,3 +168,20 @@ def test_a_forked_chain_plots_its_ancestors_metrics_as_one_timeline(tmp_path: Pa
     add_compared(compared, str(second), attached=None)
     refresh(compared, None, now=1.0)
     assert compared.compared[0].state.metrics["fd_offline"].kimg == state.metrics["fd_offline"].kimg
+
+
+def test_compared_runs_plot_in_their_colours_with_no_run_attached(runs: dict[str, Path]) -> None:
+    state = MonitorState()
+    add_compared(state, str(runs["apa"]), attached=None)
+    refresh(state, None, now=1.0)
+    only = plot_runs(state, None)
+    assert [(r.label, r.colour) for r in only] == [(runs["apa"].name, 1)]  # the colour its Remove row shows
+    p_line, = plot_lines(plot_pages("auto", only)[0], only)
+    assert (p_line.label, p_line.colour) == (runs["apa"].name, 1)
+
+
+@pytest.mark.parametrize(("n", "size", "grid"), [(6, (860, 590), (3, 2)), (7, (860, 590), (3, 3)),
+                                                 (11, (860, 590), (4, 3)), (2, (860, 590), (2, 1)),
+                                                 (7, (1200, 300), (2, 4))])
+def test_the_plot_grid_keeps_cells_near_3_to_2(n: int, size: tuple[int, int], grid: tuple[int, int]) -> None:
+    assert plot_grid(n, *size) == grid

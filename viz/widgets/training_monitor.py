@@ -276,6 +276,11 @@ def plot_runs(state: MonitorState, run_dir: Path | None) -> list[PlotRun]:
     return runs + [PlotRun(run.label, i + 1, run.state) for i, run in enumerate(state.compared)]
 
 
+def overlaid(runs: list[PlotRun]) -> bool:
+    """Whether compared runs are drawn (then each run has its colour; alone, each key has one)."""
+    return len(runs) > 1 or any(run.colour != 0 for run in runs)
+
+
 def plot_pages(page: str, runs: list[PlotRun]) -> list[PlotSpec]:
     """The plots of a page: "training" the six stat plots, "metrics" p and r_t with one plot per metric
     group any run has, "all" both; "auto" is "metrics" once a metric arrived, else "training"."""
@@ -304,7 +309,7 @@ def plot_lines(plot: PlotSpec, runs: list[PlotRun]) -> list[PlotLine]:
             entries = [(key_label(metrics[k].metric, k), metrics[k]) for k in group_keys(metrics).get(plot.group, [])]
         per_run.append((run, [(legend, s) for legend, s in entries if s.kimg]))
     legends = sorted({legend for _, entries in per_run for legend, _ in entries}, key=_legend_order(plot))
-    compare = len(runs) > 1
+    compare = overlaid(runs)
     out = []
     for run, entries in per_run:
         for legend, s in entries:
@@ -448,7 +453,7 @@ def draw_monitor_view(state: MonitorState, ctx: FrameContext, textures: Any, run
         _draw_status_line(state)
     plots = plot_pages(state.page, runs)
     _draw_toolbar(state, ctx, plots)
-    if len(runs) > 1:
+    if overlaid(runs):
         _draw_run_legend(runs)
     avail = imgui.get_content_region_avail()
     has_previews = state.fakes is not None or state.reals_aug is not None
@@ -520,10 +525,11 @@ FIT_PADDING = (0.02, 0.12)
 
 
 def plot_grid(n: int, width: float, height: float, aspect: float = 1.5) -> tuple[int, int]:
-    """Rows and columns for ``n`` plots in ``width`` x ``height``: cells closest to ``aspect`` (w/h)."""
+    """Rows and columns for ``n`` plots in ``width`` x ``height``: cells close to ``aspect`` (w/h), few
+    left empty."""
     def misfit(cols: int) -> float:
         rows = math.ceil(n / cols)
-        return abs(math.log((width / cols) / max(height / rows, 1.0) / aspect))
+        return abs(math.log((width / cols) / max(height / rows, 1.0) / aspect)) + 0.15 * (rows * cols - n)
 
     cols = min(range(1, max(n, 1) + 1), key=misfit)
     return max(1, math.ceil(n / cols)), cols
@@ -533,7 +539,7 @@ def _draw_plots(runs: list[PlotRun], plots: list[PlotSpec], ctx: FrameContext, s
     rows, cols = plot_grid(len(plots), size.x, size.y)
     if not implot.begin_subplots("##monitor", rows, cols, size):
         return
-    compare = len(runs) > 1
+    compare = overlaid(runs)
     for plot in plots:
         lines = plot_lines(plot, runs)
         legends = {line.legend: line for line in lines}
