@@ -185,3 +185,11 @@ def test_compared_runs_plot_in_their_colours_with_no_run_attached(runs: dict[str
                                                  (7, (1200, 300), (2, 4))])
 def test_the_plot_grid_keeps_cells_near_3_to_2(n: int, size: tuple[int, int], grid: tuple[int, int]) -> None:
     assert plot_grid(n, *size) == grid
+
+
+def test_runs_of_the_same_name_are_told_apart_by_their_folder(tmp_path: Path) -> None:
+    first = record_run(tmp_path / "cpu" / "00000-digits-ada", "ada", kimg=4.0)
+    second = record_run(tmp_path / "gpu" / "00000-digits-ada", "ada", kimg=4.0)
+    state = MonitorState()
+    assert add_compared(state, str(second), attached=first)
+    assert [r.label for r in plot_runs(state, first)] == ["cpu/00000-digits-ada", "gpu/00000-digits-ada"]

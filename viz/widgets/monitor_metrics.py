@@ -18,6 +18,7 @@ __all__ = [
     "MetricGroup",
     "MetricSeries",
     "METRIC_GROUPS",
+    "Series",
     "add_metric_event",
     "best_snapshot",
     "group_keys",
@@ -106,24 +107,39 @@ def key_label(metric: str, key: str) -> str:
 
 
 @dataclass
-class MetricSeries:
-    """One result key over kimg, with the snapshot each value was measured on."""
+class Series:
+    """Values over kimg (one plot line)."""
 
-    metric: str
-    group: str
     kimg: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
-    snapshots: list[str] = field(default_factory=list)
 
-    def add(self, kimg: float, value: float, snapshot: str) -> None:
+    def add(self, kimg: float, value: float) -> None:
         self.kimg.append(kimg)
         self.values.append(value)
-        self.snapshots.append(snapshot)
 
     def cut_after(self, kimg: float) -> None:
         """Forget the points past ``kimg`` (a resume from an earlier snapshot abandons them)."""
-        keep = next((i for i, k in enumerate(self.kimg) if k > kimg), len(self.kimg))
-        del self.kimg[keep:], self.values[keep:], self.snapshots[keep:]
+        self._keep(next((i for i, k in enumerate(self.kimg) if k > kimg), len(self.kimg)))
+
+    def _keep(self, n: int) -> None:
+        del self.kimg[n:], self.values[n:]
+
+
+@dataclass
+class MetricSeries(Series):
+    """One result key over kimg, with the snapshot each value was measured on."""
+
+    metric: str = ""
+    group: str = "other"
+    snapshots: list[str] = field(default_factory=list)
+
+    def add_at(self, kimg: float, value: float, snapshot: str) -> None:
+        self.add(kimg, value)
+        self.snapshots.append(snapshot)
+
+    def _keep(self, n: int) -> None:
+        super()._keep(n)
+        del self.snapshots[n:]
 
 
 def add_metric_event(metrics: dict[str, MetricSeries], ev: dict[str, Any]) -> int:
@@ -140,8 +156,8 @@ def add_metric_event(metrics: dict[str, MetricSeries], ev: dict[str, Any]) -> in
             continue
         series = metrics.get(key)
         if series is None:
-            series = metrics[key] = MetricSeries(metric, metric_group(metric, key))
-        series.add(float(kimg), float(value), snapshot)
+            series = metrics[key] = MetricSeries(metric=metric, group=metric_group(metric, key))
+        series.add_at(float(kimg), float(value), snapshot)
         added += 1
     return added
 

@@ -28,6 +28,7 @@ from viz.widgets.monitor_metrics import (
     METRIC_GROUPS,
     BestSnapshot,
     MetricSeries,
+    Series,
     add_metric_event,
     best_snapshot,
     group_keys,
@@ -62,21 +63,6 @@ PLOTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 )
 STAT_KEYS = tuple(key for _, lines in PLOTS for _, key in lines)
 STATE_KIND = {"running": "ok", "paused": "warn", "finished": "info", "stopped": "info", "failed": "error"}
-
-
-@dataclass
-class Series:
-    kimg: list[float] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-
-    def add(self, kimg: float, value: float) -> None:
-        self.kimg.append(kimg)
-        self.values.append(value)
-
-    def cut_after(self, kimg: float) -> None:
-        """Forget the points past ``kimg`` (a resume from an earlier snapshot abandons them)."""
-        keep = next((i for i, k in enumerate(self.kimg) if k > kimg), len(self.kimg))
-        del self.kimg[keep:], self.values[keep:]
 
 
 @dataclass
@@ -272,8 +258,12 @@ STAT_PLOTS = tuple(PlotSpec(title, lines) for title, lines in PLOTS)
 
 def plot_runs(state: MonitorState, run_dir: Path | None) -> list[PlotRun]:
     """The attached run (colour 0) and the compared ones (colours 1, 2, ...), as the plots draw them."""
-    runs = [PlotRun(run_dir.name, 0, state)] if run_dir is not None else []
-    return runs + [PlotRun(run.label, i + 1, run.state) for i, run in enumerate(state.compared)]
+    shown = ([(run_dir, 0, state)] if run_dir is not None else []) + [
+        (run.run_dir, i + 1, run.state) for i, run in enumerate(state.compared)]
+    names = [path.name for path, _, _ in shown]
+    # Runs of the same name in different output folders: say which folder.
+    return [PlotRun(path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}", colour, st)
+            for path, colour, st in shown]
 
 
 def overlaid(runs: list[PlotRun]) -> bool:
@@ -300,7 +290,7 @@ def plot_pages(page: str, runs: list[PlotRun]) -> list[PlotSpec]:
 def plot_lines(plot: PlotSpec, runs: list[PlotRun]) -> list[PlotLine]:
     """The lines of ``plot`` for every run: with one run one entry per key, with several one colour per
     run (legend: the run, and the key where the plot has several)."""
-    per_run: list[tuple[PlotRun, list[tuple[str, Any]]]] = []
+    per_run: list[tuple[PlotRun, list[tuple[str, Series]]]] = []
     for run in runs:
         if plot.group is None:
             entries = [(legend, run.state.series[key]) for legend, key in plot.lines]
