@@ -193,3 +193,11 @@ def test_runs_of_the_same_name_are_told_apart_by_their_folder(tmp_path: Path) ->
     state = MonitorState()
     assert add_compared(state, str(second), attached=first)
     assert [r.label for r in plot_runs(state, first)] == ["cpu/00000-digits-ada", "gpu/00000-digits-ada"]
+
+
+def test_a_compared_run_that_gets_attached_is_no_longer_overlaid(runs: dict[str, Path]) -> None:
+    state = MonitorState()
+    for aug in ("noaug", "apa"):
+        add_compared(state, str(runs[aug]), attached=runs["ada"])
+    refresh(state, RunReader(runs["noaug"]), now=5.0)  # the user attached noaug
+    assert [r.run_dir for r in state.compared] == [runs["apa"]]

@@ -616,6 +616,8 @@ def refresh(
     requests among them). The compared runs are read too (every ``compare_s`` seconds)."""
     if now - state.last_compare_poll >= compare_s:
         state.last_compare_poll = now
+        if reader is not None:  # a compared run that got attached is drawn once, as the attached run
+            state.compared = [run for run in state.compared if not _same_dir(run.run_dir, reader.run_dir)]
         for run in state.compared:
             refresh_compared(run)
     if reader is None or now - state.last_poll < poll_s:
@@ -658,6 +660,10 @@ def debug_summary(state: MonitorState, run_dir: Path | None) -> dict[str, Any]:
                      for run in state.compared],
         "compare_error": state.compare_error,
     }
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    return a.name == b.name and a.resolve() == b.resolve()
 
 
 def refresh_compared(run: ComparedRun) -> None:
