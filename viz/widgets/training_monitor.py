@@ -479,7 +479,7 @@ def _draw_toolbar(state: MonitorState, ctx: FrameContext, plots: list[PlotSpec])
             state.page = page
         record_item(ctx, f"monitor_page:{page}")
     imgui.same_line(0, ctx.px(16))
-    _, state.show_previews = imgui.checkbox("previews", state.show_previews)
+    _, state.show_previews = imgui.checkbox("show previews", state.show_previews)
     groups = [plot.group for plot in plots if plot.group is not None and plot.group != "other"]
     if groups:
         imgui.same_line(0, ctx.px(16))
