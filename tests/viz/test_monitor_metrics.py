@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from core.rundir import RunReader, RunWriter, schema
+from core.rundir import RunReader, RunWriter, layout, schema
 from tests.viz.recorded_metrics import LEAK_OPS, SNAPSHOT_EVERY, best_kimg, record_run, snapshot_name
 from viz.widgets.monitor_metrics import MetricSeries, add_metric_event, best_snapshot, metric_group
 from viz.widgets.training_monitor import (
     MonitorState,
     add_compared,
+    compare_candidates,
     ingest,
     ingest_ancestors,
     plot_grid,
@@ -201,3 +202,16 @@ def test_a_compared_run_that_gets_attached_is_no_longer_overlaid(runs: dict[str,
         add_compared(state, str(runs[aug]), attached=runs["ada"])
     refresh(state, RunReader(runs["noaug"]), now=5.0)  # the user attached noaug
     assert [r.run_dir for r in state.compared] == [runs["apa"]]
+
+
+def test_runs_nearby_and_recent_are_offered_for_comparison(runs: dict[str, Path], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from viz.settings import push_recent
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    elsewhere = record_run(tmp_path / "other" / "00007-faces-ada", "ada", kimg=4.0)
+    push_recent(str(elsewhere / layout.SNAPSHOTS / snapshot_name(4.0)))  # a snapshot opened recently
+    push_recent(str(tmp_path / "not-a-run"))
+    state = MonitorState()
+    add_compared(state, str(runs["apa"]), attached=runs["ada"])
+    assert compare_candidates(state, runs["ada"]) == [str(runs["noaug"]), str(elsewhere)]

@@ -21,6 +21,7 @@ from imgui_bundle import imgui, implot
 from PIL import Image
 
 from core.rundir import RunReader, RunStatus, is_run_dir, layout, list_run_dirs, schema
+from core.rundir.layout import run_dir_of_snapshot
 from viz.panel import Intent, Scene, StatePanel
 from viz.ui import FrameContext, fit_path, help_marker, record_item, text_colored
 from viz.widgets.monitor_metrics import (
@@ -41,6 +42,7 @@ __all__ = [
     "MonitorPanel",
     "MonitorState",
     "add_compared",
+    "compare_candidates",
     "debug_summary",
     "draw_monitor_panel",
     "draw_monitor_view",
@@ -368,11 +370,11 @@ def _draw_compare(state: MonitorState, ctx: FrameContext, run_dir: Path | None) 
     help_marker("Overlay another run directory's p, r_t and metrics on the plots (e.g. noaug vs ADA vs APA "
                 "on the same data), one colour per run. Compared runs are only read, never controlled.")
     imgui.set_next_item_width(imgui.get_content_region_avail().x)
-    if imgui.begin_combo("##compare_nearby", "runs nearby ..."):
+    if imgui.begin_combo("##compare_nearby", "runs nearby or recent ..."):
         if imgui.is_window_appearing():
-            state.compare_choices = _nearby_runs(state, run_dir)
+            state.compare_choices = compare_candidates(state, run_dir)
         if not state.compare_choices:
-            imgui.text_disabled("no other run directory next to the shown ones")
+            imgui.text_disabled("no other run directory beside the shown ones or recently opened")
         for path in state.compare_choices:
             clicked = imgui.selectable(fit_path(path, ctx.px(340), imgui.calc_text_size), False)[0]
             record_item(ctx, f"monitor_compare_choice:{Path(path).name}")
@@ -406,13 +408,23 @@ def _draw_compare(state: MonitorState, ctx: FrameContext, run_dir: Path | None) 
     imgui.tree_pop()
 
 
-def _nearby_runs(state: MonitorState, run_dir: Path | None) -> list[str]:
-    """Run directories beside the attached and the compared ones, not shown yet (read when the list opens)."""
+def compare_candidates(state: MonitorState, run_dir: Path | None) -> list[str]:
+    """Run directories to offer for comparison, not shown yet (read when the list opens): those beside
+    the attached and the compared runs, then the recently opened ones (a snapshot's run directory)."""
+    from viz.settings import load_recent, load_session
+
     shown = ([run_dir] if run_dir is not None else []) + [run.run_dir for run in state.compared]
-    shown_resolved = {p.resolve() for p in shown}
-    found: list[str] = []
+    candidates: list[Path] = []
     for parent in dict.fromkeys(p.resolve().parent for p in shown):
-        found += [str(d) for d in list_run_dirs(parent) if d.resolve() not in shown_resolved and is_run_dir(d)]
+        candidates += list_run_dirs(parent)
+    recent = [Path(p) for p in load_recent()] + [Path(p) for p in [load_session().last_run_dir] if p]
+    candidates += [p if p.is_dir() else run_dir_of_snapshot(p) or p for p in recent]
+    seen = {p.resolve() for p in shown}
+    found: list[str] = []
+    for path in candidates:
+        if path.resolve() not in seen and is_run_dir(path):
+            seen.add(path.resolve())
+            found.append(str(path))
     return found
 
 
