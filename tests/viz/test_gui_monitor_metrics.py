@@ -107,7 +107,9 @@ def test_the_monitor_plots_metrics_and_overlays_compared_runs(app: RunningApp, r
     for aug, rgb in RUN_COLOURS.items():  # one colour per run in the FD plot
         assert _colour_pixels(fd, rgb) > 30, f"no {aug} line in the FD plot"
 
-    # How to read the leak indicator: its help marker opens a tooltip.
+    # How to read the leak indicator: its help marker (on screen, whatever the toolbar holds) opens a tooltip.
+    width = st["window"][0]
+    assert all(st["rects"][f"monitor_help:{g}"][2] < width - 8 for g in GROUPS), "a help marker is cut off"
     x, y = _point(st["rects"]["monitor_help:leaks"], 0.5, 0.5)
     app.xdotool("mousemove", "--window", app.window, str(x), str(y))
     app.fresh_state()

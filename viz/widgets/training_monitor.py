@@ -454,12 +454,12 @@ def draw_monitor_view(state: MonitorState, ctx: FrameContext, textures: Any, run
     if run_dir is not None:
         _draw_status_line(state)
     plots = plot_pages(state.page, runs)
-    _draw_toolbar(state, ctx, plots)
+    has_previews = run_dir is not None and (state.fakes is not None or state.reals_aug is not None)
+    _draw_toolbar(state, ctx, plots, has_previews)
     if overlaid(runs):
         _draw_run_legend(runs)
     avail = imgui.get_content_region_avail()
-    has_previews = state.fakes is not None or state.reals_aug is not None
-    show_previews = state.show_previews and run_dir is not None and has_previews
+    show_previews = state.show_previews and has_previews
     preview_w = min(avail.x * 0.3, avail.y * 0.5) if show_previews else 0.0
     plots_w = avail.x - preview_w - (ctx.px(8) if show_previews else 0.0)
     lo = imgui.get_cursor_screen_pos()
@@ -483,25 +483,35 @@ def draw_monitor_view(state: MonitorState, ctx: FrameContext, textures: Any, run
     imgui.end_group()
 
 
-def _draw_toolbar(state: MonitorState, ctx: FrameContext, plots: list[PlotSpec]) -> None:
+def _draw_toolbar(state: MonitorState, ctx: FrameContext, plots: list[PlotSpec], has_previews: bool) -> None:
+    right = imgui.get_cursor_screen_pos().x + imgui.get_content_region_avail().x
     imgui.text("plots:")
     for page, title in PAGES.items():
         imgui.same_line()
         if imgui.radio_button(f"{title}##page", state.page == page):
             state.page = page
         record_item(ctx, f"monitor_page:{page}")
-    imgui.same_line(0, ctx.px(16))
-    _, state.show_previews = imgui.checkbox("show previews", state.show_previews)
-    groups = [plot.group for plot in plots if plot.group is not None and plot.group != "other"]
-    if groups:
+    if has_previews:
         imgui.same_line(0, ctx.px(16))
-        imgui.text_disabled("how to read:")
-        for name in groups:
-            imgui.same_line()
-            imgui.text_disabled(f"{HELP_NAMES[name]} (?)")
-            record_item(ctx, f"monitor_help:{name}")
-            if imgui.is_item_hovered():
-                imgui.set_tooltip(_wrap(GROUP_BY_NAME[name].help))
+        _, state.show_previews = imgui.checkbox("show previews", state.show_previews)
+    groups = [plot.group for plot in plots if plot.group is not None and plot.group != "other"]
+    if not groups:
+        return
+    _same_line_if_fits("how to read:", right, ctx.px(16))
+    imgui.text_disabled("how to read:")
+    for name in groups:
+        text = f"{HELP_NAMES[name]} (?)"
+        _same_line_if_fits(text, right, imgui.get_style().item_spacing.x)
+        imgui.text_disabled(text)
+        record_item(ctx, f"monitor_help:{name}")
+        if imgui.is_item_hovered():
+            imgui.set_tooltip(_wrap(GROUP_BY_NAME[name].help))
+
+
+def _same_line_if_fits(text: str, right: float, spacing: float) -> None:
+    """Stay on the line when ``text`` still fits left of ``right``, else start a new one."""
+    if imgui.get_item_rect_max().x + spacing + imgui.calc_text_size(text).x <= right:
+        imgui.same_line(0, spacing)
 
 
 HELP_NAMES = {"distances": "FD", "kid": "KID", "pr": "P&R", "copies": "copies", "leaks": "leaks"}
