@@ -75,6 +75,8 @@ def test_the_monitor_plots_metrics_and_overlays_compared_runs(app: RunningApp, r
     assert set(mon["metrics"].values()) == {snapshots} and "leak/rotate90" in mon["metrics"]
     assert mon["best"]["kimg"] == best_kimg("ada") and mon["best"]["key"] == "fd_offline"
     st = app.until(lambda s: all(f"monitor_plot:{g}" in s["rects"] for g in GROUPS), "the metric plots on screen")
+    app.xdotool("mousemove", "--window", app.window, "5", "5")  # no hover read-out on a plot
+    app.fresh_state()
     alone = app.screenshot()
     _keep("monitor-one-run.png", alone)
     fd_rect = st["rects"]["monitor_plot:distances"]
