@@ -1,6 +1,9 @@
 """The training monitor's metrics in the real app under Xvfb: a recorded run with metric events at
 every snapshot, then two more runs overlaid through the Compare runs controls (typed path, runs
-nearby), a help tooltip, and Remove (issue 22: 1, 4, 5, 9)."""
+nearby), a help tooltip, and Remove (issue 22: 1, 4, 5, 9).
+
+Set ADA_STUDIO_SHOTS to a folder to keep the screenshots (docs/images/monitor-metrics.png and
+monitor-compare-runs.png are taken this way)."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ AUGS = ("noaug", "ada", "apa")
 GROUPS = ["distances", "kid", "pr", "copies", "leaks"]
 # implot's default colormap (Deep): the attached run, the first and the second compared run.
 RUN_COLOURS = {"ada": (76, 114, 176), "noaug": (221, 132, 82), "apa": (85, 168, 104)}
-KEEP_SHOTS = "ADA_KEEP_SCREENSHOTS"  # a folder: the test's screenshots are saved there for a look
+KEEP_SHOTS = "ADA_STUDIO_SHOTS"  # a folder to keep the screenshots in (docs/images/monitor-*.png come from it)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +81,7 @@ def test_the_monitor_plots_metrics_and_overlays_compared_runs(app: RunningApp, r
     app.xdotool("mousemove", "--window", app.window, "5", "5")  # no hover read-out on a plot
     app.fresh_state()
     alone = app.screenshot()
-    _keep("monitor-one-run.png", alone)
+    _keep("monitor-metrics.png", alone)
     fd_rect = st["rects"]["monitor_plot:distances"]
     assert _crop(alone, fd_rect).std() > 10, "the FD plot is blank"
     assert _colour_pixels(_crop(alone, fd_rect), RUN_COLOURS["noaug"]) < 20  # no second run yet
@@ -103,7 +106,7 @@ def test_the_monitor_plots_metrics_and_overlays_compared_runs(app: RunningApp, r
     assert st["monitor"]["compare_error"] is None
     app.fresh_state()
     overlaid = app.screenshot()
-    _keep("monitor-compare.png", overlaid)
+    _keep("monitor-compare-runs.png", overlaid)
     st = app.state()
     fd = _crop(overlaid, st["rects"]["monitor_plot:distances"])
     for aug, rgb in RUN_COLOURS.items():  # one colour per run in the FD plot
