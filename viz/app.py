@@ -749,7 +749,10 @@ def _augment_summary(aug: Any) -> dict[str, Any]:
 
 
 def _monitor_summary(mon: Any, client: Any) -> dict[str, Any]:
+    from viz.widgets.training_monitor import debug_summary
+
     return {
+        **debug_summary(mon, client.run_dir),
         "run_dir": str(client.run_dir) if client.run_dir else None,
         "events": mon.events,
         "points": {k: len(s.kimg) for k, s in mon.series.items()},
