@@ -294,19 +294,23 @@ def _checked_metrics(o: TrainingOptions, metrics: list[str]) -> list[str]:
         return []
     from core.metrics import METRICS, MetricsError
     from core.metrics.evaluate import parse_metric_names
-    from core.metrics.extractors import find_detector
+    from core.metrics.extractors import DETECTORS, find_detector
 
     try:
         names = parse_metric_names(metrics)
-        for name in names:
-            if METRICS[name].extractor != "offline":
-                find_detector(METRICS[name].extractor, None, name, has_option=False)
     except MetricsError as e:
-        if o.metrics is None:
-            log.warning("metrics: the default %s is off (%s)", ",".join(metrics), e)
-            return []
         raise OptionError(f"--metrics: {e}") from None
-    return names
+    usable = []
+    for name in names:
+        try:
+            if METRICS[name].extractor in DETECTORS:
+                find_detector(METRICS[name].extractor, None, name, has_option=False)
+            usable.append(name)
+        except MetricsError as e:
+            if o.metrics is not None:
+                raise OptionError(f"--metrics: {e}") from None
+            log.warning("metrics: the default %s is off (%s)", name, e)
+    return usable
 
 
 def _relaunch_under_torchrun(opts: TrainingOptions, argv: list[str]) -> int:
