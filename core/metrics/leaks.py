@@ -27,6 +27,7 @@ How (all in layout features, ``extractors.LayoutExtractor``):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.augment.pipeline import COLOR_OPS, GEOM_OPS, AugmentPipe
+from core.augment.pipeline import COLOR_OPS, GEOM_OPS, PRESETS, AugmentPipe, AugmentStrengths
 from core.data import ImageDataset
 from core.metrics import cache
 from core.metrics.extractors import FeatureExtractor, MetricsError
@@ -60,6 +61,16 @@ def leak_key(op: str) -> str:
 def ops_in_use(multipliers: Mapping[str, float], channels: int = 3) -> list[str]:
     """The geometric and colour ops an augment pipe with these multipliers applies."""
     return [op for op in LEAK_OPS if multipliers.get(op, 0) > 0 and not (channels == 1 and op in RGB_ONLY_OPS)]
+
+
+def ops_of_run(augment: Mapping[str, object] | None, channels: int = 3) -> list[str] | None:
+    """The ops a run's augment pipe applied, from its resolved ``augment`` settings (run.json,
+    snapshot metadata); None when the run had no ADA pipe or the settings are not there."""
+    pipe = (augment or {}).get("pipe")
+    if not isinstance(pipe, str) or pipe not in PRESETS:
+        return None
+    multipliers = {**PRESETS[pipe], **dict((augment or {}).get("multipliers") or {})}  # type: ignore[call-overload]
+    return ops_in_use(multipliers, channels) or None
 
 
 def check_ops(ops: Sequence[str]) -> list[str]:
@@ -129,7 +140,7 @@ def build_reference(
     ops = check_ops(ops)
     ref_idx, held_idx = split(len(dataset))
     key = {"num": len(dataset), "mirror": dataset.mirror, "subset": dataset.subset, "subset_seed": dataset.seed,
-           "ops": ops, "strengths": dict(sorted((strengths or {}).items())), "leak_version": VERSION}
+           "ops": ops, "strengths": _strengths(strengths), "leak_version": VERSION}
     path = cache.cache_file(dataset, extractor.identity, key, "leaks", Path(cache_dir) if cache_dir else None)
     cached = cache.load(path)
     if cached is not None:
@@ -148,6 +159,11 @@ def build_reference(
     cache.save(path, {"features": features.numpy(), "owner": owner, "base": reference.base, "sep": reference.sep,
                       "num_held_out": np.asarray(len(held))})  # fmt: skip
     return reference
+
+
+def _strengths(strengths: Mapping[str, float] | None) -> dict[str, float]:
+    """Every strength knob (defaults filled in), so that None and the defaults share a cache entry."""
+    return dataclasses.asdict(AugmentStrengths(**dict(strengths or {})))
 
 
 def _images(dataset: ImageDataset, indices: np.ndarray) -> torch.Tensor:
@@ -181,5 +197,6 @@ __all__ = [
     "leak_key",
     "leak_values",
     "ops_in_use",
+    "ops_of_run",
     "transform",
 ]
