@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gpus", type=int, metavar="INT", help="processes (one per GPU); >1 relaunches under torchrun")
     g.add_argument("--snap", type=int, metavar="TICKS", help="network snapshot (and preview) interval, 0 = end only")
     g.add_argument("--metrics", type=_metrics, metavar="LIST",
-                   help="comma list or none; default fid50k_full on CUDA, none on CPU")
+                   help="comma list or none; default fid50k_full on CUDA; on CPU fd_offline, kid_offline, "
+                        "pr_offline, copies_offline, leaks_offline at quick sizes (+ fid1k_full, kid1k_full "
+                        "when $ADA_INCEPTION_WEIGHTS is set)")
     g.add_argument("--metricdata", metavar="PATH", help="dataset for metrics (default: --data)")
     g.add_argument("--seed", type=int, metavar="INT", help="random seed")
     g.add_argument("-n", "--dry-run", action="store_true", help="print the resolved options and exit")
