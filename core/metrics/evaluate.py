@@ -17,7 +17,7 @@
 ``METRIC_HELP`` has a one-line reading guide per metric (and per leak key), for the GUI.
 
 Quick mode (``MetricOptions.quick``, what the trainer uses on the CPU at every snapshot): the offline
-metrics use their ``quick_gen`` fakes (500; copies 128) and KID ``QUICK_KID_SUBSETS`` subsets.
+metrics use their ``quick_gen`` fakes (256; copies 64) and KID ``QUICK_KID_SUBSETS`` subsets.
 
 ``_full`` and offline metrics use the whole dataset (no subset, no mirror), as in the public code;
 ``num_gen``/``max_real`` override the counts (records keep the counts used). Fakes: z ~ N(0, I) and,
@@ -75,11 +75,11 @@ METRICS = MappingProxyType(
         "fid50k": MetricSpec("fd", "inception", 50_000, 50_000, False),
         "kid50k": MetricSpec("kid", "inception", 50_000, 50_000, False),
         "pr50k3": MetricSpec("pr", "vgg16", 50_000, 50_000, False),
-        "fd_offline": MetricSpec("fd", "offline", 5_000, None, True, quick_gen=500),
-        "kid_offline": MetricSpec("kid", "offline", 5_000, None, True, quick_gen=500),
-        "pr_offline": MetricSpec("pr", "offline", 5_000, None, True, quick_gen=500),
-        "copies_offline": MetricSpec("copy", "offline", 1_000, None, True, quick_gen=128),
-        "leaks_offline": MetricSpec("leak", "layout", 2_000, None, True, quick_gen=500),
+        "fd_offline": MetricSpec("fd", "offline", 5_000, None, True, quick_gen=256),
+        "kid_offline": MetricSpec("kid", "offline", 5_000, None, True, quick_gen=256),
+        "pr_offline": MetricSpec("pr", "offline", 5_000, None, True, quick_gen=256),
+        "copies_offline": MetricSpec("copy", "offline", 1_000, None, True, quick_gen=64),
+        "leaks_offline": MetricSpec("leak", "layout", 2_000, None, True, quick_gen=256),
         "fid1k_full": MetricSpec("fd", "inception", 1_000, None, True),
         "kid1k_full": MetricSpec("kid", "inception", 1_000, None, True),
     }
