@@ -116,7 +116,7 @@ def _check_data_matches(G: torch.nn.Module, data: str) -> None:
 def _given_leak_ops(args: argparse.Namespace) -> list[str] | None:
     if args.leak_ops is None:
         return None
-    if "leaks_offline" not in args.metrics.split(","):
+    if "leaks_offline" not in [name.strip() for name in args.metrics.split(",")]:
         raise MetricsError("--leak-ops only applies to --metrics leaks_offline; add it to --metrics or drop --leak-ops")
     try:
         return check_ops([op.strip() for op in args.leak_ops.split(",") if op.strip()])
