@@ -20,6 +20,7 @@ from core.data import DatasetError
 from core.io.cli import OneLineParser
 from core.metrics.evaluate import METRICS, MetricOptions, MetricResult, append_records, compute_metrics
 from core.metrics.extractors import MetricsError
+from core.metrics.leaks import LEAK_OPS, check_ops, ops_of_run
 from core.rundir import layout
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--inception", help="inception-2015-12-05.pt (default: $ADA_INCEPTION_WEIGHTS)")
     p.add_argument("--vgg16", help="vgg16.pt for pr50k3* (default: $ADA_VGG16_WEIGHTS)")
     p.add_argument("--seed", type=int, default=0, help="seed for the latents and real-image sampling")
+    p.add_argument(
+        "--leak-ops",
+        metavar="LIST",
+        help=f"ops for leaks_offline, a comma list of {', '.join(LEAK_OPS)} (default: the ops the snapshot's "
+        "run augmented with, else all of them)",
+    )
     p.add_argument("--no-append", action="store_true", help="do not write to the run's metrics.jsonl")
     return p
 
@@ -107,6 +114,23 @@ def _check_data_matches(G: torch.nn.Module, data: str) -> None:
         )
 
 
+def _given_leak_ops(args: argparse.Namespace) -> list[str] | None:
+    if args.leak_ops is None:
+        return None
+    if "leaks_offline" not in [name.strip() for name in args.metrics.split(",")]:
+        raise MetricsError("--leak-ops only applies to --metrics leaks_offline; add it to --metrics or drop --leak-ops")
+    try:
+        return check_ops([op.strip() for op in args.leak_ops.split(",") if op.strip()])
+    except MetricsError as exc:
+        raise MetricsError(f"--leak-ops {args.leak_ops!r}: {exc}") from None
+
+
+def _run_leak_ops(meta: dict[str, Any], channels: int) -> list[str] | None:
+    """The ops the snapshot's run augmented with (its recorded training options), if recorded."""
+    training = meta.get("training_options")
+    return ops_of_run(training.get("augment"), channels) if isinstance(training, dict) else None
+
+
 def run(args: argparse.Namespace) -> int:
     options = MetricOptions(
         num_gen=args.num_gen,
@@ -120,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--num-gen", args.num_gen), ("--max-real", args.max_real), ("--batch", args.batch)):
         if value is not None and value < 1:
             raise MetricsError(f"{flag} must be >= 1, got {value}")
+    leak_ops = _given_leak_ops(args)
     G, meta, snapshot = _load_generator(args.network, args.device)
+    options.leak_ops = leak_ops or _run_leak_ops(meta, G.img_channels)
     data = args.data or _dataset_from_meta(meta)
     if data is None:
         raise MetricsError(f"--data is needed: {args.network} does not record its dataset")

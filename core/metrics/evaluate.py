@@ -9,6 +9,15 @@
   features (see extractors.py; not comparable to the above); 5,000 fakes, every real image.
 - ``copies_offline``: the share of 1,000 fakes flagged as copies of a training image (the rule
   and the features are ``nearest.py``'s, offline); every real image.
+- ``leaks_offline``: one leak indicator per geometric and colour op, ``leak/<op>`` (``leaks.py``;
+  the ops: ``MetricOptions.leak_ops``, default all); 2,000 fakes, up to 1,500 reals.
+- ``fid1k_full``, ``kid1k_full``: FID/KID with Inception-v3 on 1,000 fakes and every real image,
+  for tracking a run at its snapshots (biased upward against fid50k_full; compare like with like).
+
+``METRIC_HELP`` has a one-line reading guide per metric (and per leak key), for the GUI.
+
+Quick mode (``MetricOptions.quick``, what the trainer uses on the CPU at every snapshot): the offline
+metrics use their ``quick_gen`` fakes (256; copies 64) and KID ``QUICK_KID_SUBSETS`` subsets.
 
 ``_full`` and offline metrics use the whole dataset (no subset, no mirror), as in the public code;
 ``num_gen``/``max_real`` override the counts (records keep the counts used). Fakes: z ~ N(0, I) and,
@@ -39,6 +48,7 @@ from core.data import ImageDataset
 from core.metrics import cache
 from core.metrics.distances import frechet_distance, kernel_distance, mean_cov, precision_recall
 from core.metrics.extractors import FeatureExtractor, MetricsError, build_extractor, to_rgb
+from core.metrics.leaks import LEAK_OPS, check_ops
 from core.rundir import layout
 
 log = logging.getLogger(__name__)
@@ -49,11 +59,12 @@ log = logging.getLogger(__name__)
 class MetricSpec:
     """What a metric name means: distance, extractor, default counts, which reals."""
 
-    distance: str  # "fd", "kid", "pr" or "copy"
-    extractor: str  # "inception", "vgg16" or "offline"
+    distance: str  # "fd", "kid", "pr", "copy" or "leak"
+    extractor: str  # "inception", "vgg16", "offline" or "layout"
     num_gen: int
     max_real: int | None  # None: every real image
     full: bool  # True: the whole dataset, without subset/mirror
+    quick_gen: int | None = None  # fakes in quick mode (None: num_gen)
 
 
 METRICS = MappingProxyType(
@@ -64,12 +75,52 @@ METRICS = MappingProxyType(
         "fid50k": MetricSpec("fd", "inception", 50_000, 50_000, False),
         "kid50k": MetricSpec("kid", "inception", 50_000, 50_000, False),
         "pr50k3": MetricSpec("pr", "vgg16", 50_000, 50_000, False),
-        "fd_offline": MetricSpec("fd", "offline", 5_000, None, True),
-        "kid_offline": MetricSpec("kid", "offline", 5_000, None, True),
-        "pr_offline": MetricSpec("pr", "offline", 5_000, None, True),
-        "copies_offline": MetricSpec("copy", "offline", 1_000, None, True),
+        "fd_offline": MetricSpec("fd", "offline", 5_000, None, True, quick_gen=256),
+        "kid_offline": MetricSpec("kid", "offline", 5_000, None, True, quick_gen=256),
+        "pr_offline": MetricSpec("pr", "offline", 5_000, None, True, quick_gen=256),
+        "copies_offline": MetricSpec("copy", "offline", 1_000, None, True, quick_gen=64),
+        "leaks_offline": MetricSpec("leak", "layout", 2_000, None, True, quick_gen=256),
+        "fid1k_full": MetricSpec("fd", "inception", 1_000, None, True),
+        "kid1k_full": MetricSpec("kid", "inception", 1_000, None, True),
     }
 )
+QUICK_KID_SUBSETS = 20
+
+# One line per metric (and per result key where it differs) on how to read it; the GUI shows these.
+METRIC_HELP = MappingProxyType(
+    {
+        "fid50k_full": "Frechet Inception distance, 50k fakes vs all reals: lower is better; the papers' number.",
+        "kid50k_full": "Kernel Inception distance (x1000 in papers): lower is better; unbiased, fine for small data.",
+        "pr50k3_full_precision": "Precision: share of fakes inside the reals' manifold (fidelity); higher is better.",
+        "pr50k3_full_recall": "Recall: share of reals inside the fakes' manifold (variety); higher is better.",
+        "pr50k3_precision": "Precision with VGG16 features against up to 50k reals as configured; higher is better.",
+        "pr50k3_recall": "Recall with VGG16 features against up to 50k reals as configured; higher is better.",
+        "fid50k": "FID against up to 50k reals of the training set as configured (subset, mirror).",
+        "kid50k": "KID against up to 50k reals of the training set as configured (subset, mirror).",
+        "fid1k_full": "FID on 1k fakes: lower is better; biased upward vs fid50k_full, use it to compare snapshots.",
+        "kid1k_full": "KID on 1k fakes: lower is better; unbiased, so close to kid50k_full but noisier.",
+        "fd_offline": "Frechet distance in offline random-conv features: lower is better; compare within a run only.",
+        "kid_offline": "KID in offline random-conv features: lower is better; near 0 = fakes match the reals.",
+        "pr_offline_precision": "Offline precision: share of fakes that look like some real image; higher is better.",
+        "pr_offline_recall": "Offline recall: share of reals the fakes cover (variety); a drop signals collapse.",
+        "copies_offline": "Share of fakes closer to a training image than real images get to each other: "
+        "memorisation; should stay near 0.",
+        "leaks_offline": "Per augmentation op: estimated share of fakes that look op-transformed beyond what reals "
+        "show; 0 = no leak, 1 = every fake transformed; a sustained rise means lower p or switch the op off.",
+    }
+)
+
+
+def metric_help(key: str) -> str:
+    """The reading guide for a metric name or result key (``leak/<op>`` included); "" if none."""
+    if key in METRIC_HELP:
+        return METRIC_HELP[key]
+    if key.startswith("leak/"):
+        op = key.removeprefix("leak/")
+        return (f"Estimated share of fakes that look {op}-transformed beyond what reals show: 0 = no leak, "
+                f"1 = every fake; a sustained rise means {op} leaks into G (lower p or switch {op} off).")
+    base = key.rsplit("_", 1)[0]
+    return METRIC_HELP.get(base, "")
 
 
 @dataclass
@@ -91,6 +142,9 @@ class MetricOptions:
     pr_k: int = 3
     workers: int = 1  # decoding processes for datasets too big to hold in memory
     progress: bool = True
+    quick: bool = False  # each metric's quick_gen fakes and QUICK_KID_SUBSETS (per-snapshot evaluation)
+    leak_ops: list[str] | None = None  # ops for leaks_offline (None: every geometric and colour op)
+    leak_strengths: dict[str, float] | None = None  # the augment pipe's strengths (None: its defaults)
 
 
 @dataclass
@@ -142,7 +196,7 @@ def parse_metric_names(text: str | Sequence[str]) -> list[str]:
 def _plan(names: list[str], options: MetricOptions) -> _Plan:
     plan = _Plan(names, {n: METRICS[n] for n in names})
     for name, spec in plan.specs.items():
-        plan.num_gen[name] = options.num_gen or spec.num_gen
+        plan.num_gen[name] = options.num_gen or (spec.quick_gen if options.quick else None) or spec.num_gen
         plan.max_real[name] = options.max_real or spec.max_real
         if plan.num_gen[name] < 2:
             raise MetricsError(f"--num-gen must be >= 2, got {plan.num_gen[name]}")
@@ -306,14 +360,16 @@ def compute_metrics(
             raise MetricsError(f"the generator has c_dim={G.c_dim} but {ds.spec} has {ds.label_dim} classes")
 
     start = time.time()
-    # Copy metrics look at the fakes through nearest.py's own features (normalised, shifted).
+    # Copy metrics look at the fakes through nearest.py's own features (normalised, shifted): they
+    # get the first fakes themselves (the same ones, from the same seed), kept while generating.
     feature_names = [n for n in names if plan.specs[n].distance != "copy"]
     fake_kinds = {plan.specs[n].extractor for n in feature_names}
-    fakes = _fake_features(
-        G, max((plan.num_gen[n] for n in feature_names), default=0),
+    keep = max((plan.num_gen[n] for n in names if plan.specs[n].distance == "copy"), default=0)
+    fakes, kept_images = _fake_features(
+        G, max([plan.num_gen[n] for n in feature_names] + [keep]),
         {kind: e for kind, e in extractors.items() if kind in fake_kinds}, next(iter(datasets.values())),
-        options, device,
-    ) if feature_names else {}  # fmt: skip
+        options, device, keep,
+    )  # fmt: skip
     gen_time = time.time() - start
     # One real feature set per (extractor, reals, count), shared by the metrics that agree on them.
     real_keys = {name: _real_key(plan, name, datasets) for name in names}
@@ -326,7 +382,12 @@ def compute_metrics(
     for name in names:
         spec, key, began = plan.specs[name], real_keys[name], time.time()
         if spec.distance == "copy":
-            results[name] = _copy_metric(name, G, datasets[spec.full], plan.num_gen[name], options, device)
+            results[name] = _copy_metric(name, kept_images[: plan.num_gen[name]], datasets[spec.full], options,
+                                         device, gen_time)
+            continue
+        if spec.distance == "leak":
+            results[name] = _leak_metric(name, fakes[spec.extractor][: plan.num_gen[name]], datasets[spec.full],
+                                         extractors[spec.extractor], options, gen_time)
             continue
         if key not in real_sets:
             real = real_features(
@@ -349,7 +410,8 @@ def compute_metrics(
 
 
 def _copy_metric(
-    name: str, G: nn.Module, dataset: ImageDataset, num: int, options: MetricOptions, device: torch.device
+    name: str, images: torch.Tensor, dataset: ImageDataset, options: MetricOptions, device: torch.device,
+    gen_time: float,
 ) -> MetricResult:
     from core.metrics.nearest import NearestOptions, copy_fraction, nearest, prepare
 
@@ -357,10 +419,26 @@ def _copy_metric(
     nearest_options = NearestOptions(batch=options.batch, device=str(device), cache_dir=options.cache_dir,
                                      kind="offline")
     search = prepare(dataset, nearest_options)
-    images = torch.cat(list(generated_batches(_prepare_generator(G, device), num, dataset, options, device)))
-    fraction = copy_fraction(nearest(search, images.cpu(), list(range(num)), k=1))
-    return MetricResult(name, {name: fraction}, num, len(search.reference), search.reference.extractor,
-                        dataset.spec, time.time() - began)
+    fraction = copy_fraction(nearest(search, images, list(range(len(images))), k=1))
+    return MetricResult(name, {name: fraction}, len(images), len(search.reference), search.reference.extractor,
+                        dataset.spec, gen_time + time.time() - began)
+
+
+def _leak_metric(
+    name: str, fake_features: np.ndarray, dataset: ImageDataset, extractor: FeatureExtractor,
+    options: MetricOptions, gen_time: float,
+) -> MetricResult:
+    from core.metrics.leaks import build_reference, leak_values
+
+    began = time.time()
+    ops = check_ops(options.leak_ops) if options.leak_ops is not None else list(LEAK_OPS)
+    if dataset.num_channels == 1:
+        ops = [op for op in ops if op not in ("hue", "saturation")] or ops
+    reference = build_reference(dataset, ops, extractor, options.leak_strengths, options.batch, options.cache_dir)
+    values = leak_values(reference, fake_features)
+    num_real = int((reference.owner == 0).sum()) + reference.num_held_out
+    return MetricResult(name, values, len(fake_features), num_real, extractor.identity, dataset.spec,
+                        gen_time + time.time() - began)
 
 
 def _real_key(plan: _Plan, name: str, datasets: dict[bool, ImageDataset]) -> tuple[str, bool, int | None]:
@@ -377,15 +455,23 @@ def _fake_features(
     labels_from: ImageDataset,
     options: MetricOptions,
     device: torch.device,
-) -> dict[str, np.ndarray]:
+    keep: int = 0,
+) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+    """Features of ``num`` fakes per extractor kind, and the first ``keep`` fakes (uint8, CPU)."""
+    if num == 0:
+        return {}, torch.zeros(0, dtype=torch.uint8)
     G = _prepare_generator(G, device)
     chunks: dict[str, list[np.ndarray]] = {kind: [] for kind in extractors}
+    kept: list[torch.Tensor] = []
     with tqdm(total=num, desc="generated features", unit="img", disable=not options.progress) as bar:
         for images in generated_batches(G, num, labels_from, options, device):
             for kind, extractor in extractors.items():
                 chunks[kind].append(extractor(to_rgb(images)).cpu().numpy())
+            if sum(map(len, kept)) < keep:
+                kept.append(images.cpu())
             bar.update(len(images))
-    return {kind: np.concatenate(parts) for kind, parts in chunks.items()}
+    features = {kind: np.concatenate(parts) for kind, parts in chunks.items()}
+    return features, torch.cat(kept)[:keep] if kept else torch.zeros(0, dtype=torch.uint8)
 
 
 def _distance(
@@ -401,11 +487,8 @@ def _distance(
         mu_fake, sigma_fake = mean_cov(fake)
         return {name: frechet_distance(mu_fake, sigma_fake, mu_real, sigma_real)}
     if spec.distance == "kid":
-        return {
-            name: kernel_distance(
-                real["features"], fake, options.kid_subsets, options.kid_subset_size, options.seed
-            )
-        }
+        subsets = min(options.kid_subsets, QUICK_KID_SUBSETS) if options.quick else options.kid_subsets
+        return {name: kernel_distance(real["features"], fake, subsets, options.kid_subset_size, options.seed)}
     precision, recall = precision_recall(real["features"], fake, k=options.pr_k, device=device)
     return {f"{name}_precision": precision, f"{name}_recall": recall}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -380,10 +381,21 @@ def _diffaug_policy(o: TrainingOptions) -> str | None:
     return ",".join(n.strip() for n in (o.diffaug_policy or DIFFAUG_DEFAULT).split(","))
 
 
+# What a CPU run evaluates at every kept snapshot by default (quick sizes: core.metrics.evaluate).
+CPU_METRICS = ("fd_offline", "kid_offline", "pr_offline", "copies_offline", "leaks_offline")
+# Added on the CPU when $ADA_INCEPTION_WEIGHTS names the Inception file.
+CPU_INCEPTION_METRICS = ("fid1k_full", "kid1k_full")
+INCEPTION_ENV = "ADA_INCEPTION_WEIGHTS"
+
+
 def _metrics(o: TrainingOptions, device: str) -> list[str]:
-    # The public default (fid50k_full) needs Inception weights and hours of CPU; on CPU it is off.
+    # The public default (fid50k_full) needs Inception weights and hours of CPU: on the CPU the default
+    # is the offline set at quick sizes, plus FID/KID on 1k fakes when the Inception file is named.
     if o.metrics is None:
-        return ["fid50k_full"] if device == "cuda" else []
+        if device == "cuda":
+            return ["fid50k_full"]
+        names = [m for m in CPU_METRICS if m != "leaks_offline" or uses_ada_pipe(o.aug, o.with_dataaug)]
+        return names + (list(CPU_INCEPTION_METRICS) if os.environ.get(INCEPTION_ENV) else [])
     return [m for m in o.metrics if m and m != "none"]
 
 

@@ -172,6 +172,7 @@ class Trainer:
         self.batch_idx = 0
         self.tick_start_nimg = 0
         self._kept_nimg = -1  # cur_nimg of the last kept snapshot
+        self.metrics_seconds = 0.0  # time spent evaluating metrics in this process
         self._grid_z, self._grid_c, self._grid_reals = self._preview_inputs()
         if resume:
             source = resume if isinstance(resume, ResumeSource) else load_resume_source(resume, self.device)
@@ -406,19 +407,34 @@ class Trainer:
                  self.aug.p)
 
     def _metrics(self, snapshot: Path) -> None:
-        """Evaluate at a kept snapshot (rank 0): "metric" events and the run's metrics.jsonl."""
+        """Evaluate at a kept snapshot (rank 0): "metric" events, metrics.jsonl, log and TensorBoard.
+
+        On the CPU at quick sizes (see core.metrics.evaluate); leaks_offline looks at the ops the
+        augment pipe applies now (every geometric and colour op when the run has no pipe)."""
         from core.metrics import MetricOptions, run_metrics_for_training
+        from core.metrics.leaks import ops_in_use
 
         assert self.run_dir is not None
         t0 = time.monotonic()
-        options = MetricOptions(progress=False, device=str(self.device), seed=self.spec.seed)
+        pipe = self.aug.pipe
+        leak_ops = ops_in_use(pipe.multipliers(), self.spec.data.channels) if pipe is not None else None
+        options = MetricOptions(progress=False, device=str(self.device), seed=self.spec.seed,
+                                quick=self.device.type == "cpu", leak_ops=leak_ops or None,
+                                leak_strengths=pipe.strengths() if pipe is not None else None)
         records = run_metrics_for_training(
             self.G_ema, self.spec.metricdata or self.spec.data.path, self.spec.metrics, run_dir=self.run_dir,
             snapshot=f"{layout.SNAPSHOTS}/{snapshot.name}", kimg=self.kimg, options=options)
         for record in records:
             self.writer.metric(self.kimg, record["metric"], record["results"], snapshot=snapshot.name)
-            log.info("metric %s at kimg %.3f: %s", record["metric"], self.kimg, record["results"])
-        self.telemetry.leave_out(time.monotonic() - t0)  # evaluation is not training time
+            self.writer.scalars(self.kimg, {f"Metrics/{key}": value for key, value in record["results"].items()})
+            values = ", ".join(f"{key} {value:.4g}" for key, value in record["results"].items())
+            log.info("metric %s at kimg %.3f: %s (%d fakes, %.1f s)", record["metric"], self.kimg, values,
+                     record["num_gen"], record["total_time"])
+        seconds = time.monotonic() - t0
+        self.metrics_seconds += seconds
+        log.info("metrics at kimg %.3f took %.1f s (%.1f s in this process so far)", self.kimg, seconds,
+                 self.metrics_seconds)
+        self.telemetry.leave_out(seconds)  # evaluation is not training time
 
     # -- previews -------------------------------------------------------------------------------
 

@@ -111,3 +111,24 @@ def test_cli_errors_are_one_line(
         "error: fid50k_full needs the Inception-v3 weights inception-2015-12-05.pt"
     )
     assert "ADA_INCEPTION_WEIGHTS" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_leaks_default_to_the_ops_the_run_augmented_with(data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "00000-toy"
+    (run_dir / "snapshots").mkdir(parents=True)
+    (run_dir / "run.json").write_text("{}")
+    augment = {"pipe": "bg", "multipliers": {"rotate": 0.0, "scale": 0.0}}
+    snapshot = save_checkpoint(run_dir / "snapshots" / "network-snapshot-000002", G_ema=tiny_generator(), kimg=2,
+                               dataset={"path": str(data)}, training_options={"augment": augment})
+    args = ["--network", str(snapshot), "--metrics", "leaks_offline,copies_offline", "--num-gen", "16",
+            "--device", "cpu", "--batch", "8"]
+    result = run_cli(*args, cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    records = {r["metric"]: r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())}
+    assert list(records["leaks_offline"]["results"]) == [f"leak/{op}" for op in ("xflip", "rotate90", "xint",
+                                                                                  "aniso", "xfrac")]
+    assert records["leaks_offline"]["extractor"] == "layout-thumb8-v1"
+    assert list(records["copies_offline"]["results"]) == ["copies_offline"]
+    chosen = run_cli(*args, "--leak-ops", "hue,xflip", "--no-append", cache=tmp_path / "cache")
+    assert chosen.returncode == 0, chosen.stderr
+    assert "leak/xflip" in chosen.stdout and "leak/hue" in chosen.stdout and "leak/xint" not in chosen.stdout

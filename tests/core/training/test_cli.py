@@ -14,7 +14,7 @@ import pytest
 
 from core.rundir import RunReader
 from core.training.cli import main, parse_options
-from core.training.config import TrainingOptions, check_options
+from core.training.config import CPU_METRICS, TrainingOptions, check_options
 from tests.core.training.test_loop import MINIBATCH_KIMG, REPO, make_dataset
 
 TINY_CLI = ["--cfg", "cpu32", "--cbase", "256", "--cmax", "32", "--batch", "4", "--workers", "0",
@@ -105,13 +105,15 @@ def test_device_cuda_without_cuda_is_an_option_error(tiny_data: Path, tmp_path: 
     assert code == 2 and len(err) == 1 and "--device cuda" in err[0]
 
 
-def test_dry_run_prints_the_resolved_spec(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_prints_the_resolved_spec(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ADA_INCEPTION_WEIGHTS", raising=False)
     assert main(["--outdir", str(tmp_path / "out"), "--data", str(tiny_data), "--cfg", "cpu32", "-n"]) == 0
     spec = json.loads(capsys.readouterr().out)
     assert spec["batch"] == 16 and spec["G_kwargs"]["img_resolution"] == 16
     assert spec["augment"] == {"mode": "ada", "pipe": "bgc", "multipliers": {}, "p": 0.0, "target": 0.6,
                                "interval": 4, "kimg": 100.0, "p_max": 1.0, "diffaug_policy": None}
-    assert spec["metrics"] == []  # none by default on CPU
+    assert spec["metrics"] == list(CPU_METRICS)  # the offline set, at quick sizes, by default on CPU
     assert spec["loss"]["r1_gamma"] == pytest.approx(0.0002 * 32**2 / 16)  # cpu32's own gamma
     assert not (tmp_path / "out").exists()
 
@@ -390,6 +392,39 @@ def test_gpus_2_without_torchrun_relaunches_itself(tiny_data: Path, tmp_path: Pa
     (run_dir,) = out.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["options"]["world_size"] == 2
     assert [e["state"] for e in RunReader(run_dir).poll_events() if e["kind"] == "status"] == ["started", "finished"]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], list(CPU_METRICS)),
+    (["--aug", "noaug"], [m for m in CPU_METRICS if m != "leaks_offline"]),  # no pipe, no ops to leak
+    (["--aug", "apa"], [m for m in CPU_METRICS if m != "leaks_offline"]),
+    (["--aug", "apa", "--with-dataaug"], list(CPU_METRICS)),
+    (["--metrics", "none"], []),
+    (["--metrics", "kid_offline,leaks_offline"], ["kid_offline", "leaks_offline"]),
+])
+def test_cpu_default_metrics(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch, args: list[str], expected: list[str]) -> None:
+    monkeypatch.delenv("ADA_INCEPTION_WEIGHTS", raising=False)
+    assert main(["--outdir", str(tmp_path), "--data", str(tiny_data), "--cfg", "cpu32", "-n", *args]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == expected
+
+
+def test_named_inception_file_adds_fid_and_kid_on_cpu(tiny_data: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.metrics.extractors import DETECTORS
+    from core.training.config import CPU_INCEPTION_METRICS, INCEPTION_ENV
+
+    assert INCEPTION_ENV == DETECTORS["inception"].env
+    weights = tmp_path / "inception-2015-12-05.pt"
+    weights.write_bytes(b"stand-in: only its existence is checked before the first snapshot")
+    monkeypatch.setenv(INCEPTION_ENV, str(weights))
+    argv = ["--outdir", str(tmp_path), "--data", str(tiny_data), "--cfg", "cpu32", "-n"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == [*CPU_METRICS, *CPU_INCEPTION_METRICS]
+    monkeypatch.setenv(INCEPTION_ENV, str(tmp_path / "missing.pt"))  # a wrong path drops only those two
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == list(CPU_METRICS)
 
 
 def test_missing_inception_names_only_what_the_trainer_accepts(

@@ -17,7 +17,7 @@ from PIL import Image
 
 from core.data import ImageDataset
 from core.networks.checkpoint import load_checkpoint, load_resume_state
-from core.rundir import RunReader
+from core.rundir import RunReader, layout
 from core.rundir.control import ControlRequest, write_control
 from core.training.config import DataSpec, TrainingOptions, check_options, resolve_spec
 from core.training.distributed import DistEnv
@@ -444,6 +444,49 @@ def test_metrics_run_at_kept_snapshots(tiny_data: Path, tmp_path: Path, monkeypa
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["kimg"] for r in records] == [e["kimg"] for e in metric_events]
     assert records[0]["num_gen"] == 64
+
+
+def test_cpu_default_metrics_run_at_every_kept_snapshot(tiny_data: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """No --metrics on the CPU: FD, KID, precision/recall, copies and leaks at every kept snapshot,
+    as "metric" events, metrics.jsonl lines, log lines (log.txt gets them through the CLI's handler)
+    and TensorBoard scalars."""
+    import logging
+
+    import core.metrics
+    from core.augment import PRESETS
+    from core.training.config import CPU_METRICS
+
+    real_options = core.metrics.MetricOptions
+    monkeypatch.setattr(core.metrics, "MetricOptions", lambda **kw: real_options(**{**kw, "num_gen": 48}))
+    monkeypatch.setenv("ADA_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ADA_INCEPTION_WEIGHTS", raising=False)
+    run_dir = tmp_path / "run"
+    trainer = make_trainer(tiny_data, run_dir, kimg=4 * MINIBATCH_KIMG, tick=MINIBATCH_KIMG, snap=2, metrics=None)
+    assert trainer.spec.metrics == list(CPU_METRICS)
+    with caplog.at_level(logging.INFO, logger="core.training.loop"):
+        assert run_trainer(trainer) == "finished"
+    metric_events = [e for e in events(run_dir) if e["kind"] == "metric"]
+    kept = [e["kimg"] for e in events(run_dir) if e["kind"] == "snapshot" and
+            e["snapshot"].startswith(layout.SNAPSHOT_PREFIX)]
+    assert len(kept) == 3  # ticks 0 and 2, and the end
+    assert [e["metric"] for e in metric_events] == list(CPU_METRICS) * 3
+    assert sorted({e["kimg"] for e in metric_events}) == pytest.approx(kept)
+    by_name = {e["metric"]: e for e in metric_events[-len(CPU_METRICS):]}
+    assert by_name["pr_offline"]["results"].keys() == {"pr_offline_precision", "pr_offline_recall"}
+    assert 0 <= by_name["copies_offline"]["results"]["copies_offline"] <= 1
+    ops = [op for op, m in PRESETS["bgc"].items() if m > 0]
+    assert list(by_name["leaks_offline"]["results"]) == [f"leak/{op}" for op in ops]
+    assert all(np.isfinite(v) and v >= 0 for e in metric_events for v in e["results"].values())
+    assert all(e["snapshot"].startswith(layout.SNAPSHOT_PREFIX) for e in metric_events)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["metric"], r["results"], r["kimg"]) for r in records] == [
+        (e["metric"], e["results"], e["kimg"]) for e in metric_events]
+    assert "metric leaks_offline at kimg" in caplog.text and "leak/xflip" in caplog.text
+    tb_files = list((run_dir / layout.TB).glob("events.out.tfevents.*"))
+    assert tb_files and all(tag in tb_files[0].read_bytes() for tag in (b"Metrics/fd_offline", b"Metrics/leak/xflip",
+                                                                        b"Metrics/copies_offline"))
 
 
 def test_conditional_training_uses_dataset_labels(tmp_path: Path) -> None:
