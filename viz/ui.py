@@ -139,8 +139,11 @@ def job_status_line(form_error: str | None, message: str, failed: bool, running:
 def job_progress_bar(ctx: FrameContext, progress: Any, rect: str, waiting: str) -> None:
     """A running job's progress bar (viz.studio_jobs.JobProgress: ``done / total unit, N s left``),
     or ``waiting`` across an empty bar before its first report."""
+    # A muted bar: the default yellow fill makes the white count on it hard to read.
+    imgui.push_style_color(imgui.Col_.plot_histogram, imgui.ImVec4(0.26, 0.45, 0.72, 1.0))
     if progress is None:
         imgui.progress_bar(0.0, imgui.ImVec2(-1, 0), waiting)
     else:
         imgui.progress_bar(progress.fraction, imgui.ImVec2(-1, 0), progress.line(time.monotonic()))
+    imgui.pop_style_color()
     record_item(ctx, rect)

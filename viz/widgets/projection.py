@@ -109,23 +109,21 @@ def draw_projection(state: ProjectionState, ctx: FrameContext, scene: Scene) -> 
 
 
 def _draw_live(state: ProjectionState, ctx: FrameContext, progress: JobProgress) -> None:
-    """Target | the newest step's image, and the distance curve, side by side."""
+    """Target | the newest step's image across the panel, the distance curve under it."""
     width = imgui.get_content_region_avail().x
     if progress.image is not None and ctx.textures is not None:
         tex = ctx.textures.get("projection_live", progress.image)
-        h = min(width * 0.6 / 2, ctx.px(160))
+        h = min(width * tex.height / tex.width, ctx.px(140))
         imgui.image(imgui.ImTextureRef(tex.tex_id), imgui.ImVec2(h * tex.width / tex.height, h))
         record_item(ctx, "proj_live_image")
-        if imgui.is_item_hovered():
-            imgui.set_tooltip(f"target | step {progress.done}")
-        imgui.same_line()
-    else:
-        h = ctx.px(80)
+        imgui.text_disabled(f"target  |  step {progress.done} of {progress.total}")
     if state.curve:
         values = np.asarray(state.curve, dtype=np.float32)
         imgui.plot_lines("##proj_curve", values, overlay_text=f"distance {state.curve[-1]:.4g}",
-                         scale_min=0.0, graph_size=imgui.ImVec2(imgui.get_content_region_avail().x, h))  # fmt: skip
+                         scale_min=0.0, graph_size=imgui.ImVec2(width, ctx.px(56)))  # fmt: skip
         record_item(ctx, "proj_curve")
+        if imgui.is_item_hovered():
+            imgui.set_tooltip(f"distance to the target after each step (first {state.curve[0]:.4g})")
 
 
 class ProjectionPanel(StatePanel[ProjectionState]):
