@@ -75,6 +75,13 @@ def _watch(app: RunningApp, done: Callable[[State], bool], timeout: float) -> li
     raise AssertionError(f"timed out after {timeout:.0f} s; last state: {seen[-1] if seen else None}")
 
 
+def _open_strip(app: RunningApp) -> State:
+    """Unfold the Video panel's keyframe strip (folded, it is one line)."""
+    if "video_add_seed" not in app.fresh_state()["rects"]:
+        app.click(app.state()["rects"]["video_strip"], fx=0.2)
+    return app.until(lambda s: "video_add_seed" in s["rects"], "the keyframe strip to open")
+
+
 def _seed_image(fixture_generator: torch.nn.Module, seed: int) -> np.ndarray:
     from viz.renderer import lattice_point
 
@@ -87,6 +94,7 @@ def _seed_image(fixture_generator: torch.nn.Module, seed: int) -> np.ndarray:
 def test_the_keyframe_strip_orders_seeds_and_the_export_counts_frames(
     app: RunningApp, fixture_generator: torch.nn.Module
 ) -> None:
+    _open_strip(app)
     for seed in (5, 9, 2):
         _type_checked(app, "seed_input", str(seed), lambda s: s["seed"])
         app.until(lambda s, k=seed: "video_add_seed" in s["rects"] and s["seed"] == k, "the seed on screen")
@@ -150,7 +158,8 @@ def test_a_projection_shows_its_steps_and_image_live_then_becomes_a_keyframe(app
         ws_file = str(outdir / "projected_w.npz")
         app.until(lambda s: s["generator_image"]["ws_file"] == ws_file, "the projected w on screen")
         _close_panel(app, "projection", "proj_run")
-        st = _open_panel(app, "video", "video_add_projected")
+        _open_panel(app, "video", "video_export")
+        st = _open_strip(app)
         keys = list(st["video"]["keys"])
         app.click(st["rects"]["video_add_projected"])
         app.until(lambda s: s["video"]["keys"] == [*keys, ws_file], "the projected w in the keyframe strip")

@@ -41,6 +41,7 @@ class VideoState:
     # The keyframe strip: "12" is seed 12, anything else a projected_w.npz file; used when not empty.
     keys: list[str] = field(default_factory=list)
     selected: int = -1  # the strip's selected keyframe (moved or removed by the buttons), -1: none
+    strip_open: bool = False  # the strip's tree node (folded, it is one line: the form stays short)
     w_file: str = ""  # a saved w to add to the strip
     error: str | None = None  # the form's own error (a seed list that does not parse, a missing file)
 
@@ -108,9 +109,9 @@ def draw_video(state: VideoState, ctx: FrameContext, scene: Scene) -> bool:
     _, state.seeds = imgui.input_text("Seeds##video", state.seeds)
     record_item(ctx, "video_seeds")
     imgui.end_disabled()
-    if state.keys:
-        imgui.same_line()
-        imgui.text_disabled("(the strip below is used)")
+    if state.keys and imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+        imgui.set_tooltip("the keyframe strip is used while it holds any keyframe")
+    imgui.same_line()
     _draw_strip(state, ctx, scene)
     imgui.set_next_item_width(ctx.px(140))
     _, state.grid = imgui.input_text("Grid WxH##video", state.grid)
@@ -140,11 +141,21 @@ def draw_video(state: VideoState, ctx: FrameContext, scene: Scene) -> bool:
 
 
 def _draw_strip(state: VideoState, ctx: FrameContext, scene: Scene) -> None:
-    """The keyframe strip: one button per keyframe (click selects), then add / move / remove."""
-    imgui.text("Keyframes")
+    """The keyframe strip, a tree node: one button per keyframe (click selects), then add / move / remove."""
+    imgui.set_next_item_open(state.strip_open, imgui.Cond_.always)
+    count = f" ({len(state.keys)})" if state.keys else ""
+    # On the Seeds line: folded, the form keeps its height (the panel sits at the bottom of the pane).
+    state.strip_open = imgui.tree_node(f"Keyframes{count}###video_strip")
+    record_item(ctx, "video_strip")
     help_marker("Add the seed on screen or a saved w (projected_w.npz); select one to move or remove it. "
                 "With any keyframe here, the export walks through the strip instead of the seed list; "
                 "a grid deals the keyframes to its cells in order.")  # fmt: skip
+    if state.strip_open:
+        _draw_strip_items(state, ctx, scene)
+        imgui.tree_pop()
+
+
+def _draw_strip_items(state: VideoState, ctx: FrameContext, scene: Scene) -> None:
     for i, key in enumerate(state.keys):
         if i:
             imgui.same_line()
