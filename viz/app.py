@@ -667,7 +667,7 @@ class App:
         state["projection"] = {
             "running": job.running, "message": job.message, "error": job.error, "done": job.done,
             "form_error": proj.error, "target": proj.target, "outdir": proj.outdir, "steps": proj.steps,
-            "seed": proj.seed, "vgg": proj.vgg, "show": proj.show,
+            "seed": proj.seed, "vgg": proj.vgg, "show": proj.show, "mix_source": proj.mix_source,
             "shown": self.gen.result.request.ws_file if self.gen.result is not None else None,
             "progress": progress_summary(job.progress), "curve_points": len(proj.curve),
         }  # fmt: skip
@@ -788,6 +788,7 @@ def _image_summary(result: Any) -> dict[str, Any] | None:
         "seeds": result.request.seeds(),
         "layer": result.request.layer,
         "ws_file": result.request.ws_file,
+        "mix_ws_file": result.request.mix_ws_file,
         "grid": [result.request.grid_w, result.request.grid_h],
         "shape": list(img.shape),
         "mean": float(img.mean()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from PIL import Image
 from core.studio.project import ProjectConfig, ProjectOptions
 from core.studio.video import VideoOptions
 from viz.panel import ExportVideo, Project
-from viz.renderer import RenderRequest, model_from_generator, render_images
+from viz.renderer import RenderRequest, lattice_seed, model_from_generator, render_images, seed_z
 from viz.studio_jobs import JobProgress, StudioJob, project_job, video_job
 from viz.widgets.projection import ProjectionState, project_intent
 from viz.widgets.video import VideoState, export_intent, key_label
@@ -172,3 +173,26 @@ def test_a_progress_line_says_the_time_left_from_the_rate_after_the_first_unit()
     p = JobProgress(done=5, total=105, unit="steps", distance=0.25, started=100.0)
     assert p.line(102.0) == "5 / 105 steps, distance 0.25, 50 s left"  # 4 steps in 2 s, 100 to go
     assert JobProgress(1, 10, "frames", started=100.0).line(101.0) == "1 / 10 frames"
+
+
+def test_a_projected_w_mixes_into_the_seeds_as_the_mix_seed_would(
+    tmp_path: Path, fixture_generator: torch.nn.Module
+) -> None:
+    model = model_from_generator(fixture_generator, "fixture")
+    ws_file = tmp_path / "projected_w.npz"
+    with torch.inference_mode():
+        w = fixture_generator.mapping(torch.from_numpy(np.random.RandomState(77).randn(1, 64)).float(), None)
+    np.savez(ws_file, w=w.numpy().astype(np.float32))
+    base = RenderRequest(model.key, x=3, mix_seed=1.0, mix_indices=(0, 1, 2))
+    with torch.inference_mode():
+        by_seed = render_images(model, base)
+        by_file = render_images(model, replace(base, mix_ws_file=str(ws_file)))
+        own = fixture_generator.mapping(torch.from_numpy(seed_z(lattice_seed(3, 0), 64)[None]).float(), None)
+        own[:, :3] = w[:, :3]
+        expected = fixture_generator.synthesis(own, noise_mode="const")
+    pixels = (expected[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    assert np.abs(by_file.astype(int) - pixels.astype(int)).max() <= 1
+    assert np.abs(by_file.astype(int) - by_seed.astype(int)).mean() > 5  # the file, not the mix seed, was used
+    with torch.inference_mode():  # style mixing off: nothing is mixed in, whatever the file
+        plain = render_images(model, replace(base, mix_seed=None, mix_ws_file=str(ws_file)))
+        assert np.array_equal(plain, render_images(model, RenderRequest(model.key, x=3)))

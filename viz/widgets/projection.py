@@ -39,6 +39,7 @@ class ProjectionState:
     seed: int = 303
     vgg: str = ""  # the VGG16 TorchScript file; empty: $ADA_STUDIO_VGG16, else the labelled pixel fallback
     show: bool = False  # the generator view renders the projected w instead of the seed lattice
+    mix_source: bool = False  # the Style mixing panel's checked ws come from the projected w, not the mix seed
     seen_done: int = 0  # finished projections already switched to (a new one is shown at once)
     error: str | None = None
     # The distance after each step the panel saw (frames are slower than steps: some are skipped).
@@ -75,7 +76,7 @@ def draw_projection(state: ProjectionState, ctx: FrameContext, scene: Scene) -> 
     """Draws the form; True when Project was clicked. Labels carry ##proj (ids unique in the pane)."""
     job = scene.jobs.get("projection") or JobStatus()
     if job.done > state.seen_done:  # a projection just finished: show what it found
-        state.seen_done, state.show = job.done, True
+        state.seen_done, state.show, state.mix_source = job.done, True, False
     state.follow(job.progress)
     for label, attr, rect in (("Target image##proj", "target", "proj_target"),
                               ("Output folder##proj", "outdir", "proj_outdir"),
@@ -94,12 +95,22 @@ def draw_projection(state: ProjectionState, ctx: FrameContext, scene: Scene) -> 
     record_item(ctx, "proj_seed")
     clicked = action_button(ctx, "Project", "proj_run", job.running or not scene.model_loaded)
     imgui.same_line()
-    imgui.begin_disabled(not state.ws_file().is_file())
-    _, state.show = imgui.checkbox("Show projected w", state.show)
+    has_ws = state.ws_file().is_file()
+    imgui.begin_disabled(not has_ws)
+    changed, state.show = imgui.checkbox("Show projected w", state.show)
     record_item(ctx, "proj_show")
+    state.mix_source = state.mix_source and not (changed and state.show)  # one role at a time
     imgui.end_disabled()
     imgui.same_line()
     reset_button(ctx, state, "projection")
+    imgui.begin_disabled(not has_ws)
+    changed, state.mix_source = imgui.checkbox("Mix into the seeds (as the mix seed)", state.mix_source)
+    record_item(ctx, "proj_mix")
+    state.show = state.show and not (changed and state.mix_source)
+    imgui.end_disabled()
+    if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+        imgui.set_tooltip("The Style mixing panel's checked ws come from the projected w instead of the mix seed "
+                          "(style mixing on): browse the seed lattice with the projection's styles.")  # fmt: skip
     if job.running:
         job_progress_bar(ctx, job.progress, "proj_progress", "loading, measuring W (w_avg samples) ...")
     job_status_line(state.error, job.message, job.error, job.running)
