@@ -254,10 +254,14 @@ def keyframe_seed(key: str) -> int | None:
     return int(key) if key.isdigit() else None
 
 
+def _seed_or_file(key: str) -> int | str:
+    seed = keyframe_seed(key)
+    return key if seed is None else seed
+
+
 def _keyframe_ws(G: nn.Module, opts: VideoOptions, device: torch.device) -> torch.Tensor:
     """All keyframes' ws [K, num_ws, w_dim], in order: seeds, saved ws files, or both mixed."""
-    keys: list[int | str] = list(opts.seeds) or [keyframe_seed(k) if keyframe_seed(k) is not None else k
-                                                  for k in opts.keyframes]  # fmt: skip
+    keys: list[int | str] = list(opts.seeds) or [_seed_or_file(k) for k in opts.keyframes]
     if any(isinstance(k, int) for k in keys):
         label = common.make_label(G, opts.class_idx, device)
         common.check_truncation(G, opts.trunc)
@@ -287,7 +291,7 @@ def _reported(frames: Iterable[np.ndarray], total: int, on_frame: FrameReport | 
 def run_video(opts: VideoOptions, on_frame: FrameReport | None = None) -> tuple[Path, int]:
     """Write the walk; ``on_frame`` (if given) hears of each frame written, from this thread."""
     if bool(opts.seeds) == bool(opts.keyframes):
-        raise common.StudioError("pass either --seeds (e.g. 0-31) or --keyframes a.npz,b.npz (not both)")
+        raise common.StudioError("pass either --seeds (e.g. 0-31) or --keyframes 3,a.npz,7 (not both)")
     if opts.kind not in KINDS:
         raise common.StudioError(f"--kind {opts.kind!r}: choose {' or '.join(KINDS)}")
     if not (opts.fps > 0 and opts.seconds > 0 and math.isfinite(opts.fps * opts.seconds)):
