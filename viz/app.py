@@ -390,6 +390,7 @@ class App:
             network=self.snapshot.source, device="cpu", trunc=self.trunc.psi, noise_mode=self.trunc.noise_mode,
             class_idx=self.seeds.class_idx if self.model.c_dim else None, out=intent.out, seeds=intent.seeds,
             grid=intent.grid, seconds=intent.seconds, fps=intent.fps, loop=intent.loop, kind=intent.kind,
+            keyframes=intent.keyframes,
         )  # fmt: skip
         if self.video.start(f"writing {intent.out}", video_job(opts)):
             self.message(f"exporting a video to {intent.out}")
@@ -449,7 +450,7 @@ class App:
 
         from viz.ui import FrameContext
 
-        ctx = FrameContext(scale=self.scale, log=self.message)
+        ctx = FrameContext(scale=self.scale, log=self.message, textures=self.textures)
         vp = imgui.get_main_viewport()
         imgui.set_next_window_pos(vp.work_pos)
         imgui.set_next_window_size(vp.work_size)
@@ -487,6 +488,8 @@ class App:
             layer_view=self.gen.result.layers if self.gen.result is not None else None,
             model_loaded=self.model is not None, source=self.snapshot.source,
             jobs={"video": self.video.status(), "projection": self.projection.status()},
+            seed=self.seeds.seed if self.model is not None else None,
+            projected_w=str(self.projected.ws_file()) if self.projected.ws_file().is_file() else None,
         )
 
     def _draw_panels(self, ctx: Any) -> None:
@@ -654,19 +657,23 @@ class App:
             "mode": self.trunc.noise_mode, "seed": self.trunc.noise_seed, "animate": self.trunc.noise_anim,
         }
         state["seed_anim"] = {"on": self.seeds.anim, "speed": self.seeds.anim_speed, "angle": self.seeds.anim_angle}
+        from viz.studio_jobs import progress_summary
+
         video = self.video.status()
         form = next(panel.state for panel in self.panels if panel.name == "video")
         state["video"] = {
             "running": video.running, "message": video.message, "error": video.error, "form_error": form.error,
             "out": form.out, "seeds": form.seeds, "grid": form.grid, "seconds": form.seconds, "fps": form.fps,
-            "loop": form.loop, "kind": form.kind,
+            "loop": form.loop, "kind": form.kind, "keys": list(form.keys), "selected": form.selected,
+            "progress": progress_summary(video.progress),
         }  # fmt: skip
         proj, job = self.projected, self.projection.status()
         state["projection"] = {
             "running": job.running, "message": job.message, "error": job.error, "done": job.done,
             "form_error": proj.error, "target": proj.target, "outdir": proj.outdir, "steps": proj.steps,
-            "seed": proj.seed, "vgg": proj.vgg, "show": proj.show,
+            "seed": proj.seed, "vgg": proj.vgg, "show": proj.show, "mix_source": proj.mix_source,
             "shown": self.gen.result.request.ws_file if self.gen.result is not None else None,
+            "progress": progress_summary(job.progress), "curve_points": len(proj.curve),
         }  # fmt: skip
         state["augment"] = _augment_summary(self.augment)
         state["monitor"] = _monitor_summary(self.monitor, self.client)
@@ -791,6 +798,7 @@ def _image_summary(result: Any) -> dict[str, Any] | None:
         "seeds": result.request.seeds(),
         "layer": result.request.layer,
         "ws_file": result.request.ws_file,
+        "mix_ws_file": result.request.mix_ws_file,
         "grid": [result.request.grid_w, result.request.grid_h],
         "shape": list(img.shape),
         "mean": float(img.mean()),

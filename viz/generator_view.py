@@ -49,17 +49,19 @@ class GeneratorView:
         s, t, m = self.seeds, self.trunc, self.stylemix
         layer, layer_opts = self.layers.selection()
         ws_file, ws_stamp = self._projected_ws()
+        mix_ws_file = ws_file if self.projected.mix_source else None
+        ws_file = ws_file if self.projected.show else None
         return RenderRequest(
             model_key=model.key, x=s.x, y=s.y, grid_w=s.grid_w if s.grid else 1, grid_h=s.grid_h if s.grid else 1,
             psi=t.psi, cutoff=t.effective_cutoff(), noise_mode=t.noise_mode, class_idx=s.class_idx,
             mix_seed=m.seed if m.enabled else None, mix_indices=m.checked(model.num_ws), noise_seed=t.noise_seed,
-            layer=layer, layer_opts=layer_opts, ws_file=ws_file, ws_stamp=ws_stamp,
+            layer=layer, layer_opts=layer_opts, ws_file=ws_file, ws_stamp=ws_stamp, mix_ws_file=mix_ws_file,
         )
 
     def _projected_ws(self) -> tuple[str | None, int]:
-        """The projected_w.npz to show (with its mtime, so a new projection re-renders), if chosen."""
+        """The projected_w.npz to show or mix in (with its mtime, so a new projection re-renders), if chosen."""
         path = self.projected.ws_file()
-        if not self.projected.show:
+        if not (self.projected.show or self.projected.mix_source):
             return None, 0
         try:
             return str(path), path.stat().st_mtime_ns

@@ -49,6 +49,8 @@ class Scene:
     model_loaded: bool = False
     source: str | None = None  # what the generator view shows (snapshot, .pkl or run directory)
     jobs: Mapping[str, JobStatus] = field(default_factory=dict)  # "video", "projection": their status
+    seed: int | None = None  # the seed on screen (a video keyframe can be taken from it)
+    projected_w: str | None = None  # the Projection panel's projected_w.npz, once it exists
 
     @property
     def run_attached(self) -> bool:
@@ -95,6 +97,7 @@ class ExportVideo:
     fps: float = 30.0
     loop: bool = True
     kind: str = "lerp"
+    keyframes: tuple[str, ...] = ()  # instead of seeds: seeds ("12") and projected_w files, in order
 
 
 @dataclass(frozen=True)

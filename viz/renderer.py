@@ -123,6 +123,7 @@ class RenderRequest:
     layer: str | None = None  # a synthesis layer to show instead of the output
     ws_file: str | None = None  # a projected_w.npz whose ws replace the seed lattice's
     ws_stamp: int = 0  # its modification time: a rewritten file is a new request
+    mix_ws_file: str | None = None  # a projected_w.npz that gives the checked indices instead of the mix seed
     layer_opts: LayerOptions = LayerOptions()
 
     def shape_key(self) -> tuple[str, int, int, str | None]:
@@ -316,6 +317,8 @@ def _request_ws(model: LoadedModel, req: RenderRequest) -> torch.Tensor:
 def _mixed(model: LoadedModel, req: RenderRequest, ws: torch.Tensor) -> torch.Tensor:
     if req.mix_seed is None or not req.mix_indices:
         return ws
+    if req.mix_ws_file is not None:  # a projected w mixes into the seeds as a mix seed would
+        return mix_ws(ws, _file_ws(model, req.mix_ws_file), req.mix_indices)
     c = _class_vector(model, req.class_idx, 1)
     cutoff = req.cutoff if req.cutoff else None
     z_mix = torch.from_numpy(seed_blend_z(req.mix_seed, model.z_dim)).to(torch.float32)[None]

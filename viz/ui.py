@@ -16,6 +16,7 @@ __all__ = [
     "fit_text",
     "action_button",
     "help_marker",
+    "job_progress_bar",
     "job_status_line",
     "record_item",
     "reset_button",
@@ -36,6 +37,7 @@ class FrameContext:
     # Screen rectangles of named items; written to --debug-state so tests can click real widgets.
     rects: dict[str, Rect] = field(default_factory=dict)
     log: Callable[[str], None] = lambda message: None
+    textures: Any = None  # the app's viz.gl.TextureCache, for panels that show an image (None in form tests)
 
     def px(self, value: float) -> float:
         """A size in logical pixels scaled for the display's DPI."""
@@ -132,3 +134,16 @@ def job_status_line(form_error: str | None, message: str, failed: bool, running:
         text_colored("error", form_error)
     elif message:
         text_colored("error" if failed else ("info" if running else "ok"), message)
+
+
+def job_progress_bar(ctx: FrameContext, progress: Any, rect: str, waiting: str) -> None:
+    """A running job's progress bar (viz.studio_jobs.JobProgress: ``done / total unit, N s left``),
+    or ``waiting`` across an empty bar before its first report."""
+    # A muted bar: the default yellow fill makes the white count on it hard to read.
+    imgui.push_style_color(imgui.Col_.plot_histogram, imgui.ImVec4(0.26, 0.45, 0.72, 1.0))
+    if progress is None:
+        imgui.progress_bar(0.0, imgui.ImVec2(-1, 0), waiting)
+    else:
+        imgui.progress_bar(progress.fraction, imgui.ImVec2(-1, 0), progress.line(time.monotonic()))
+    imgui.pop_style_color()
+    record_item(ctx, rect)

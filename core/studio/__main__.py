@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     vid = sub.add_parser("video", help="latent walk between keyframes: .mp4, .gif or a folder/ of PNGs")
     _common(vid)
     vid.add_argument("--seeds", help="keyframe seeds, dealt to the grid cells in order")
-    vid.add_argument("--keyframes", help="comma list of projected_w.npz files (instead of --seeds)")
+    vid.add_argument("--keyframes", help="seeds and/or projected_w.npz files, in order (instead of --seeds)")
     vid.add_argument("--grid", default="1x1", help="COLUMNSxROWS (default 1x1)")
     vid.add_argument("--seconds", type=float, default=8.0)
     vid.add_argument("--fps", type=float, default=30.0)

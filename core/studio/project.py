@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -51,6 +51,8 @@ VGG_ENV_METRICS = DETECTORS["vgg16"].env  # the metrics' variable names the same
 VGG_KIND = "vgg16-lpips"
 FALLBACK_KIND = "fallback-multiscale-pixel-l2-l1"
 VGG_MAX_SIZE = 256  # the public projector shrinks larger images to 256 before VGG16
+# (steps done, steps in all, the step's distance, the image it scored [1, C, R, R] in 0-255), after each step
+StepReport = Callable[[int, int, float, torch.Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -247,9 +249,12 @@ def noise_regularisation(buffers: list[torch.Tensor]) -> torch.Tensor:
 
 def project(
     G: nn.Module, target: torch.Tensor, label: torch.Tensor, distance: Distance, cfg: ProjectConfig,
-    progress: bool = False,
+    progress: bool = False, on_step: StepReport | None = None,
 ) -> Projection:  # fmt: skip
-    """Optimise w (and a private copy of the noise buffers) toward ``target`` [C, R, R] uint8."""
+    """Optimise w (and a private copy of the noise buffers) toward ``target`` [C, R, R] uint8.
+
+    ``on_step`` hears of each step from this thread; the image it gets is the one the step
+    scored (w plus the exploration noise), so watching costs no extra synthesis."""
     device = label.device
     G = copy.deepcopy(G).eval().requires_grad_(False)  # the noise buffers change; the caller's G must not
     w_avg, w_std = w_statistics(G, label, cfg.w_avg_samples)
@@ -278,6 +283,8 @@ def project(
         optimizer.step()
         distances.append(float(dist.detach()))
         w_steps[step] = w_opt.detach()[0, 0]
+        if on_step is not None:
+            on_step(step + 1, cfg.num_steps, distances[-1], synth.detach())
         with torch.no_grad():  # back to zero mean, unit variance
             for buf in noise_bufs:
                 buf -= buf.mean()
@@ -297,7 +304,8 @@ def _progress_frames(G: nn.Module, projection: Projection, target: np.ndarray) -
         yield np.concatenate([target, synth], axis=1)
 
 
-def run_project(opts: ProjectOptions) -> list[Path]:
+def run_project(opts: ProjectOptions, on_step: StepReport | None = None) -> list[Path]:
+    """Project and write the outputs; ``on_step`` (if given) replaces the console progress bar."""
     cfg = opts.config
     if cfg.num_steps < 1 or cfg.w_avg_samples < 1:
         raise StudioError("--steps and --w-avg-samples must be >= 1")
@@ -316,7 +324,8 @@ def run_project(opts: ProjectOptions) -> list[Path]:
     np.random.seed(opts.seed)
     torch.manual_seed(opts.seed)
     start = time.perf_counter()
-    projection = project(G, torch.from_numpy(target.transpose(2, 0, 1).copy()), label, distance, cfg, True)
+    target_chw = torch.from_numpy(target.transpose(2, 0, 1).copy())
+    projection = project(G, target_chw, label, distance, cfg, progress=on_step is None, on_step=on_step)
     elapsed = time.perf_counter() - start
     return _write_outputs(G, opts, outdir, target, projection, elapsed, vgg_file)
 

@@ -1,6 +1,7 @@
 """``video``: a latent walk in W between keyframes, one walk per grid cell, streamed to a file.
 
-Keyframes are seeds (mapped to ws, with truncation) or ws saved in projected_w.npz files. As in
+Keyframes are seeds (mapped to ws, with truncation) or ws saved in projected_w.npz files, or
+both in one list (``--keyframes 3,proj/projected_w.npz,7``: a plain number is a seed). As in
 StyleGAN3's gen_video, the keyframes are dealt to the cells in order: with a 2x1 grid and seeds
 0-5, the left cell walks 0, 1, 2 and the right one 3, 4, 5. Between two keyframes the weight
 follows smoothstep, so the walk slows down at each keyframe instead of turning abruptly.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +36,7 @@ from core.studio import common
 log = logging.getLogger(__name__)
 
 KINDS = ("lerp", "slerp")
+FrameReport = Callable[[int, int], None]  # (frames written, frames in the video), after each frame
 MP4_QUALITY = 8  # imageio-ffmpeg's 0-10 scale; 8 is crf 10: small files without visible blocks
 
 
@@ -246,23 +248,50 @@ def write_video(out: str, frames: Iterator[np.ndarray], fps: float) -> int:
 # Command
 
 
+def keyframe_seed(key: str) -> int | None:
+    """The seed a --keyframes entry names (a plain number), or None for a ws file."""
+    key = key.strip()
+    return int(key) if key.isdigit() else None
+
+
+def _seed_or_file(key: str) -> int | str:
+    seed = keyframe_seed(key)
+    return key if seed is None else seed
+
+
 def _keyframe_ws(G: nn.Module, opts: VideoOptions, device: torch.device) -> torch.Tensor:
-    """All keyframes' ws [K, num_ws, w_dim], from seeds or from saved ws files."""
-    if opts.keyframes:
-        files = [common.load_ws_file(Path(name), G, "--keyframes") for name in opts.keyframes]
-        return torch.from_numpy(np.concatenate(files)).to(device)
-    label = common.make_label(G, opts.class_idx, device)
-    common.check_truncation(G, opts.trunc)
-    # One seed at a time: each keyframe is then the very ws `generate --seeds` renders.
+    """All keyframes' ws [K, num_ws, w_dim], in order: seeds, saved ws files, or both mixed."""
+    keys: list[int | str] = list(opts.seeds) or [_seed_or_file(k) for k in opts.keyframes]
+    if any(isinstance(k, int) for k in keys):
+        label = common.make_label(G, opts.class_idx, device)
+        common.check_truncation(G, opts.trunc)
+        too_big = [k for k in keys if isinstance(k, int) and k > common.SEED_MAX]
+        if too_big:
+            raise common.StudioError(f"--keyframes: seed {too_big[0]} is out of range (at most {common.SEED_MAX})")
+    parts = []
     with torch.no_grad():
-        return torch.cat(
-            [G.mapping(common.seeds_to_z([s], G.z_dim, device), label, truncation_psi=opts.trunc) for s in opts.seeds]
-        )
+        for key in keys:
+            if isinstance(key, int):
+                # One seed at a time: each keyframe is then the very ws `generate --seeds` renders.
+                z = common.seeds_to_z([key], G.z_dim, device)
+                parts.append(G.mapping(z, label, truncation_psi=opts.trunc))
+            else:
+                parts.append(torch.from_numpy(common.load_ws_file(Path(key), G, "--keyframes")).to(device))
+    return torch.cat(parts)
 
 
-def run_video(opts: VideoOptions) -> tuple[Path, int]:
+def _reported(frames: Iterable[np.ndarray], total: int, on_frame: FrameReport | None) -> Iterator[np.ndarray]:
+    """Pass frames through, calling ``on_frame`` once each has been handed on (i.e. written)."""
+    for count, frame in enumerate(frames, 1):
+        yield frame
+        if on_frame is not None:
+            on_frame(count, total)
+
+
+def run_video(opts: VideoOptions, on_frame: FrameReport | None = None) -> tuple[Path, int]:
+    """Write the walk; ``on_frame`` (if given) hears of each frame written, from this thread."""
     if bool(opts.seeds) == bool(opts.keyframes):
-        raise common.StudioError("pass either --seeds (e.g. 0-31) or --keyframes a.npz,b.npz (not both)")
+        raise common.StudioError("pass either --seeds (e.g. 0-31) or --keyframes 3,a.npz,7 (not both)")
     if opts.kind not in KINDS:
         raise common.StudioError(f"--kind {opts.kind!r}: choose {' or '.join(KINDS)}")
     if not (opts.fps > 0 and opts.seconds > 0 and math.isfinite(opts.fps * opts.seconds)):
@@ -284,5 +313,6 @@ def run_video(opts: VideoOptions) -> tuple[Path, int]:
         raise common.StudioError(f"--grid {opts.grid} has {cells} cells: the keyframe files hold {len(keys)} ws")
     keys = keys.reshape(cells, len(keys) // cells, G.num_ws, G.w_dim)
     frames = render_frames(G, keys, grid, num_frames, opts.loop, opts.kind, opts.noise_mode)
-    count = write_video(opts.out, tqdm(frames, total=num_frames, unit="frame", disable=None), opts.fps)
+    shown = tqdm(frames, total=num_frames, unit="frame", disable=None if on_frame is None else True)
+    count = write_video(opts.out, _reported(shown, num_frames, on_frame), opts.fps)
     return out, count

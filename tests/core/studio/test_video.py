@@ -103,3 +103,30 @@ def test_slerp_ends_and_keeps_the_radius():
     b_same = center + (b - center) * ((a - center).norm(dim=-1, keepdim=True) / (b - center).norm(dim=-1, keepdim=True))
     mid = slerp(a, b_same, 0.5, center)
     torch.testing.assert_close((mid - center).norm(dim=-1), (a - center).norm(dim=-1))
+
+
+def test_keyframes_mix_seeds_and_w_files_in_their_order_and_report_each_frame(fixture_G, fixture_snapshot, tmp_path):
+    from core.studio.video import VideoOptions, run_video
+
+    ws = np.random.RandomState(1).randn(1, fixture_G.num_ws, fixture_G.w_dim).astype(np.float32) * 0.5
+    np.savez(tmp_path / "a.npz", w=ws)
+    main(["generate", "--network", str(fixture_snapshot), "--seeds", "5", "--outdir", str(tmp_path / "g")])
+    seen: list[tuple[int, int]] = []
+    opts = VideoOptions(network=str(fixture_snapshot), keyframes=(str(tmp_path / "a.npz"), "5"), seconds=1, fps=4,
+                        out=str(tmp_path / "f") + "/")  # fmt: skip
+    assert run_video(opts, lambda done, total: seen.append((done, total)))[1] == 4
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    frames = sorted((tmp_path / "f").iterdir())
+    with torch.no_grad():
+        expected = fixture_G.synthesis(torch.from_numpy(ws), noise_mode="const")
+    expected = (expected.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].numpy()
+    assert np.array_equal(np.asarray(PIL.Image.open(frames[0])), expected)  # the w file first ...
+    seed5 = np.asarray(PIL.Image.open(tmp_path / "g" / "seed0005.png"))
+    assert np.array_equal(np.asarray(PIL.Image.open(frames[-1])), seed5)  # ... and the open walk ends on seed 5
+
+
+def test_a_keyframe_seed_out_of_range_is_one_line(fixture_snapshot, tmp_path, capsys):
+    args = ["video", "--network", str(fixture_snapshot), "--keyframes", f"3,{2**32}", "--out", str(tmp_path / "w.gif")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(2**32) in err and not list(tmp_path.iterdir())
