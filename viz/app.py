@@ -9,7 +9,6 @@ renders N frames to PNG files through EGL without any X server.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import logging
@@ -344,6 +343,21 @@ class App:
     def model(self) -> Any:
         return self.source.model
 
+    @property
+    def frame(self) -> int:
+        """Frames drawn so far."""
+        return self._frame
+
+    @property
+    def rects(self) -> dict[str, tuple[float, float, float, float]]:
+        """Where the last frame drew its named controls (x0, y0, x1, y1), for tests."""
+        return self._rects
+
+    @property
+    def status_message(self) -> str:
+        """The newest status-bar line ("" before the first)."""
+        return self._messages[-1] if self._messages else ""
+
     # ----------------------------------------------------------------- messages
     def message(self, text: str) -> None:
         """A line for the status bar (newest shown); the window, not stderr, is where users look."""
@@ -631,65 +645,10 @@ class App:
             atomic_write_json(opts.debug_state, self.debug_state())
 
     def debug_state(self) -> dict[str, Any]:
-        """A JSON-able picture of what is on screen, for tests and bug reports."""
-        state: dict[str, Any] = {
-            "frame": self._frame,
-            "view": self.view,
-            "scale": self.scale,
-            "window": [self.host.width, self.host.height],
-            "model": None,
-            "snapshot": {
-                "source": self.snapshot.source,
-                "error": self.snapshot.error,
-                "loading": self.snapshot.loading,
-                "recent": self.snapshot.recent,
-            },
-            "seed": self.seeds.seed,
-            "lattice": [self.seeds.x, self.seeds.y],
-            "generator_image": _image_summary(self.gen.result),
-            "perf": self.perf.summary(),
-            "rects": self._rects,
-            "status": self._messages[-1] if self._messages else "",
-        }
-        state["layers"] = _layers_summary(self.layers, self.gen.result)
-        state["stylemix"] = _stylemix_summary(self.stylemix, self.gen.submitted)
-        state["noise"] = {
-            "mode": self.trunc.noise_mode, "seed": self.trunc.noise_seed, "animate": self.trunc.noise_anim,
-        }
-        state["seed_anim"] = {"on": self.seeds.anim, "speed": self.seeds.anim_speed, "angle": self.seeds.anim_angle}
-        from viz.studio_jobs import progress_summary
+        """A JSON-able picture of what is on screen, for tests and bug reports (viz.debug_state)."""
+        from viz.debug_state import describe_app
 
-        video = self.video.status()
-        form = next(panel.state for panel in self.panels if panel.name == "video")
-        state["video"] = {
-            "running": video.running, "message": video.message, "error": video.error, "form_error": form.error,
-            "out": form.out, "seeds": form.seeds, "grid": form.grid, "seconds": form.seconds, "fps": form.fps,
-            "loop": form.loop, "kind": form.kind, "keys": list(form.keys), "selected": form.selected,
-            "progress": progress_summary(video.progress),
-        }  # fmt: skip
-        proj, job = self.projected, self.projection.status()
-        state["projection"] = {
-            "running": job.running, "message": job.message, "error": job.error, "done": job.done,
-            "form_error": proj.error, "target": proj.target, "outdir": proj.outdir, "steps": proj.steps,
-            "seed": proj.seed, "vgg": proj.vgg, "show": proj.show, "mix_source": proj.mix_source,
-            "shown": self.gen.result.request.ws_file if self.gen.result is not None else None,
-            "progress": progress_summary(job.progress), "curve_points": len(proj.curve),
-        }  # fmt: skip
-        state["augment"] = _augment_summary(self.augment)
-        state["monitor"] = _monitor_summary(self.monitor, self.client)
-        state["control"] = self.session.summary()
-        for panel in self.panels:  # a panel that reports what it shows (debug_summary) is listed by its name
-            if hasattr(panel, "debug_summary"):
-                state.setdefault(panel.name, panel.debug_summary())
-        if self.model is not None:
-            m = self.model
-            state["model"] = {
-                "path": m.path,
-                "resolution": m.img_resolution,
-                "num_ws": m.num_ws,
-                "c_dim": m.c_dim,
-            }
-        return state
+        return describe_app(self)
 
     def close(self) -> None:
         from imgui_bundle import imgui, implot
@@ -709,70 +668,6 @@ class App:
             print(text, file=sys.stderr)
 
 
-def _layers_summary(layers: Any, result: Any) -> dict[str, Any]:
-    """The Layers panel's choice and what the newest render made of it (shown layer, stats, error)."""
-    view = result.layers if result is not None else None
-    out: dict[str, Any] = {
-        "enabled": layers.enabled, "selected": layers.layer, "mode": layers.mode, "channels": layers.channels,
-        "norm": layers.norm, "std_k": layers.std_k, "gain": layers.gain, "fft": layers.fft,
-        "shown": None, "error": None, "names": [], "shapes": [], "stats": None,
-    }  # fmt: skip
-    if view is not None:
-        out.update(
-            shown=view.name, error=view.error, names=[i.name for i in view.layers],
-            shapes=[list(i.shape) for i in view.layers], shown_channels=view.shown_channels,
-        )  # fmt: skip
-        if view.all_channels is not None and view.selected is not None:
-            out["stats"] = {"all": vars(view.all_channels), "selected": vars(view.selected)}
-    return out
-
-
-def _stylemix_summary(mix: Any, submitted: Any) -> dict[str, Any]:
-    return {
-        "enabled": mix.enabled, "seed": mix.seed, "indices": list(mix.indices), "animate": mix.animate,
-        "speed": mix.speed, "requested": list(submitted.mix_indices) if submitted is not None else [],
-    }  # fmt: skip
-
-
-def _augment_summary(aug: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "p": aug.p,
-        "preset": aug.preset,
-        "seed": aug.seed,
-        "dataset": aug.dataset,
-        "error": aug.error,
-        "hovered": aug.hovered,
-        "sent_seq": aug.sent_seq,
-        "sent_kimg": aug.sent_kimg,
-        "md5": None,
-    }
-    if aug.preview is not None:
-        pv = aug.preview
-        out["md5"] = hashlib.md5(pv.augmented.tobytes()).hexdigest()
-        out["reals_md5"] = hashlib.md5(pv.reals.tobytes()).hexdigest()
-        out["fired"] = [sorted(e) for e in pv.explain]
-        out["preview_p"] = pv.spec.p
-    return out
-
-
-def _monitor_summary(mon: Any, client: Any) -> dict[str, Any]:
-    from viz.widgets.training_monitor import debug_summary
-
-    return {
-        **debug_summary(mon, client.run_dir),
-        "run_dir": str(client.run_dir) if client.run_dir else None,
-        "events": mon.events,
-        "points": {k: len(s.kimg) for k, s in mon.series.items()},
-        "target_points": len(mon.target.kimg),
-        "kimg": mon.kimg,
-        "status": mon.status.state if mon.status else None,
-        "controls": [c.get("seq") for c in mon.controls],
-        "fakes": str(mon.fakes_path) if mon.fakes_path else None,
-        "reals_augmented": str(mon.reals_aug_path) if mon.reals_aug_path else None,
-        "log_lines": len(mon.log_tail),
-    }
-
-
 def _setup_style(scale: float) -> None:
     from imgui_bundle import imgui, implot
 
@@ -788,23 +683,6 @@ def _setup_style(scale: float) -> None:
     style.scale_all_sizes(scale)
     style.font_scale_dpi = scale
     implot.get_style().fit_padding = imgui.ImVec2(*FIT_PADDING)
-
-
-def _image_summary(result: Any) -> dict[str, Any] | None:
-    if result is None or result.image is None:
-        return None
-    img = result.image
-    return {
-        "seeds": result.request.seeds(),
-        "layer": result.request.layer,
-        "ws_file": result.request.ws_file,
-        "mix_ws_file": result.request.mix_ws_file,
-        "grid": [result.request.grid_w, result.request.grid_h],
-        "shape": list(img.shape),
-        "mean": float(img.mean()),
-        "std": float(img.std()),
-        "md5": hashlib.md5(img.tobytes()).hexdigest(),
-    }
 
 
 def _save_png(image: Any, path: Path) -> None:
