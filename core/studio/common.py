@@ -62,6 +62,14 @@ def parse_number_list(text: str, what: str = "--seeds", maximum: int = SEED_MAX)
     return values
 
 
+def parse_seeds(text: str, limit: int, what: str = "seeds") -> tuple[int, ...]:
+    """1 to ``limit`` seeds as ``0-7,42`` (a form's seed field); StudioError says what to fix."""
+    seeds = tuple(parse_number_list(text, what))
+    if not seeds or len(seeds) > limit:
+        raise StudioError(f"{what} {text!r}: give 1 to {limit} seeds, e.g. 0-7")
+    return seeds
+
+
 def parse_grid(text: str) -> tuple[int, int]:
     """``4x2`` -> (4 columns, 2 rows)."""
     match = _GRID.match(text.strip())

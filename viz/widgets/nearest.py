@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from imgui_bundle import imgui
 
-from core.studio.common import StudioError, parse_number_list
+from core.studio.common import StudioError, parse_seeds
 from viz.panel import Intent, Scene, StatePanel
 from viz.ui import FrameContext, action_button, help_marker, record_item, text_colored
 
@@ -134,12 +134,9 @@ def nearest_request(state: NearestState, scene: Scene) -> NearestRequest | None:
         state.error = "open a generator first (Snapshot panel, or a snapshot of the timeline)"
         return None
     try:
-        seeds = tuple(parse_number_list(state.seeds, "seeds"))
+        seeds = parse_seeds(state.seeds, MAX_SEEDS)
     except StudioError as exc:
         state.error = str(exc)
-        return None
-    if not seeds or len(seeds) > MAX_SEEDS:
-        state.error = f"seeds {state.seeds!r}: give 1 to {MAX_SEEDS} seeds, e.g. 0-7"
         return None
     if not 1 <= state.k <= MAX_K:
         state.error = f"k {state.k}: choose 1 to {MAX_K} neighbours"

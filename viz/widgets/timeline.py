@@ -19,7 +19,7 @@ import numpy as np
 from imgui_bundle import imgui
 
 from core.rundir import RunReader, kept_snapshots, layout
-from core.studio.common import StudioError, parse_number_list
+from core.studio.common import StudioError, parse_seeds
 from viz.panel import Intent, OpenSource, Scene, StatePanel
 from viz.ui import FrameContext, help_marker, record_item, text_colored
 
@@ -266,12 +266,9 @@ def compare_request(state: TimelineState) -> CompareRequest | None:
         state.form_error = "no kept snapshots in this run yet"
         return None
     try:
-        seeds = tuple(parse_number_list(state.seeds, "seeds"))
+        seeds = parse_seeds(state.seeds, MAX_COMPARE_SEEDS)
     except StudioError as exc:
         state.form_error = str(exc)
-        return None
-    if not seeds or len(seeds) > MAX_COMPARE_SEEDS:
-        state.form_error = f"seeds {state.seeds!r}: give 1 to {MAX_COMPARE_SEEDS} seeds, e.g. 0-7"
         return None
     state.form_error = None
     return CompareRequest(snaps[state.a].path, snaps[state.b].path, seeds, state.psi)
@@ -331,18 +328,24 @@ def _draw_strip(state: TimelineState, ctx: FrameContext) -> None:
 def _draw_images(state: TimelineState, ctx: FrameContext, textures: Any) -> None:
     frame = state.frame()
     assert frame is not None
+    _two_images(ctx, textures, [("timeline_fakes", "fakes (fixed z)", state.fakes),
+                                ("timeline_reals", "what D sees", state.reals)])  # fmt: skip
+
+
+def _two_images(ctx: FrameContext, textures: Any, items: list[tuple[str, str, np.ndarray | None]]) -> None:
+    """Two titled images side by side, each half the panel wide (name: its texture and test rect)."""
     width = (imgui.get_content_region_avail().x - imgui.get_style().item_spacing.x) / 2
-    for name, title, image in (("fakes", "fakes (fixed z)", state.fakes), ("reals", "what D sees", state.reals)):
+    for i, (name, title, image) in enumerate(items):
         imgui.begin_group()
         imgui.text(title)
         if image is None:
             imgui.text_disabled("no preview at this kimg")
         else:
-            tex = textures.get(f"timeline_{name}", image)
+            tex = textures.get(name, image)
             imgui.image(imgui.ImTextureRef(tex.tex_id), imgui.ImVec2(width, width * tex.height / tex.width))
-            record_item(ctx, f"timeline_{name}")
+            record_item(ctx, name)
         imgui.end_group()
-        if name == "fakes":
+        if i == 0:
             imgui.same_line()
 
 
@@ -407,17 +410,12 @@ def _draw_compare(state: TimelineState, ctx: FrameContext, engine: CompareEngine
     result = state.compare
     if result is None:
         return
-    width = (imgui.get_content_region_avail().x - imgui.get_style().item_spacing.x) / 2
+    items = []
     for name, path, grid in (("a", result.request.a, result.grid_a), ("b", result.request.b, result.grid_b)):
-        imgui.begin_group()
         kimg = layout.snapshot_kimg(path)
-        imgui.text(f"{name.upper()}: " + (f"{kimg:g} kimg" if kimg is not None else path.name))
-        tex = textures.get(f"timeline_compare_{name}", grid)
-        imgui.image(imgui.ImTextureRef(tex.tex_id), imgui.ImVec2(width, width * tex.height / tex.width))
-        record_item(ctx, f"timeline_compare_{name}")
-        imgui.end_group()
-        if name == "a":
-            imgui.same_line()
+        items.append((f"timeline_compare_{name}", f"{name.upper()}: " + (f"{kimg:g} kimg" if kimg is not None
+                      else path.name), grid))  # fmt: skip
+    _two_images(ctx, textures, items)
 
 
 def draw_timeline(state: TimelineState, ctx: FrameContext, scene: Scene, engine: CompareEngine,
