@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,11 @@ def start_xvfb(screen: str = "1280x800x24") -> tuple[subprocess.Popen[bytes], st
     return proc, f":{number}"
 
 
-@pytest.fixture(scope="session")
-def xvfb() -> Iterator[str]:
-    """A private Xvfb display (":N") for the GUI tests; skipped when Xvfb is not installed."""
+@contextmanager
+def xvfb_display(screen: str = "1280x800x24") -> Iterator[str]:
+    """A private Xvfb display (":N") while the block runs; the test is skipped when Xvfb is not installed."""
     try:
-        proc, display = start_xvfb()
+        proc, display = start_xvfb(screen)
     except (FileNotFoundError, RuntimeError) as e:
         pytest.skip(str(e))
     try:
@@ -82,6 +83,13 @@ def xvfb() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def xvfb() -> Iterator[str]:
+    """A private Xvfb display (":N") for the GUI tests; skipped when Xvfb is not installed."""
+    with xvfb_display() as display:
+        yield display
 
 
 def app_env(tmp_path: Path, display: str | None) -> dict[str, str]:

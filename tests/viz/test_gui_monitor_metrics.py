@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.viz.conftest import app_env, close_app, launch, wait_for
+from tests.viz.conftest import app_env, close_app
 from tests.viz.recorded_metrics import SNAPSHOT_EVERY, best_kimg, record_run
-from tests.viz.test_gui_xvfb import STATE_TIMEOUT, RunningApp, _crop, _point, _type_into
+from tests.viz.test_gui_xvfb import RunningApp, _crop, _point, _type_into
 
 AUGS = ("noaug", "ada", "apa")
 GROUPS = ["distances", "kid", "pr", "copies", "leaks"]
@@ -45,18 +44,12 @@ def app(xvfb: str, runs: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
     args = ["--run", str(runs["ada"]), "--view", "training", "--panels", "monitor", "--size", "1280x800",
             "--fps-cap", "30", "--debug-state", str(state_file), "--debug-every", "3",
             "--debug-screenshot", str(shot_file)]  # fmt: skip
-    proc = launch(args, env)
+    running = RunningApp.start(args, env, xvfb, state_file, shot_file)
     try:
-        out = wait_for(
-            lambda: subprocess.run(["xdotool", "search", "--name", "ADA Studio"], env=env, capture_output=True,
-                                   text=True).stdout.split(),
-            STATE_TIMEOUT, "the app window", proc,
-        )  # fmt: skip
-        running = RunningApp(proc, xvfb, state_file, shot_file, out[0], env)
         running.until(lambda st: st["frame"] >= 6, "the first frames")
         yield running
     finally:
-        close_app(proc)
+        close_app(running.proc)
 
 
 def _colour_pixels(img: np.ndarray, rgb: tuple[int, int, int], tol: float = 30.0) -> int:

@@ -8,13 +8,12 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.viz.conftest import app_env, close_app, launch, read_state, wait_for
-from tests.viz.test_gui_xvfb import STATE_TIMEOUT, RunningApp
+from tests.viz.conftest import app_env, close_app, read_state
+from tests.viz.test_gui_xvfb import RunningApp
 
 
 def test_start_training_from_a_home_folder_attaches_the_run_it_launched(xvfb: str, tmp_path: Path) -> None:
@@ -27,13 +26,10 @@ def test_start_training_from_a_home_folder_attaches_the_run_it_launched(xvfb: st
     state_file, shot_file = tmp_path / "state.json", tmp_path / "shot.png"
     args = ["--size", "1280x800", "--fps-cap", "30", "--panels", "control", "--no-attach-last", "--debug-state",
             str(state_file), "--debug-every", "3", "--debug-screenshot", str(shot_file)]
-    proc = launch(args, env, cwd=home)
+    app = RunningApp.start(args, env, xvfb, state_file, shot_file, cwd=home)
+    proc = app.proc
     trainer_pid = None
     try:
-        window = wait_for(lambda: subprocess.run(["xdotool", "search", "--name", "ADA Studio"], env=env,
-                                                 capture_output=True, text=True).stdout.split(),
-                          STATE_TIMEOUT, "the app window", proc)
-        app = RunningApp(proc, xvfb, state_file, shot_file, window[0], env)
         st = app.until(lambda s: s["frame"] >= 6 and "train_start" in s["rects"], "the New run form")
         app.click(st["rects"]["train_start"])
         st = app.until(lambda s: (s["monitor"]["run_dir"] or "").startswith(str(home / "runs")) and

@@ -8,7 +8,6 @@ The app is driven with xdotool as in test_gui_xvfb.py. While a job runs, the --d
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.viz.conftest import app_env, close_app, launch, read_state, wait_for
-from tests.viz.test_gui_xvfb import STATE_TIMEOUT, RunningApp, _close_panel, _open_panel, _type_into
+from tests.viz.conftest import app_env, close_app, read_state
+from tests.viz.test_gui_xvfb import RunningApp, _close_panel, _open_panel, _type_into
 from viz.renderer import RenderRequest, model_from_generator, render_images
 
 State = dict[str, Any]
@@ -35,18 +34,12 @@ def app(xvfb: str, fixture_pkl: Path, tmp_path_factory: pytest.TempPathFactory) 
     state_file, shot_file = tmp / "state.json", tmp / "shot.png"
     args = [str(fixture_pkl), "--size", "1280x800", "--fps-cap", "30", "--panels", "seeds,video", "--grid", "1x1",
             "--no-attach-last", "--debug-state", str(state_file), "--debug-every", "2"]  # fmt: skip
-    proc = launch(args, env)
+    running = RunningApp.start(args, env, xvfb, state_file, shot_file)
     try:
-        found = wait_for(
-            lambda: subprocess.run(["xdotool", "search", "--name", "ADA Studio"], env=env, capture_output=True,
-                                   text=True).stdout.split(),
-            STATE_TIMEOUT, "the app window", proc,
-        )  # fmt: skip
-        running = RunningApp(proc, xvfb, state_file, shot_file, found[0], env)
         running.until(lambda st: st["frame"] >= 6 and st["generator_image"] is not None, "the first image")
         yield running
     finally:
-        close_app(proc)
+        close_app(running.proc)
 
 
 def _type_checked(app: RunningApp, rect: str, text: str, read: Callable[[State], Any]) -> State:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.viz.conftest import app_env, close_app, launch, start_xvfb, wait_for
+from tests.viz.conftest import app_env, close_app, xvfb_display
 from tests.viz.recorded_chain import Chain, planted_training_set, write_chain
 from tests.viz.test_gui_xvfb import STATE_TIMEOUT, RunningApp, _crop
 
@@ -28,15 +27,8 @@ WINDOW = "1280x960"
 @pytest.fixture(scope="module")
 def tall_xvfb() -> Iterator[str]:
     """A private Xvfb taller than the usual one: both panels' images fit under the folded headers."""
-    try:
-        proc, display = start_xvfb(f"{WINDOW}x24")
-    except (FileNotFoundError, RuntimeError) as e:
-        pytest.skip(str(e))
-    try:
+    with xvfb_display(f"{WINDOW}x24") as display:
         yield display
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -54,18 +46,12 @@ def chain_app(tall_xvfb: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     args = ["--run", str(chain.run_b), "--no-attach-last", "--size", WINDOW, "--fps-cap", "30",
             "--panels", "timeline", "--grid", "4x2", "--debug-state", str(state_file), "--debug-every", "3",
             "--debug-screenshot", str(shot_file)]  # fmt: skip
-    proc = launch(args, env)
+    app = RunningApp.start(args, env, xvfb, state_file, shot_file)
     try:
-        out = wait_for(
-            lambda: subprocess.run(["xdotool", "search", "--name", "ADA Studio"], env=env, capture_output=True,
-                                   text=True).stdout.split(),  # fmt: skip
-            STATE_TIMEOUT, "the app window", proc,
-        )  # fmt: skip
-        app = RunningApp(proc, xvfb, state_file, shot_file, out[0], env)
         app.until(lambda st: st["frame"] >= 6 and st["timeline"]["frames"], "the first frames and the timeline")
         yield app, chain
     finally:
-        close_app(proc)
+        close_app(app.proc)
 
 
 def _keep_shot(shot: np.ndarray, name: str) -> None:

@@ -64,6 +64,22 @@ class RunningApp:
             }
             raise AssertionError(f"{exc}; last state: {brief}") from None
 
+    @classmethod
+    def start(cls, args: list[str], env: dict[str, str], display: str, state_file: Path, shot_file: Path,
+              cwd: Path = REPO) -> RunningApp:  # fmt: skip
+        """launch_viz.py with ``args``, once its window is there (closed again if it never comes)."""
+        proc = launch(args, env, cwd=cwd)
+        try:
+            found = wait_for(
+                lambda: subprocess.run(["xdotool", "search", "--name", "ADA Studio"], env=env, capture_output=True,
+                                       text=True).stdout.split(),
+                STATE_TIMEOUT, "the app window", proc,
+            )  # fmt: skip
+        except BaseException:
+            close_app(proc)
+            raise
+        return cls(proc, display, state_file, shot_file, found[0], env)
+
     def xdotool(self, *args: str) -> None:
         subprocess.run(["xdotool", *args], env=self.env, check=True, timeout=20)
 
@@ -137,22 +153,13 @@ def app(xvfb: str, fixture_pkl: Path, tmp_path_factory: pytest.TempPathFactory) 
         "--debug-screenshot",
         str(shot_file),
     ]
-    proc = launch(args, env)
+    running = RunningApp.start(args, env, xvfb, state_file, shot_file)
     try:
-        out = wait_for(
-            lambda: subprocess.run(
-                ["xdotool", "search", "--name", "ADA Studio"], env=env, capture_output=True, text=True
-            ).stdout.split(),
-            STATE_TIMEOUT,
-            "the app window",
-            proc,
-        )
-        running = RunningApp(proc, xvfb, state_file, shot_file, out[0], env)
         # Widget rectangles of the very first frames are not laid out yet (ImGui measures then).
         running.until(lambda st: st["frame"] >= 6, "the first frames")
         yield running
     finally:
-        close_app(proc)
+        close_app(running.proc)
 
 
 def _recorded_events() -> list[dict[str, Any]]:
