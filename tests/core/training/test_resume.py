@@ -52,6 +52,7 @@ def _assert_same(a: dict[str, Any], b: dict[str, Any]) -> None:
             torch.testing.assert_close(st["exp_avg_sq"], opt_b["state"][idx]["exp_avg_sq"], rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.timeout(900)  # three short trainings: 300 s was not enough at a load of 12 on 2 cores
 @pytest.mark.parametrize("aug", ["ada", "apa"])
 def test_stop_and_resume_matches_a_straight_run(tiny_data: Path, tmp_path: Path, aug: str) -> None:
     # 14 minibatches straight, or 7 (not a multiple of the p interval 4: the controller has pending
