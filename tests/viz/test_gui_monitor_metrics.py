@@ -8,7 +8,6 @@ monitor-compare-runs.png are taken this way)."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.viz.conftest import app_env, close_app
 from tests.viz.recorded_metrics import SNAPSHOT_EVERY, best_kimg, record_run
-from tests.viz.test_gui_xvfb import RunningApp, _crop, _point, _type_into
+from tests.viz.test_gui_xvfb import RunningApp, _crop, _point, _type_into, running_app
 
 AUGS = ("noaug", "ada", "apa")
 GROUPS = ["distances", "kid", "pr", "copies", "leaks"]
@@ -36,20 +34,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def app(xvfb: str, runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    if shutil.which("xdotool") is None:
-        pytest.skip("xdotool is not installed (scripts/test.sh installs it with apt-get when run as root)")
-    tmp = tmp_path_factory.mktemp("gui-metrics")
-    env = app_env(tmp, xvfb)
-    state_file, shot_file = tmp / "state.json", tmp / "shot.png"
     args = ["--run", str(runs["ada"]), "--view", "training", "--panels", "monitor", "--size", "1280x800",
-            "--fps-cap", "30", "--debug-state", str(state_file), "--debug-every", "3",
-            "--debug-screenshot", str(shot_file)]  # fmt: skip
-    running = RunningApp.start(args, env, xvfb, state_file, shot_file)
-    try:
-        running.until(lambda st: st["frame"] >= 6, "the first frames")
+            "--fps-cap", "30"]  # fmt: skip
+    with running_app(xvfb, tmp_path_factory.mktemp("gui-metrics"), args) as running:
         yield running
-    finally:
-        close_app(running.proc)
 
 
 def _colour_pixels(img: np.ndarray, rgb: tuple[int, int, int], tol: float = 30.0) -> int:

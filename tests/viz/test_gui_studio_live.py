@@ -7,7 +7,6 @@ The app is driven with xdotool as in test_gui_xvfb.py. While a job runs, the --d
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.viz.conftest import app_env, close_app, read_state
-from tests.viz.test_gui_xvfb import RunningApp, _close_panel, _open_panel, _type_into
+from tests.viz.conftest import read_state
+from tests.viz.test_gui_xvfb import RunningApp, _close_panel, _open_panel, _type_into, running_app
 from viz.renderer import RenderRequest, model_from_generator, render_images
 
 State = dict[str, Any]
@@ -27,19 +26,12 @@ State = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def app(xvfb: str, fixture_pkl: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    if shutil.which("xdotool") is None:
-        pytest.skip("xdotool is not installed (scripts/test.sh installs it with apt-get when run as root)")
-    tmp = tmp_path_factory.mktemp("gui-studio")
-    env = app_env(tmp, xvfb)
-    state_file, shot_file = tmp / "state.json", tmp / "shot.png"
     args = [str(fixture_pkl), "--size", "1280x800", "--fps-cap", "30", "--panels", "seeds,video", "--grid", "1x1",
-            "--no-attach-last", "--debug-state", str(state_file), "--debug-every", "2"]  # fmt: skip
-    running = RunningApp.start(args, env, xvfb, state_file, shot_file)
-    try:
-        running.until(lambda st: st["frame"] >= 6 and st["generator_image"] is not None, "the first image")
+            "--no-attach-last"]  # fmt: skip
+    with running_app(xvfb, tmp_path_factory.mktemp("gui-studio"), args, debug_every=2, screenshots=False,
+                     ready=lambda st: st["frame"] >= 6 and st["generator_image"] is not None,
+                     what="the first image") as running:  # fmt: skip
         yield running
-    finally:
-        close_app(running.proc)
 
 
 def _type_checked(app: RunningApp, rect: str, text: str, read: Callable[[State], Any]) -> State:

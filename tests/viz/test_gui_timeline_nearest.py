@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.viz.conftest import app_env, close_app, xvfb_display
+from tests.viz.conftest import app_env, xvfb_display
 from tests.viz.recorded_chain import Chain, planted_training_set, write_chain
-from tests.viz.test_gui_xvfb import STATE_TIMEOUT, RunningApp, _crop
+from tests.viz.test_gui_xvfb import STATE_TIMEOUT, RunningApp, _crop, running_app
 
 COPY_SEED = 3
 WINDOW = "1280x960"
@@ -42,16 +42,11 @@ def chain_app(tall_xvfb: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env = app_env(tmp, xvfb)
     env["ADA_STUDIO_CACHE"] = str(tmp / "cache")
     env.pop("ADA_INCEPTION_WEIGHTS", None)
-    state_file, shot_file = tmp / "state.json", tmp / "shot.png"
     args = ["--run", str(chain.run_b), "--no-attach-last", "--size", WINDOW, "--fps-cap", "30",
-            "--panels", "timeline", "--grid", "4x2", "--debug-state", str(state_file), "--debug-every", "3",
-            "--debug-screenshot", str(shot_file)]  # fmt: skip
-    app = RunningApp.start(args, env, xvfb, state_file, shot_file)
-    try:
-        app.until(lambda st: st["frame"] >= 6 and st["timeline"]["frames"], "the first frames and the timeline")
+            "--panels", "timeline", "--grid", "4x2"]  # fmt: skip
+    with running_app(xvfb, tmp, args, env=env, ready=lambda st: st["frame"] >= 6 and st["timeline"]["frames"],
+                     what="the first frames and the timeline") as app:  # fmt: skip
         yield app, chain
-    finally:
-        close_app(app.proc)
 
 
 def _keep_shot(shot: np.ndarray, name: str) -> None:

@@ -12,7 +12,8 @@ import math
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,26 @@ class RunningApp:
         return np.asarray(Image.open(self.shot_file).convert("RGB"))
 
 
+
+@contextmanager
+def running_app(display: str, tmp: Path, args: list[str], ready: Callable[[dict[str, Any]], Any] | None = None,
+                what: str = "the first frames", env: dict[str, str] | None = None,
+                debug_every: int = 3, screenshots: bool = True) -> Iterator[RunningApp]:  # fmt: skip
+    """launch_viz.py ``args`` on ``display`` writing its debug state (and screenshots) under ``tmp``,
+    once ``ready`` holds (default: 6 frames drawn, so that widget rectangles are laid out); closed after."""
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed (scripts/test.sh installs it with apt-get when run as root)")
+    env = env if env is not None else app_env(tmp, display)
+    state_file, shot_file = tmp / "state.json", tmp / "shot.png"
+    debug = ["--debug-state", str(state_file), "--debug-every", str(debug_every)]
+    debug += ["--debug-screenshot", str(shot_file)] if screenshots else []
+    app = RunningApp.start([*args, *debug], env, display, state_file, shot_file)
+    try:
+        app.until(ready or (lambda st: st["frame"] >= 6), what)
+        yield app
+    finally:
+        close_app(app.proc)
+
 def _newer(st: dict[str, Any] | None, frame: int) -> dict[str, Any] | None:
     return st if st is not None and st["frame"] > frame else None
 
@@ -127,39 +148,13 @@ def _crop(img: np.ndarray, rect: list[float]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def app(xvfb: str, fixture_pkl: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    if shutil.which("xdotool") is None:
-        pytest.skip("xdotool is not installed (scripts/test.sh installs it with apt-get when run as root)")
     tmp = tmp_path_factory.mktemp("gui")
-    env = app_env(tmp, xvfb)
-    state_file, shot_file = tmp / "state.json", tmp / "shot.png"
     run_copy = tmp / "run"
     shutil.copytree(RECORDED_RUN, run_copy)  # the send button writes control.json: keep the fixture clean
-    args = [
-        str(fixture_pkl),
-        "--run",
-        str(run_copy),
-        "--size",
-        "1280x800",
-        "--fps-cap",
-        "30",
-        "--panels",
-        "snapshot,seeds,trunc_noise,augment",
-        "--grid",
-        "1x1",
-        "--debug-state",
-        str(state_file),
-        "--debug-every",
-        "3",
-        "--debug-screenshot",
-        str(shot_file),
-    ]
-    running = RunningApp.start(args, env, xvfb, state_file, shot_file)
-    try:
-        # Widget rectangles of the very first frames are not laid out yet (ImGui measures then).
-        running.until(lambda st: st["frame"] >= 6, "the first frames")
+    args = [str(fixture_pkl), "--run", str(run_copy), "--size", "1280x800", "--fps-cap", "30",
+            "--panels", "snapshot,seeds,trunc_noise,augment", "--grid", "1x1"]  # fmt: skip
+    with running_app(xvfb, tmp, args) as running:
         yield running
-    finally:
-        close_app(running.proc)
 
 
 def _recorded_events() -> list[dict[str, Any]]:

@@ -297,14 +297,9 @@ class NearestPanel(StatePanel[NearestState]):
     def __init__(self, state: NearestState | None = None) -> None:
         super().__init__(state)
         self.engine = NearestEngine()
-        self._textures: Any = None  # made in the first frame (GL is up by then)
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
-        if self._textures is None:
-            from viz.gl import TextureCache
-
-            self._textures = TextureCache()
-        draw_nearest(self.state, ctx, scene, self.engine, self._textures)
+        draw_nearest(self.state, ctx, scene, self.engine, ctx.textures)
         return []
 
     def debug_summary(self) -> dict[str, Any]:

@@ -489,14 +489,9 @@ class TimelinePanel(StatePanel[TimelineState]):
     def __init__(self, state: TimelineState | None = None) -> None:
         super().__init__(state)
         self.engine = CompareEngine()
-        self._textures: Any = None  # this panel's textures (made in the first frame: GL is up by then)
 
     def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
-        if self._textures is None:
-            from viz.gl import TextureCache
-
-            self._textures = TextureCache()
-        return draw_timeline(self.state, ctx, scene, self.engine, self._textures)
+        return draw_timeline(self.state, ctx, scene, self.engine, ctx.textures)
 
     def debug_summary(self) -> dict[str, Any]:
         return summary(self.state, self.engine)
