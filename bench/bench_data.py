@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_data.py [--batch 32] [--batches 200] [--repeats 5]
 
-Measures both paths of core.data.make_loader: the in-memory one (digits fits, so this is what
+Measures both paths of core.data.InfiniteLoader: the in-memory one (digits fits, so this is what
 training uses) and the streaming one (decoding PNGs from the zip in worker processes), which is
 what datasets too big to pre-decode get.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.data import ImageDataset, make_loader  # noqa: E402
+from core.data import ImageDataset, InfiniteLoader  # noqa: E402
 
 
 def images_per_second(dataset: ImageDataset, batch: int, batches: int, workers: int) -> float:
-    loader = make_loader(dataset, batch, seed=0, workers=workers)
+    loader = InfiniteLoader(dataset, batch, seed=0, workers=workers)
     next(loader)  # start-up (pre-decoding, worker launch) is not throughput
     start = time.perf_counter()
     for _ in range(batches):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # kept light: the launcher imports this before it knows it wi
 
 __all__ = [
     "ExportVideo",
+    "FormPanel",
     "Intent",
     "Message",
     "OpenSource",
@@ -135,6 +136,23 @@ class StatePanel(Generic[S]):
 
     def __init__(self, state: S | None = None) -> None:
         self.state: S = state if state is not None else self.state_type()
+
+
+class FormPanel(StatePanel[S]):
+    """A panel that is a form: drawn by ``draw_form`` (True when its button was pressed), then
+    ``submit`` turns the form into one intent, or None with the form's error set."""
+
+    def draw_form(self, ctx: FrameContext, scene: Scene) -> bool:
+        raise NotImplementedError
+
+    def submit(self) -> Intent | None:
+        raise NotImplementedError
+
+    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
+        if not self.draw_form(ctx, scene):
+            return []
+        intent = self.submit()
+        return [intent] if intent is not None else []
 
 
 class Panel(Protocol):

@@ -172,17 +172,3 @@ class InfiniteLoader:
             self._consumed_batches = 0
             self._batches = None
 
-
-def make_loader(
-    dataset: ImageDataset,
-    batch: int,
-    seed: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    workers: int = 1,
-    pin_memory: bool = False,
-) -> InfiniteLoader:
-    """An endless stream of ``batch``-sized batches for one rank; see the module docstring."""
-    return InfiniteLoader(
-        dataset, batch, seed=seed, rank=rank, world_size=world_size, workers=workers, pin_memory=pin_memory
-    )

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from core.augment import Mechanism, apa_replace
-from core.data import ImageDataset, make_loader
+from core.data import ImageDataset, InfiniteLoader
 from core.io.images import from_uint8, image_grid
 from core.networks import Discriminator, Generator
 from core.rundir import RunWriter, layout
@@ -159,7 +159,7 @@ class Trainer:
                                   apa_p=self.aug.apa_p if self.aug.kind is Mechanism.APA else None,
                                   real_signs_hook=self.aug.controller.observe, diffaug=self.aug.diffaug)
         self.phases = build_phases(spec, self.G, self.D)
-        self.loader = make_loader(dataset, spec.batch // env.world_size, seed=spec.seed, rank=env.rank,
+        self.loader = InfiniteLoader(dataset, spec.batch // env.world_size, seed=spec.seed, rank=env.rank,
                                   world_size=env.world_size, workers=spec.options.workers,
                                   pin_memory=self.device.type == "cuda")
         self.tick_reader = StatsReader(self.bank, env)  # global, at ticks

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from imgui_bundle import imgui
 
-from viz.panel import Intent, Project, Scene, StatePanel
+from viz.panel import FormPanel, Intent, Project, Scene
 from viz.studio_jobs import JobProgress, JobStatus
 from viz.ui import (
     FrameContext,
@@ -137,11 +137,11 @@ def _draw_live(state: ProjectionState, ctx: FrameContext, progress: JobProgress)
             imgui.set_tooltip(f"distance to the target after each step (first {state.curve[0]:.4g})")
 
 
-class ProjectionPanel(StatePanel[ProjectionState]):
+class ProjectionPanel(FormPanel[ProjectionState]):
     name, title, state_type = "projection", "Projection", ProjectionState
 
-    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
-        if not draw_projection(self.state, ctx, scene):
-            return []
-        intent = project_intent(self.state)
-        return [intent] if intent is not None else []
+    def draw_form(self, ctx: FrameContext, scene: Scene) -> bool:
+        return draw_projection(self.state, ctx, scene)
+
+    def submit(self) -> Intent | None:
+        return project_intent(self.state)

@@ -14,7 +14,7 @@ from imgui_bundle import imgui
 
 from core.studio.common import StudioError, parse_grid, parse_number_list
 from core.studio.video import KINDS, keyframe_seed
-from viz.panel import ExportVideo, Intent, Scene, StatePanel
+from viz.panel import ExportVideo, FormPanel, Intent, Scene
 from viz.studio_jobs import JobStatus
 from viz.ui import (
     FrameContext,
@@ -197,11 +197,11 @@ def _draw_strip_items(state: VideoState, ctx: FrameContext, scene: Scene) -> Non
         state.add_w_file(state.w_file)
 
 
-class VideoPanel(StatePanel[VideoState]):
+class VideoPanel(FormPanel[VideoState]):
     name, title, state_type = "video", "Video export", VideoState
 
-    def draw(self, ctx: FrameContext, scene: Scene) -> list[Intent]:
-        if not draw_video(self.state, ctx, scene):
-            return []
-        intent = export_intent(self.state)
-        return [intent] if intent is not None else []
+    def draw_form(self, ctx: FrameContext, scene: Scene) -> bool:
+        return draw_video(self.state, ctx, scene)
+
+    def submit(self) -> Intent | None:
+        return export_intent(self.state)

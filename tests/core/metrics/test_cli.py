@@ -47,17 +47,8 @@ def test_cli_on_a_run_snapshot_appends_metrics(data: Path, tmp_path: Path) -> No
         dataset={"path": str(data)},
     )
     result = run_cli(
-        "--network",
-        str(snapshot),
-        "--metrics",
-        "fd_offline,pr_offline",
-        "--num-gen",
-        "24",
-        "--device",
-        "cpu",
-        "--batch",
-        "8",
-        cache=tmp_path / "cache",
+        "--network", str(snapshot), "--metrics", "fd_offline,pr_offline", "--num-gen", "24", "--device", "cpu",
+        "--batch", "8", cache=tmp_path / "cache"
     )
     assert result.returncode == 0, result.stderr
     assert "fd_offline " in result.stdout and "pr_offline_precision" in result.stdout
@@ -68,17 +59,8 @@ def test_cli_on_a_run_snapshot_appends_metrics(data: Path, tmp_path: Path) -> No
     assert records[0]["snapshot"] == "snapshots/network-snapshot-000004.json" and records[0]["kimg"] == 4
     # The run directory itself works as --network (its newest snapshot) and reuses the cache.
     again = run_cli(
-        "--network",
-        str(run_dir),
-        "--data",
-        str(data),
-        "--metrics",
-        "fd_offline",
-        "--num-gen",
-        "24",
-        "--device",
-        "cpu",
-        cache=tmp_path / "cache",
+        "--network", str(run_dir), "--data", str(data), "--metrics", "fd_offline", "--num-gen", "24", "--device",
+        "cpu", cache=tmp_path / "cache"
     )
     assert again.returncode == 0, again.stderr
     assert "real features" not in again.stderr

@@ -51,11 +51,15 @@ class Recorder(nn.Module):
         return self.D(img, c) - self.shift
 
 
-def test_r1_penalty_and_gradient_match_direct_computation() -> None:
+
+def loss_with_stats(spec: LossSpec) -> tuple[Generator, Discriminator, StyleGAN2Loss, StatsReader]:
+    """Fresh tiny G and D, the loss over them reporting into a stats bank, and a reader of that bank."""
     G, D = nets()
     bank = StatsBank(torch.device("cpu"))
-    reader = StatsReader(bank)
-    loss = StyleGAN2Loss(G, D, LossSpec(r1_gamma=0.5), bank)
+    return G, D, StyleGAN2Loss(G, D, spec, bank), StatsReader(bank)
+
+def test_r1_penalty_and_gradient_match_direct_computation() -> None:
+    G, D, loss, reader = loss_with_stats(LossSpec(r1_gamma=0.5))
     real, c, z, gc = batch()
     D.requires_grad_(True)
     loss.accumulate_gradients("Dreg", real, c, z, gc, gain=16)
@@ -73,10 +77,7 @@ def test_r1_penalty_and_gradient_match_direct_computation() -> None:
 
 
 def test_non_saturating_losses() -> None:
-    G, D = nets()
-    bank = StatsBank(torch.device("cpu"))
-    reader = StatsReader(bank)
-    loss = StyleGAN2Loss(G, D, LossSpec(style_mixing_prob=0), bank)
+    G, D, loss, reader = loss_with_stats(LossSpec(style_mixing_prob=0))
     real, c, z, gc = batch()
     G.requires_grad_(True)
     torch.manual_seed(7)
