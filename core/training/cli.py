@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--desc", metavar="STR", help="appended to the run directory name")
     g.add_argument("--compile", choices=COMPILE_MODES,
                    help="torch.compile the first-order passes (Gmain, Dmain); the regularisation passes stay "
-                        "eager. auto = off for now (see README, Speed)")
+                        "eager. auto = off for now (docs/training.md, Speed)")
     g.add_argument("--replay", metavar="RUN_JSON", help="take the options of an earlier run (its run.json or dir)")
     d = p.add_argument_group("dataset")
     d.add_argument("--data", metavar="PATH", help="folder or zip of images, or builtin:digits")

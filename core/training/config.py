@@ -373,7 +373,7 @@ def compile_first_order(mode: str, device: str) -> bool:
     """Whether ``--compile MODE`` compiles Gmain's and Dmain's passes on ``device``.
 
     ``auto`` is off: on CPU the compiled passes were not worth minutes of compiling at startup
-    (README, "Speed"), and on CUDA the compiled path has not been run yet.
+    (docs/training.md, "Speed"), and on CUDA the compiled path has not been run yet.
     """
     if mode not in COMPILE_MODES:
         raise OptionError(f"--compile {mode!r} is unknown; use one of {', '.join(COMPILE_MODES)}")

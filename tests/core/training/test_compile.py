@@ -2,13 +2,14 @@
 regularisation passes stay eager.
 
 Tolerance. Compiled and eager graphs compute the same sums in another order (Inductor fuses and
-reorders reductions), so float32 rounding differs: ~1e-7 relative per operation, grown by depth.
-We compare each gradient tensor to its eager value relative to the norm of the whole gradient
-vector of its module, at rtol 1e-4: a scalar gradient that is a sum with heavy cancellation (a
-noise strength: sum over every pixel of upstream gradient x noise, of mean zero) can differ by
-percents of its own size from reassociation alone, while being ~1e-6 of the gradient's norm.
-A wrong graph (a missed term, another noise draw, a stale parameter) moves gradients by far
-more than 1e-4 of the norm.
+reorders reductions), so float32 rounding differs. Measured on cpu32's Gmain against a float64
+run of the same step: eager float32 is off by 4.3e-7 of the gradient vector's norm (relative L2),
+compiled float32 by 3.5e-7; with Inductor's CPU layout optimisation (every convolution made
+channels-last) compiled was off by 3.3e-5. So we allow 4e-6 relative L2 over a module's whole
+gradient (10x reassociation, 8x below the channels-last defect) and 4e-6 of that norm for any
+one element. Per-tensor relative errors are no measure: a noise strength's gradient is a sum over
+every pixel of (upstream gradient x noise) with mean zero, and reassociation alone moves it by
+percents of its own size.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from core.training.loss import StyleGAN2Loss
 from core.training.stats import StatsBank
 from tests.core.training.test_loss import batch, nets
 
-RTOL_OF_NORM = 1e-4
+RTOL_OF_NORM = 4e-6
 
 
 def _phase_grads(loss: StyleGAN2Loss, phase: str, module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -36,8 +37,12 @@ def _phase_grads(loss: StyleGAN2Loss, phase: str, module: torch.nn.Module, seed:
 
 def _assert_close_to_norm(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
     assert got.keys() == want.keys()
-    norm = torch.cat([g.flatten() for g in want.values()]).norm()
+    flat_want = torch.cat([g.flatten() for g in want.values()])
+    norm = flat_want.norm()
     assert norm > 0
+    rel_l2 = (torch.cat([got[k].flatten() for k in want]) - flat_want).norm() / norm
+    print(f"compiled vs eager: relative L2 {rel_l2:.2e}")
+    assert rel_l2 <= RTOL_OF_NORM, f"relative L2 of compiled - eager gradients {rel_l2:.2e}"
     for name in want:
         err = (got[name] - want[name]).abs().max() / norm
         assert err <= RTOL_OF_NORM, f"{name}: max |compiled - eager| = {err:.2e} of the gradient norm"
