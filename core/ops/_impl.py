@@ -30,6 +30,10 @@ class _ChoiceLog:
         self._lock = threading.Lock()
 
     def once(self, op: str, device: str, impl: str, why: str) -> None:
+        # Under torch.compile the lock and the set would break the graph (and the set's contents
+        # would become guards that recompile it); the eager call before compiling has logged it.
+        if torch.compiler.is_compiling():
+            return
         key = (op, device, impl)
         with self._lock:
             if key in self._seen:

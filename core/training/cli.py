@@ -29,6 +29,7 @@ from core.rundir import layout
 from core.training.config import (
     AUG_MODES,
     AUGPIPES,
+    COMPILE_MODES,
     DEVICES,
     DIFFAUG_DEFAULT,
     DataSpec,
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-n", "--dry-run", action="store_true", help="print the resolved options and exit")
     g.add_argument("--device", choices=DEVICES, help="auto = cuda when available, else cpu")
     g.add_argument("--desc", metavar="STR", help="appended to the run directory name")
+    g.add_argument("--compile", choices=COMPILE_MODES,
+                   help="torch.compile the first-order passes (Gmain, Dmain); the regularisation passes stay "
+                        "eager. auto = off for now (docs/training.md, Speed)")
     g.add_argument("--replay", metavar="RUN_JSON", help="take the options of an earlier run (its run.json or dir)")
     d = p.add_argument_group("dataset")
     d.add_argument("--data", metavar="PATH", help="folder or zip of images, or builtin:digits")

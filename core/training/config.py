@@ -22,6 +22,9 @@ from core.networks.presets import CFG_NAMES, resolve_cfg
 AUG_MODES = choices(Mechanism)
 AUGPIPES = tuple(PRESETS)
 DEVICES = ("auto", "cpu", "cuda")
+# --compile: torch.compile the first-order passes (Gmain, Dmain); "auto" decides by device (see
+# compile_first_order). The regularisation passes need double backward and always run eager.
+COMPILE_MODES = ("auto", "on", "off")
 DIFFAUG_DEFAULT = "color,translation,cutout"  # the DiffAugment paper's policy for few-shot runs
 
 
@@ -79,6 +82,7 @@ class TrainingOptions:
     preview_ticks: int | None = None
     stats_interval: float = 2.0
     live_interval: float = 10.0
+    compile: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -164,6 +168,7 @@ class TrainingSpec:
     eps: float = 1e-8
     stats_interval: float = 2.0
     live_interval: float = 10.0
+    compile: bool = False  # torch.compile Gmain's and Dmain's passes (resolved from --compile)
 
     @property
     def rounds(self) -> int:
@@ -233,6 +238,8 @@ def _check_choices(o: TrainingOptions) -> None:
         raise OptionError(f"--desc {o.desc!r}: it becomes part of a folder name; use letters, digits, '-' or '_'")
     if o.device not in DEVICES:
         raise OptionError(f"--device {o.device!r} is unknown; use one of {', '.join(DEVICES)}")
+    if o.compile not in COMPILE_MODES:
+        raise OptionError(f"--compile {o.compile!r} is unknown; use one of {', '.join(COMPILE_MODES)}")
 
 
 def _check_numbers(o: TrainingOptions) -> None:
@@ -359,7 +366,19 @@ def resolve_spec(o: TrainingOptions, data: DataSpec, num_gpus: int, device: str)
         metrics=_metrics(o, device), metricdata=o.metricdata,
         seed=o.seed, device=device, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
         stats_interval=o.stats_interval, live_interval=o.live_interval,
+        compile=compile_first_order(o.compile, device),
     )
+
+
+def compile_first_order(mode: str, device: str) -> bool:
+    """Whether ``--compile MODE`` compiles Gmain's and Dmain's passes on ``device``.
+
+    ``auto`` is off: on CPU the compiled passes were not worth minutes of compiling at startup
+    (docs/training.md, "Speed"), and on CUDA the compiled path has not been run yet.
+    """
+    if mode not in COMPILE_MODES:
+        raise OptionError(f"--compile {mode!r} is unknown; use one of {', '.join(COMPILE_MODES)}")
+    return mode == "on"
 
 
 def _augment_spec(o: TrainingOptions, ada_kimg: float) -> AugmentSpec:
@@ -402,6 +421,7 @@ def _metrics(o: TrainingOptions, device: str) -> list[str]:
 __all__ = [
     "AUGPIPES",
     "AUG_MODES",
+    "COMPILE_MODES",
     "DIFFAUG_DEFAULT",
     "AugmentSpec",
     "DataSpec",
@@ -410,6 +430,7 @@ __all__ = [
     "TrainingOptions",
     "TrainingSpec",
     "check_options",
+    "compile_first_order",
     "resolve_spec",
     "uses_ada_pipe",
 ]

@@ -157,7 +157,8 @@ class Trainer:
         self.timer = PhaseTimer(self.bank, self.device)
         self.loss = StyleGAN2Loss(self.G, self.D, spec.loss, self.bank, self.aug.pipe,
                                   apa_p=self.aug.apa_p if self.aug.kind is Mechanism.APA else None,
-                                  real_signs_hook=self.aug.controller.observe, diffaug=self.aug.diffaug)
+                                  real_signs_hook=self.aug.controller.observe, diffaug=self.aug.diffaug,
+                                  compile_first_order=spec.compile)
         self.phases = build_phases(spec, self.G, self.D)
         self.loader = InfiniteLoader(dataset, spec.batch // env.world_size, seed=spec.seed, rank=env.rank,
                                   world_size=env.world_size, workers=spec.options.workers,

@@ -12,10 +12,17 @@ as in its paper: D(T(x)), D(T(G(z))), and G's loss through T(G(z)).
 APA replaces each real shown to D (Dmain and the R1 pass) by a detached
 fake from the same slot of the last Gmain pass with probability p, and D is told it is real.
 Both feed sign(D(real)) of every real pass (Dmain and R1) to the p controller.
+
+With ``compile_first_order`` the first-order passes (Gmain's G.synthesis and D, Dmain's G.synthesis
+and D on fakes and on reals without R1) run through torch.compile; the regularisation passes
+(path length, R1) need double backward, which compiled graphs do not support, and stay eager.
+The compiled callables wrap the modules' ``forward`` and share their parameters, so state_dict
+keys and checkpoints do not change.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -28,6 +35,8 @@ from core.rundir import schema
 from core.training.config import LossSpec
 from core.training.distributed import DistEnv, all_reduce_sum_
 from core.training.stats import StatsBank
+
+log = logging.getLogger(__name__)
 
 
 class StyleGAN2Loss:
@@ -43,6 +52,7 @@ class StyleGAN2Loss:
         apa_p: Callable[[], float] | None = None,
         real_signs_hook: Callable[[torch.Tensor], None] | None = None,
         diffaug: nn.Module | None = None,
+        compile_first_order: bool = False,
     ) -> None:
         self.G = G
         self.D = D
@@ -57,14 +67,25 @@ class StyleGAN2Loss:
         self._pl_sum = torch.zeros([], device=device)
         self._pl_count = 0
         self.pseudo: dict[int, torch.Tensor] = {}  # APA: the last Gmain fakes, by accumulation round
+        # What the first-order passes call: the modules themselves, or compiled forwards (lazy:
+        # each compiles at its first call, once per grad mode and requires_grad pattern).
+        self.synthesis_main: Callable[..., torch.Tensor] = G.synthesis
+        self.D_main: Callable[..., torch.Tensor] = D
+        if compile_first_order:
+            log.info("--compile: Gmain and Dmain run through torch.compile (compiled at their first calls; "
+                     "path length and R1 stay eager)")
+            self.synthesis_main = compile_forward(G.synthesis)
+            self.D_main = compile_forward(D)
 
     # -- networks -------------------------------------------------------------------------------
 
-    def run_G(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_G(self, z: torch.Tensor, c: torch.Tensor, first_order: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``first_order``: no double backward will go through this pass (it may run compiled)."""
         ws = self.G.mapping(z, c)
         if self.spec.style_mixing_prob > 0:
             ws = self._mix_styles(ws, z, c)
-        return self.G.synthesis(ws), ws
+        synthesis = self.synthesis_main if first_order else self.G.synthesis
+        return synthesis(ws), ws
 
     def _mix_styles(self, ws: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         # With probability style_mixing_prob, the ws from a random layer on come from another z.
@@ -77,12 +98,12 @@ class StyleGAN2Loss:
         layer = torch.arange(num_ws, device=ws.device)
         return torch.where((layer >= cutoff)[None, :, None], ws2, ws)
 
-    def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def run_D(self, img: torch.Tensor, c: torch.Tensor, first_order: bool = False) -> torch.Tensor:
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
         if self.diffaug is not None:
             img = self.diffaug(img)
-        return self.D(img, c)
+        return (self.D_main if first_order else self.D)(img, c)
 
     # -- phases ---------------------------------------------------------------------------------
 
@@ -112,10 +133,10 @@ class StyleGAN2Loss:
             self._D_real(real_img, real_c, gain, round_idx, loss_Dgen, do_Dmain, do_Dr1)
 
     def _G_main(self, gen_z: torch.Tensor, gen_c: torch.Tensor, gain: float, round_idx: int) -> None:
-        gen_img, _ = self.run_G(gen_z, gen_c)
+        gen_img, _ = self.run_G(gen_z, gen_c, first_order=True)
         if self.apa_p is not None:
             self.pseudo[round_idx] = gen_img.detach()
-        gen_logits = self.run_D(gen_img, gen_c)
+        gen_logits = self.run_D(gen_img, gen_c, first_order=True)
         self.stats.report(schema.STAT_SCORES_FAKE, gen_logits)
         self.stats.report(schema.STAT_SIGNS_FAKE, gen_logits.sign())
         loss = F.softplus(-gen_logits)
@@ -145,8 +166,8 @@ class StyleGAN2Loss:
 
     def _D_fake(self, gen_z: torch.Tensor, gen_c: torch.Tensor, gain: float) -> torch.Tensor:
         with torch.no_grad():
-            gen_img, _ = self.run_G(gen_z, gen_c)
-        gen_logits = self.run_D(gen_img, gen_c)
+            gen_img, _ = self.run_G(gen_z, gen_c, first_order=True)
+        gen_logits = self.run_D(gen_img, gen_c, first_order=True)
         self.stats.report(schema.STAT_SCORES_FAKE, gen_logits)
         self.stats.report(schema.STAT_SIGNS_FAKE, gen_logits.sign())
         loss = F.softplus(gen_logits)
@@ -169,7 +190,7 @@ class StyleGAN2Loss:
             # independent of how the minibatch is split over rounds and processes.
             img, _ = apa_replace(img, self.pseudo.get(round_idx), self.apa_p())
         img = img.detach().requires_grad_(do_Dr1)
-        real_logits = self.run_D(img, real_c)
+        real_logits = self.run_D(img, real_c, first_order=not do_Dr1)
         signs = real_logits.detach().sign()
         self.stats.report(schema.STAT_SCORES_REAL, real_logits)
         self.stats.report(schema.STAT_RT, signs)
@@ -210,4 +231,18 @@ class StyleGAN2Loss:
         self.pl_mean.copy_(state["pl_mean"].to(self.pl_mean.device))
 
 
-__all__ = ["StyleGAN2Loss"]
+def compile_forward(module: nn.Module) -> Callable[..., torch.Tensor]:
+    """``module.forward`` through torch.compile with static shapes, sharing the module's parameters.
+
+    The bound forward is compiled, not the module, so no ``_orig_mod`` wrapper ever reaches a
+    state_dict. ``fallback_random`` makes random ops inside the graph (G's per-pixel noise) draw
+    from torch's generator exactly as eager does, so a compiled run sees the same noise.
+    ``layout_optimization`` off: on CPU Inductor otherwise turns every convolution of the graph
+    channels-last, and G.synthesis compiled that way gave gradients ~80x further from a float64
+    reference than eager's (relative L2 3.3e-5 against 4.3e-7, cpu32); with it off, 3.5e-7.
+    """
+    return torch.compile(module.forward, dynamic=False,
+                         options={"fallback_random": True, "layout_optimization": False})
+
+
+__all__ = ["StyleGAN2Loss", "compile_forward"]

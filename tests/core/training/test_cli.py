@@ -58,6 +58,7 @@ BAD = [
     (["--mbstd-group", "3"], "is not a multiple of --mbstd-group 3"),
     (["--replay", "{out}/nope/run.json"], "/nope/run.json: no such file"),
     (["--aug", "bogus"], "argument --aug: invalid choice"),
+    (["--compile", "yes"], "argument --compile: invalid choice"),
     (["--kimg", "ten"], "argument --kimg: invalid"),
     (["--mirror", "maybe"], "argument --mirror"),
     (["--aug-mult", "xflip=0,spin=1"], "--aug-mult: unknown op(s) spin"),
@@ -449,6 +450,7 @@ def test_missing_inception_names_only_what_the_trainer_accepts(
     {"outdir": "o", "data": "d", "aug": "noaug", "mirror": True, "cond": True, "subset": 100, "metrics": [],
      "tick": 0.016, "glr": 0.0025123456789, "desc": "x y", "device": "cpu", "workers": 0, "live_interval": 0.5},
     {"outdir": "o", "data": "d", "aug": "diffaug", "diffaug_policy": "translation,cutout"},
+    {"outdir": "o", "data": "d", "compile": "on"},
 ])
 def test_options_to_argv_is_the_inverse_of_the_parser(fields: dict) -> None:
     from core.training.cli import options_to_argv, parse_options
