@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from tests.viz.conftest import read_state
-from tests.viz.test_gui_xvfb import RunningApp, _close_panel, _open_panel, _type_into, running_app
+from tests.viz.test_gui_xvfb import RunningApp, _close_panel, _open_panel, running_app, type_checked
 from viz.renderer import RenderRequest, model_from_generator, render_images
 
 State = dict[str, Any]
@@ -32,17 +32,6 @@ def app(xvfb: str, fixture_pkl: Path, tmp_path_factory: pytest.TempPathFactory) 
                      ready=lambda st: st["frame"] >= 6 and st["generator_image"] is not None,
                      what="the first image") as running:  # fmt: skip
         yield running
-
-
-def _type_checked(app: RunningApp, rect: str, text: str, read: Callable[[State], Any]) -> State:
-    """Type into a field until the app shows the text (a loaded machine can drop a keystroke)."""
-    for _ in range(3):
-        _type_into(app, app.fresh_state()["rects"][rect], text)
-        try:
-            return app.until(lambda s: str(read(s)) == text, f"{text!r} in {rect}", timeout=15)
-        except AssertionError:
-            continue
-    raise AssertionError(f"could not type {text!r} into {rect}")
 
 
 def _watch(app: RunningApp, done: Callable[[State], bool], timeout: float) -> list[State]:
@@ -81,7 +70,7 @@ def test_the_keyframe_strip_orders_seeds_and_the_export_counts_frames(
 ) -> None:
     _open_strip(app)
     for seed in (5, 9, 2):
-        _type_checked(app, "seed_input", str(seed), lambda s: s["seed"])
+        type_checked(app, "seed_input", str(seed), lambda s: s["seed"])
         app.until(lambda s, k=seed: "video_add_seed" in s["rects"] and s["seed"] == k, "the seed on screen")
         before = len(app.state()["video"]["keys"])
         app.click(app.fresh_state()["rects"]["video_add_seed"], fx=0.3)
@@ -97,9 +86,9 @@ def test_the_keyframe_strip_orders_seeds_and_the_export_counts_frames(
     app.until(lambda s: s["video"]["keys"] == ["9", "5"], "seed 2 removed")
 
     out = app.state_file.parent / "strip-frames"
-    _type_checked(app, "video_out", f"{out}/", lambda s: s["video"]["out"])
-    _type_checked(app, "video_seconds", "5.0", lambda s: f"{s['video']['seconds']:.1f}")
-    _type_checked(app, "video_fps", "30", lambda s: f"{s['video']['fps']:.0f}")
+    type_checked(app, "video_out", f"{out}/", lambda s: s["video"]["out"])
+    type_checked(app, "video_seconds", "5.0", lambda s: f"{s['video']['seconds']:.1f}")
+    type_checked(app, "video_fps", "30", lambda s: f"{s['video']['fps']:.0f}")
     app.click(app.fresh_state()["rects"]["video_export"])
     states = _watch(app, lambda s: s["video"]["message"].startswith("wrote"), timeout=240)
     assert states[-1]["video"]["message"] == f"wrote 150 frames to {out}" and not states[-1]["video"]["error"]
@@ -125,9 +114,9 @@ def test_a_projection_shows_its_steps_and_image_live_then_becomes_a_keyframe(app
     _close_panel(app, "seeds", "seed_input")
     try:
         _open_panel(app, "projection", "proj_run")
-        _type_checked(app, "proj_target", str(target), lambda s: s["projection"]["target"])
-        _type_checked(app, "proj_outdir", str(outdir), lambda s: s["projection"]["outdir"])
-        _type_checked(app, "proj_steps", "150", lambda s: s["projection"]["steps"])
+        type_checked(app, "proj_target", str(target), lambda s: s["projection"]["target"])
+        type_checked(app, "proj_outdir", str(outdir), lambda s: s["projection"]["outdir"])
+        type_checked(app, "proj_steps", "150", lambda s: s["projection"]["steps"])
         app.click(app.fresh_state()["rects"]["proj_run"])
         states = _watch(app, lambda s: s["projection"]["done"] == 1, timeout=300)
         final = states[-1]["projection"]
