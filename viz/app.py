@@ -330,6 +330,7 @@ class App:
         self.view = opts.view
         self._view_request: str | None = opts.view if opts.view != VIEWS[0] else None
         self._frame = 0
+        self._open_panel: str | None = None  # a panel to unfold in the next frame
         self._rects: dict[str, tuple[float, float, float, float]] = {}
         self._last_update: float | None = None
         if opts.target:
@@ -438,6 +439,7 @@ class App:
     def update(self) -> None:
         """Per-frame bookkeeping before drawing: collect worker results, send new requests."""
         now = time.monotonic()
+        self._take_drops()
         self.source.follow(now)
         self._animate(now)
         self.gen.poll()
@@ -457,6 +459,19 @@ class App:
                 if not self.gen.poll():
                     break
                 self.gen.submit_if_changed()
+
+    def _take_drops(self) -> None:
+        """Files dropped on the window: an image is the projection's target (its panel opens), a
+        snapshot, .pkl or run directory opens in the generator view (viz.drops decides which)."""
+        from viz.drops import classify_drop
+
+        for drop in map(classify_drop, self.host.take_dropped()):
+            if drop.kind == "image":
+                self.projected.target, self.projected.error = drop.path, None
+                self._open_panel = "projection"
+            elif drop.kind == "model":
+                self.source.open(drop.path)
+            self.message(drop.message)
 
     # ----------------------------------------------------------------- frame
     def draw(self) -> None:
@@ -515,6 +530,9 @@ class App:
         intents: list[Intent] = []
         for panel in self.panels:
             flags = imgui.TreeNodeFlags_.default_open if panel.name in self.opts.panels else 0
+            if panel.name == self._open_panel:  # e.g. the Projection panel after an image was dropped
+                imgui.set_next_item_open(True)
+                self._open_panel = None
             opened = imgui.collapsing_header(panel.title, flags)
             record_item(ctx, f"panel:{panel.name}")  # tests open and close panels by their header
             if opened:

@@ -110,6 +110,13 @@ class GlfwHost:
 
         self._renderer = _Renderer(self.window)
         self.width, self.height = glfw.get_window_size(self.window)
+        self._dropped: list[str] = []
+        glfw.set_drop_callback(self.window, lambda window, paths: self._dropped.extend(str(p) for p in paths))
+
+    def take_dropped(self) -> list[str]:
+        """Paths of the files dropped on the window since the last call."""
+        dropped, self._dropped = self._dropped, []
+        return dropped
 
     def _last_error(self) -> str:
         return self._errors[-1] if self._errors else ""
@@ -188,6 +195,10 @@ class EglHost:
 
     def should_close(self) -> bool:
         return False
+
+    def take_dropped(self) -> list[str]:
+        """No window, nothing is ever dropped."""
+        return []
 
     def begin_frame(self) -> None:
         io = imgui.get_io()
