@@ -323,6 +323,7 @@ def test_copy_matching_copies_what_matches_keeps_the_rest_and_says_so(caplog: py
 KILLS = int(os.environ.get("KILL_TEST_KILLS", "20"))
 
 
+@pytest.mark.timeout(900)  # 21 trainer processes: 198 s in a loaded fresh-clone run (load ~8), over 300 s at load 10-13
 def test_twenty_kills_in_a_row_then_resume_in_place_give_the_straight_runs_weights(
     tiny_data: Path, tmp_path: Path
 ) -> None:
