@@ -394,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rank = int(os.environ.get("RANK", "0")) if dist_util.launched_by_torchrun() else 0
     with _console_logging(rank):
-        return _main(argv)
+        code = _main(argv)
+    dist_util.exit_process(code)  # returns unless this process was one rank of several
+    return code
 
 
 def _main(argv: list[str]) -> int:

@@ -236,3 +236,27 @@ def test_ada_and_apa_adapt_p_across_two_ranks_as_in_one_process(data: Path, tmp_
         for key, value in sa.items():
             if not key.endswith("w_avg"):  # a running mean each rank keeps of its own mappings
                 torch.testing.assert_close(value, sb[key], rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")
+
+
+def test_a_rank_ends_without_finalisation_and_loses_no_output() -> None:
+    """A rank of a multi-process job leaves by os._exit once its files are closed: gloo's worker threads
+    may still release work objects then, which aborts a finalising interpreter (SIGABRT after a finished
+    run). Its exit code, printed lines and log records still get out; atexit handlers do not run. A
+    single process returns normally."""
+    script = (
+        "import atexit, logging, sys\n"
+        "from core.training import distributed as d\n"
+        "d.exit_process(5)\n"
+        "print('single process: still here')\n"
+        "atexit.register(lambda: print('finalised'))\n"
+        "logging.basicConfig(stream=sys.stderr, level=logging.INFO)\n"
+        "d._joined_group = True\n"
+        "print('printed', end='')\n"
+        "logging.getLogger('rank').info('logged')\n"
+        "d.exit_process(3)\n"
+        "print('not reached')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "single process: still here\nprinted"
+    assert "INFO:rank:logged" in done.stderr
