@@ -43,12 +43,15 @@ def modulated_conv2d(
 
     w = None
     dcoefs = None
-    if demodulate or fused_modconv:
+    if fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [N, O, I, kh, kw]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
     if demodulate and fused_modconv:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
         w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+    elif demodulate:
+        # The same sum without the per-sample weights: sum_i,k (w_oik s_ni)^2 = sum_i s_ni^2 sum_k w_oik^2,
+        # one [N, I] x [I, O] product instead of an [N, O, I, kh, kw] tensor (and its gradient).
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
