@@ -1,0 +1,166 @@
+"""Side by side: runs made with our AugmentPipe and with the public one (bench_public_augment.py).
+
+For every kept snapshot (``snapshots/network-snapshot-*.json``) of every run it evaluates G_ema
+with the same fixed latents and prints one row: p, FD and precision/recall in the offline feature
+space (``fd_offline``, ``pr_offline`` of ``python -m core.metrics``, at ``--num`` fakes against all
+1,797 digits), and for runs on ``builtin:digits`` the variety measure of bench_mode_coverage.py (the
+entropy of the fakes' digits in bits, how many digits hold at least 2% of them, and ``copy``, their
+distance to the run's training images over the left-out digits' distance). Then, per group and
+kimg, the median over the group's runs (its seeds). With ``--out`` it draws the fixed-z fakes: one
+row per snapshot kimg, one 4x4 grid per run, groups side by side (Pillow only).
+
+Runs are named ``LABEL=RUN[,RUN...]``, one argument per group:
+
+    OMP_NUM_THREADS=1 python bench/bench_pipe_report.py ours=runs/ours-s1/00000-...,runs/ours-s2/00000-... \\
+        public=runs/pub-s1/00000-...,runs/pub-s2/00000-... --every 8 --out docs/pipes-digits.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_mode_coverage import coverage, histogram_stats, subset_reals, train_classifier  # noqa: E402
+
+from core.metrics.evaluate import MetricOptions, compute_metrics  # noqa: E402
+from core.networks.checkpoint import load_checkpoint  # noqa: E402
+from core.rundir import RunReader, kept_snapshots  # noqa: E402
+
+GRID = 4  # fakes per side of a run's cell in the picture
+COLUMNS = ("p", "FD", "prec", "recall", "bits", ">=2%", "copy")
+
+
+@dataclass
+class Row:
+    kimg: float
+    values: dict[str, float]
+    fakes: torch.Tensor  # the first GRID * GRID fixed-z fakes, [-1, 1]
+
+
+@dataclass
+class Run:
+    group: str
+    path: Path
+    rows: list[Row] = field(default_factory=list)
+
+
+def parse_groups(specs: list[str]) -> list[Run]:
+    runs = []
+    for spec in specs:
+        label, sep, paths = spec.partition("=")
+        if not sep or not label or not paths:
+            raise SystemExit(f"{spec!r}: name a group as LABEL=RUN[,RUN...]")
+        for text in paths.split(","):
+            path = Path(text).expanduser()
+            if not (path / "snapshots").is_dir():
+                raise SystemExit(f"{path}: not a run directory (no snapshots/ in it); name the folder holding run.json")
+            runs.append(Run(label, path))
+    return runs
+
+
+def evaluate(run: Run, clf: torch.nn.Module, num: int, every: float) -> None:
+    reals = subset_reals(run.path)
+    digits = (RunReader(run.path).options() or {}).get("data") == "builtin:digits"
+    for kimg, snapshot in kept_snapshots(run.path):
+        if every and kimg % every:
+            continue
+        ckpt = load_checkpoint(snapshot)
+        G = ckpt.G_ema.eval().requires_grad_(False)
+        results = compute_metrics(G, str((RunReader(run.path).options() or {}).get("data")),
+                                  ["fd_offline", "pr_offline"], MetricOptions(num_gen=num, progress=False))
+        values = {"p": float(ckpt.meta.get("p", float("nan"))),
+                  "FD": results["fd_offline"].results["fd_offline"],
+                  "prec": results["pr_offline"].results["pr_offline_precision"],
+                  "recall": results["pr_offline"].results["pr_offline_recall"]}
+        pred, _, fakes = coverage(G, clf, num)
+        if digits:
+            _, bits, wide = histogram_stats(pred)
+            values.update({"bits": bits, ">=2%": float(wide)})
+            if reals is not None:
+                values["copy"] = reals.copy_ratio(fakes)
+        run.rows.append(Row(kimg, values, fakes[: GRID * GRID]))
+        cells = "  ".join(f"{values.get(c, float('nan')):7.3f}" for c in COLUMNS)
+        print(f"  {run.group:>8} {run.path.parent.name[:24]:>24} {kimg:6g}  {cells}", flush=True)
+
+
+def medians(runs: list[Run]) -> None:
+    print("\nmedian over each group's runs")
+    print(f"  {'group':>8} {'kimg':>6} {'runs':>4}  " + "  ".join(f"{c:>7}" for c in COLUMNS))
+    for group in dict.fromkeys(r.group for r in runs):
+        members = [r for r in runs if r.group == group]
+        for kimg in sorted({row.kimg for r in members for row in r.rows}):
+            rows = [row for r in members for row in r.rows if row.kimg == kimg]
+            cells = []
+            for c in COLUMNS:
+                vals = [row.values[c] for row in rows if c in row.values]
+                cells.append(f"{statistics.median(vals):7.3f}" if vals else f"{'-':>7}")
+            print(f"  {group:>8} {kimg:6g} {len(rows):4d}  " + "  ".join(cells))
+
+
+def _tile(fakes: torch.Tensor) -> Image.Image:
+    n, c, h, w = fakes.shape
+    grid = torch.zeros(c, GRID * h, GRID * w)
+    for i in range(min(n, GRID * GRID)):
+        grid[:, (i // GRID) * h : (i // GRID + 1) * h, (i % GRID) * w : (i % GRID + 1) * w] = fakes[i]
+    pixels = ((grid + 1) * 127.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(pixels.squeeze(-1) if c == 1 else pixels).convert("RGB")
+
+
+def draw(runs: list[Run], out: Path) -> None:
+    kimgs = sorted({row.kimg for r in runs for row in r.rows})
+    tiles = {(id(r), row.kimg): _tile(row.fakes) for r in runs for row in r.rows}
+    if not tiles:
+        raise SystemExit("no snapshots to draw")
+    cell = next(iter(tiles.values())).width
+    gap, left, top = 6, 70, 36
+    img = Image.new("RGB", (left + len(runs) * (cell + gap), top + len(kimgs) * (cell + gap)), "white")
+    ink = ImageDraw.Draw(img)
+    for j, run in enumerate(runs):
+        ink.text((left + j * (cell + gap), 4), run.group, fill="black")
+        ink.text((left + j * (cell + gap), 18), f"seed {_seed(run)}", fill="black")
+    for i, kimg in enumerate(kimgs):
+        ink.text((4, top + i * (cell + gap) + cell // 2 - 6), f"{kimg:g} kimg", fill="black")
+        for j, run in enumerate(runs):
+            tile = tiles.get((id(run), kimg))
+            if tile is not None:
+                img.paste(tile, (left + j * (cell + gap), top + i * (cell + gap)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+
+
+def _seed(run: Run) -> str:
+    return str((RunReader(run.path).options() or {}).get("seed", "?"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("groups", nargs="+", help="LABEL=RUN[,RUN...]: one group of run directories (e.g. its seeds)")
+    ap.add_argument("--num", type=int, default=1000, help="fakes per snapshot for FD, precision/recall and variety")
+    ap.add_argument("--every", type=float, default=0, help="only snapshots at multiples of this kimg (0: all)")
+    ap.add_argument("--out", type=Path, help="draw the fixed-z fakes grids, snapshot by snapshot, into this PNG")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    runs = parse_groups(args.groups)
+    clf, acc = train_classifier()
+    print(f"digit classifier: held-out accuracy {acc:.3f}")
+    print(f"  {'group':>8} {'run':>24} {'kimg':>6}  " + "  ".join(f"{c:>7}" for c in COLUMNS))
+    for run in runs:
+        evaluate(run, clf, args.num, args.every)
+    medians(runs)
+    if args.out is not None:
+        draw(runs, args.out)
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
