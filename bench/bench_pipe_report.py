@@ -115,8 +115,8 @@ def _tile(fakes: torch.Tensor) -> Image.Image:
     return Image.fromarray(pixels.squeeze(-1) if c == 1 else pixels).convert("RGB")
 
 
-def draw(runs: list[Run], out: Path) -> None:
-    kimgs = sorted({row.kimg for r in runs for row in r.rows})
+def draw(runs: list[Run], out: Path, every: float = 0) -> None:
+    kimgs = sorted({row.kimg for r in runs for row in r.rows if not (every and row.kimg % every)})
     tiles = {(id(r), row.kimg): _tile(row.fakes) for r in runs for row in r.rows}
     if not tiles:
         raise SystemExit("no snapshots to draw")
@@ -134,7 +134,7 @@ def draw(runs: list[Run], out: Path) -> None:
             if tile is not None:
                 img.paste(tile, (left + j * (cell + gap), top + i * (cell + gap)))
     out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out)
+    img.save(out, optimize=True)
 
 
 def _seed(run: Run) -> str:
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num", type=int, default=1000, help="fakes per snapshot for FD, precision/recall and variety")
     ap.add_argument("--every", type=float, default=0, help="only snapshots at multiples of this kimg (0: all)")
     ap.add_argument("--out", type=Path, help="draw the fixed-z fakes grids, snapshot by snapshot, into this PNG")
+    ap.add_argument("--draw-every", type=float, default=0, help="picture only snapshots at multiples of this kimg")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     runs = parse_groups(args.groups)
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluate(run, clf, args.num, args.every)
     medians(runs)
     if args.out is not None:
-        draw(runs, args.out)
+        draw(runs, args.out, args.draw_every)
         print(f"\nwrote {args.out}")
     return 0
 
