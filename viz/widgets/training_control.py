@@ -27,6 +27,16 @@ def ada_speed_help(cfg: str) -> str:
             "set another in More options, e.g. --ada-kimg 50")
 
 
+# What the comparison with the public pipe found (docs/training.md, "Our pipe or the public one").
+PRESET_HELP = (
+    "--augpipe: which ops the ADA pipe may use. bgc (default, as the public code): flips, 90-degree turns "
+    "and shifts, then scale, rotation, anisotropy, then colour. On data whose meaning changes when flipped "
+    "or turned (digits, letters, text) a small model drifts to what survives a flip (8s and 0s on the "
+    "digits, with the public pipe as with ours): pick color, or keep bgc and add --aug-mult "
+    "xflip=0,rotate90=0,rotate=0 in More options, or train with APA."
+)
+
+
 @dataclass
 class ControlAction:
     """What the user clicked this frame; the app performs it with its RunClient."""
@@ -102,6 +112,7 @@ def _draw_start_form(
     )
     s.augpipe = presets[idx]
     imgui.end_disabled()
+    help_marker(PRESET_HELP)
     imgui.set_next_item_width(w)
     if s.aug == Mechanism.DIFFAUG:
         _, s.diffaug_policy = imgui.input_text("DiffAugment ops##train", s.diffaug_policy)
