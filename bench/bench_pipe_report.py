@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_mode_coverage import coverage, histogram_stats, subset_reals, train_classifier  # noqa: E402
 
+from core.data import ImageDataset  # noqa: E402
 from core.metrics.evaluate import MetricOptions, compute_metrics  # noqa: E402
 from core.networks.checkpoint import load_checkpoint  # noqa: E402
 from core.rundir import RunReader, kept_snapshots  # noqa: E402
@@ -69,14 +70,15 @@ def parse_groups(specs: list[str]) -> list[Run]:
 
 def evaluate(run: Run, clf: torch.nn.Module, num: int, every: float) -> None:
     reals = subset_reals(run.path)
-    digits = (RunReader(run.path).options() or {}).get("data") == "builtin:digits"
+    data = str((RunReader(run.path).options() or {}).get("data"))
+    digits = data == "builtin:digits"
+    dataset = ImageDataset(data)  # the whole dataset, opened once for every snapshot's FD and precision/recall
     for kimg, snapshot in kept_snapshots(run.path):
         if every and kimg % every:
             continue
         ckpt = load_checkpoint(snapshot)
         G = ckpt.G_ema.eval().requires_grad_(False)
-        results = compute_metrics(G, str((RunReader(run.path).options() or {}).get("data")),
-                                  ["fd_offline", "pr_offline"], MetricOptions(num_gen=num, progress=False))
+        results = compute_metrics(G, dataset, ["fd_offline", "pr_offline"], MetricOptions(num_gen=num, progress=False))
         values = {"p": float(ckpt.meta.get("p", float("nan"))),
                   "FD": results["fd_offline"].results["fd_offline"],
                   "prec": results["pr_offline"].results["pr_offline_precision"],
