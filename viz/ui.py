@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -16,6 +17,7 @@ __all__ = [
     "fit_text",
     "action_button",
     "help_marker",
+    "wrapped_tooltip",
     "job_progress_bar",
     "job_status_line",
     "record_item",
@@ -50,11 +52,17 @@ def record_item(ctx: FrameContext, name: str) -> None:
     ctx.rects[name] = (lo.x, lo.y, hi.x, hi.y)
 
 
+def wrapped_tooltip(text: str, width: int = 72) -> None:
+    """A tooltip broken into lines of at most ``width`` characters (its own line breaks kept), so a
+    long help text stays inside the window instead of running off its edge on one line."""
+    imgui.set_tooltip("\n".join(textwrap.fill(line, width) for line in text.split("\n")))
+
+
 def help_marker(text: str) -> None:
     imgui.same_line()
     imgui.text_disabled("(?)")
     if imgui.is_item_hovered():
-        imgui.set_tooltip(text)
+        wrapped_tooltip(text)
 
 
 STATUS_COLORS = {

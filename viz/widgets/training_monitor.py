@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from PIL import Image
 from core.rundir import RunReader, RunStatus, is_run_dir, layout, list_run_dirs, schema
 from core.rundir.layout import run_dir_of_snapshot
 from viz.panel import Intent, Scene, StatePanel
-from viz.ui import FrameContext, fit_path, help_marker, record_item, text_colored
+from viz.ui import FrameContext, fit_path, help_marker, record_item, text_colored, wrapped_tooltip
 from viz.widgets.monitor_metrics import (
     GROUP_BY_NAME,
     METRIC_GROUPS,
@@ -505,7 +504,7 @@ def _draw_toolbar(state: MonitorState, ctx: FrameContext, plots: list[PlotSpec],
         imgui.text_disabled(text)
         record_item(ctx, f"monitor_help:{name}")
         if imgui.is_item_hovered():
-            imgui.set_tooltip(_wrap(GROUP_BY_NAME[name].help))
+            wrapped_tooltip(GROUP_BY_NAME[name].help)
 
 
 def _same_line_if_fits(text: str, right: float, spacing: float) -> None:
@@ -515,10 +514,6 @@ def _same_line_if_fits(text: str, right: float, spacing: float) -> None:
 
 
 HELP_NAMES = {"distances": "FD", "kid": "KID", "pr": "P&R", "copies": "copies", "leaks": "leaks"}
-
-
-def _wrap(text: str, width: int = 72) -> str:
-    return "\n".join(textwrap.wrap(text, width))
 
 
 def _draw_run_legend(runs: list[PlotRun]) -> None:
