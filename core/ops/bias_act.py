@@ -51,15 +51,29 @@ def bias_act(
         raise ValueError(f"bias_act: unknown activation {act!r}; choose from {sorted(activation_funcs)}")
     if clamp is not None and clamp < 0:
         raise ValueError(f"bias_act: clamp must be >= 0 or None, got {clamp}")
-    resolve_impl("bias_act", impl, x)  # only the reference path exists; logs the choice once
     spec = activation_funcs[act]
     alpha = float(spec.def_alpha if alpha is None else alpha)
     gain = float(spec.def_gain if gain is None else gain)
+    if b is not None and (b.ndim != 1 or b.shape[0] != x.shape[dim]):
+        raise ValueError(f"bias_act: bias of shape {tuple(b.shape)} does not match dim {dim} of {tuple(x.shape)}")
+    if resolve_impl("bias_act", impl, x, supported=_kernel_supports(act, x)) == "cuda":
+        from core.ops.cuda import bias_act as kernel
+
+        return kernel.bias_act(x, b, kernel.Spec(dim, act, alpha, gain, None if clamp is None else float(clamp)))
+    return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
+
+
+def _kernel_supports(act: str, x: torch.Tensor) -> bool:
+    return act in ("linear", "relu", "lrelu") and x.dtype.is_floating_point
+
+
+def bias_act_ref(
+    x: torch.Tensor, b: torch.Tensor | None, dim: int, act: str, alpha: float, gain: float, clamp: float | None
+) -> torch.Tensor:
+    """The reference path, plain PyTorch, with resolved ``alpha`` and ``gain``."""
     if b is not None:
-        if b.ndim != 1 or b.shape[0] != x.shape[dim]:
-            raise ValueError(f"bias_act: bias of shape {tuple(b.shape)} does not match dim {dim} of {tuple(x.shape)}")
         x = x + b.reshape([-1 if i == dim % x.ndim else 1 for i in range(x.ndim)])
-    x = spec.func(x, alpha)
+    x = activation_funcs[act].func(x, alpha)
     if gain != 1:
         x = x * gain
     if clamp is not None:

@@ -103,10 +103,14 @@ def upfirdn2d(
     """
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d: expected an NCHW tensor, got shape {tuple(x.shape)}")
-    resolve_impl("upfirdn2d", impl, x)
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
-    return _upfirdn2d_ref(x, f, _pair(up, "up"), _pair(down, "down"), parse_padding(padding), flip_filter, gain)
+    up, down, pad = _pair(up, "up"), _pair(down, "down"), parse_padding(padding)
+    if resolve_impl("upfirdn2d", impl, x, supported=not f.requires_grad) == "cuda":
+        from core.ops.cuda import upfirdn2d as kernel
+
+        return kernel.upfirdn2d(x, f, kernel.Geometry(up, down, pad, flip_filter, float(gain)))
+    return _upfirdn2d_ref(x, f, up, down, pad, flip_filter, gain)
 
 
 def _upfirdn2d_ref(
