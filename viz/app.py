@@ -66,6 +66,7 @@ class AppOptions:
     mix_styles: tuple[int, ...] | None = None
     dataset: str | None = None
     run_dir: str | None = None
+    compare: tuple[str, ...] = ()
     debug_state: Path | None = None
     debug_every: int = 5
     debug_screenshot: Path | None = None
@@ -111,6 +112,8 @@ def parse_args(argv: list[str] | None) -> AppOptions:
     )
     p.add_argument("--dataset", help="dataset for the augmentation preview (folder, zip, builtin:digits)")
     p.add_argument("--run", dest="run_dir", help="run directory to monitor and control")
+    p.add_argument("--compare", action="append", default=[], metavar="RUN_DIR",
+                   help="overlay this run directory's curves on the monitor (repeat for more runs)")
     p.add_argument(
         "--no-attach-last",
         dest="attach_last",
@@ -146,6 +149,11 @@ def parse_args(argv: list[str] | None) -> AppOptions:
         p.error("--offscreen: give the number of frames to render, e.g. --offscreen 3")
     if a.offscreen and a.out is None:
         p.error("--offscreen needs --out DIR (the folder for the PNG frames)")
+    from core.rundir import is_run_dir
+
+    for path in a.compare:
+        if not is_run_dir(Path(path).expanduser()):
+            p.error(f"--compare {path}: not a run directory (give <outdir>/<NNNNN>-<desc>, the folder with run.json)")
     return AppOptions(
         target=a.target,
         offscreen=a.offscreen,
@@ -162,6 +170,7 @@ def parse_args(argv: list[str] | None) -> AppOptions:
         mix_styles=_parse_indices(p, a.mix_styles) if a.mix_styles else None,
         dataset=a.dataset,
         run_dir=a.run_dir,
+        compare=tuple(a.compare),
         debug_state=a.debug_state,
         debug_every=max(1, a.debug_every),
         debug_screenshot=a.debug_screenshot,
@@ -339,6 +348,11 @@ class App:
             # No argument: open on the bundled demo generator (trained by our trainer on builtin:digits).
             self.source.open(str(DEMO_SNAPSHOT.with_suffix(".json")))
         self.session.attach_at_start(opts.run_dir, opts.attach_last)
+        from viz.widgets.training_monitor import add_compared
+
+        for path in opts.compare:
+            if not add_compared(self.monitor, path, self.client.run_dir):
+                self.message(self.monitor.compare_error or f"--compare {path}: not overlaid")
 
     @property
     def model(self) -> Any:

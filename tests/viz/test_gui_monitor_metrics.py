@@ -123,3 +123,24 @@ def test_a_path_that_is_no_run_directory_is_refused_in_one_line(app: RunningApp,
     _type_into(app, st["rects"]["monitor_compare_path"], str(tmp_path))
     st = app.until(lambda s: s["monitor"]["compare_error"], "the refusal")
     assert st["monitor"]["compare_error"].startswith(f"{tmp_path}: not a run directory")
+
+
+def test_compare_on_the_command_line_overlays_runs_from_the_start(
+    xvfb: str, runs: dict[str, Path], tmp_path: Path
+) -> None:
+    args = ["--run", str(runs["ada"]), "--compare", str(runs["noaug"]), "--compare", str(runs["apa"]),
+            "--view", "training", "--panels", "monitor", "--size", "1280x800", "--fps-cap", "30"]  # fmt: skip
+    with running_app(xvfb, tmp_path, args) as running:
+        st = running.until(lambda s: len(s["monitor"]["compared"]) == 2 and all(
+            c["metrics"] for c in s["monitor"]["compared"]), "both compared runs read")
+    assert [c["run_dir"] for c in st["monitor"]["compared"]] == [str(runs["noaug"]), str(runs["apa"])]
+
+
+def test_compare_with_a_path_that_is_no_run_directory_exits_in_one_line(tmp_path: Path, capsys) -> None:
+    from viz.app import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--compare", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--compare {tmp_path}: not a run directory (give <outdir>/<NNNNN>-<desc>" in err[0]
