@@ -61,9 +61,8 @@ def output_size(h: int, w: int, fh: int, fw: int, g: Geometry) -> tuple[int, int
 
 
 def _taps(f: torch.Tensor, g: Geometry, dtype: torch.dtype) -> torch.Tensor:
-    """The 2-D taps the kernel correlates with: separable filters expanded, gain applied, flipped to convolve."""
-    f2 = torch.outer(f, f) if f.ndim == 1 else f
-    f2 = f2 * g.gain
+    """The 2-D taps the kernel correlates with: gain applied, flipped to convolve."""
+    f2 = f * g.gain
     if not g.flip_filter:
         f2 = f2.flip([0, 1])
     return f2.to(dtype).contiguous()
@@ -71,7 +70,7 @@ def _taps(f: torch.Tensor, g: Geometry, dtype: torch.dtype) -> torch.Tensor:
 
 def _run(x: torch.Tensor, f: torch.Tensor, g: Geometry) -> torch.Tensor:
     n, c, h, w = x.shape
-    fh, fw = (f.shape[0], f.shape[0]) if f.ndim == 1 else (f.shape[0], f.shape[1])
+    fh, fw = f.shape
     oh, ow = output_size(h, w, fh, fw, g)
     if oh < 1 or ow < 1:
         ph, pw = h * g.up[1] + g.padding[2] + g.padding[3], w * g.up[0] + g.padding[0] + g.padding[1]
@@ -121,12 +120,20 @@ class _UpFirDn2d(torch.autograd.Function):
         (f,) = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None
-        fh, fw = (f.shape[0], f.shape[0]) if f.ndim == 1 else (f.shape[0], f.shape[1])
+        fh, fw = f.shape
         g = gradient_geometry(ctx.geometry, *ctx.shapes, fh, fw)
         return _UpFirDn2d.apply(dy, f, g), None, None
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, g: Geometry) -> torch.Tensor:
+    """A separable (1-D) filter runs as two passes, along x then y: 2k taps per pixel instead of k²
+    (a 12-tap filter: 24 instead of 144)."""
+    if f.ndim == 1:
+        padx0, padx1, pady0, pady1 = g.padding
+        root = g.gain**0.5
+        along_x = Geometry((g.up[0], 1), (g.down[0], 1), (padx0, padx1, 0, 0), g.flip_filter, root)
+        along_y = Geometry((1, g.up[1]), (1, g.down[1]), (0, 0, pady0, pady1), g.flip_filter, root)
+        return _UpFirDn2d.apply(_UpFirDn2d.apply(x, f[None, :], along_x), f[:, None], along_y)
     return _UpFirDn2d.apply(x, f, g)
 
 

@@ -103,7 +103,7 @@ def test_bias_act_kernel_refuses_what_it_does_not_cover() -> None:
 
 GEOMETRIES = [
     # up, down, padding (x0, x1, y0, y1): the networks' upsample, downsample and filter calls, and
-    # uneven ones (anisotropic, cropping) as ADA's geometric ops and conv2d_resample use.
+    # uneven ones (anisotropic, cropping, odd factors) that conv2d_resample and other callers may pass.
     ((2, 2), (1, 1), (2, 1, 2, 1)),
     ((1, 1), (2, 2), (1, 1, 1, 1)),
     ((1, 1), (1, 1), (1, 2, 0, -1)),
@@ -115,7 +115,7 @@ GEOMETRIES = [
 @pytest.mark.parametrize("up,down,padding", GEOMETRIES)
 @pytest.mark.parametrize("taps,flip", [([1, 3, 3, 1], False), ([1, 2, 1], True), ([1, 2, 3, 4, 4, 3, 2, 1], False)])
 def test_upfirdn2d_kernel_matches_reference(up, down, padding, taps, flip: bool) -> None:
-    f = setup_filter(taps).double()  # 8 taps stay a separable 1-D filter, as in ADA's pipe
+    f = setup_filter(taps).double()  # 8 taps stay a separable 1-D filter (two passes)
     x = torch.randn(2, 3, 10, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64).requires_grad_()
     outs = {}
     for impl in ("cuda", "ref"):
@@ -201,3 +201,4 @@ def test_ops_knob_forces_the_reference_path(kernels_everywhere) -> None:
     assert _impl.resolve_impl("bias_act", "auto", x) == "ref"
     with pytest.raises(ValueError, match="use one of"):
         _impl.set_default_impl("fast")
+
