@@ -82,6 +82,9 @@ def _nearest_parser(sub: argparse._SubParsersAction) -> None:
     _common(near, network_required=False)
     near.add_argument("--images", help="a folder of images to check instead of --network (resized to --data's size)")
     near.add_argument("--data", required=True, help="the training set: folder, zip or builtin:<name>")
+    near.add_argument("--subset", type=int, help="search only the images a run trained on with --subset N "
+                      "(the same random selection; give the run's --seed as --subset-seed)")
+    near.add_argument("--subset-seed", type=int, default=0, help="the training run's --seed (default 0)")
     near.add_argument("--seeds", help="seeds of --network's images, e.g. 0-63")
     near.add_argument("--k", type=int, default=3, help="neighbours per image (default 3)")
     near.add_argument("--out", required=True, help="grid PNG: each row the image, then its neighbours")
@@ -150,7 +153,7 @@ def _nearest(args: argparse.Namespace) -> str:
     opts = NearestCommand(
         data=args.data, network=args.network, device=args.device, class_idx=args.class_idx, trunc=args.trunc,
         noise_mode=args.noise_mode, images=args.images, seeds=_seeds(args.seeds), k=args.k, out=args.out,
-        json=args.json, batch=args.batch, inception=args.inception,
+        json=args.json, batch=args.batch, inception=args.inception, subset=args.subset, subset_seed=args.subset_seed,
     )  # fmt: skip
     written, matches = run_nearest(opts)
     copies = sum(m.copy for m in matches)

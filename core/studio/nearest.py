@@ -51,6 +51,8 @@ class NearestCommand:
     json: str | None = None
     batch: int = 16
     inception: str | None = None
+    subset: int | None = None  # the training run's --subset: search only the images it trained on
+    subset_seed: int = 0  # ... drawn with the run's --seed
 
 
 def _check(opts: NearestCommand) -> None:
@@ -58,6 +60,8 @@ def _check(opts: NearestCommand) -> None:
         raise common.StudioError(f"--k {opts.k}: must be >= 1")
     if opts.batch < 1:
         raise common.StudioError(f"--batch {opts.batch}: must be >= 1")
+    if opts.subset is not None and opts.subset < 1:
+        raise common.StudioError(f"--subset {opts.subset}: must be >= 1 (or leave it out to search every image)")
     if (opts.network is None) == (opts.images is None):
         raise common.StudioError("pass either --network (with --seeds) or --images DIR, not both and not neither")
     if opts.network is not None and not opts.seeds:
@@ -69,9 +73,9 @@ def _check(opts: NearestCommand) -> None:
         common.check_writable_file(Path(opts.json), "--json")
 
 
-def _dataset(spec: str, k: int) -> ImageDataset:
+def _dataset(spec: str, k: int, subset: int | None = None, subset_seed: int = 0) -> ImageDataset:
     try:
-        dataset = ImageDataset(spec)
+        dataset = ImageDataset(spec, subset=subset, seed=subset_seed)
     except (DatasetError, OSError) as exc:
         raise common.StudioError(f"--data {spec}: {exc}") from None
     if k > len(dataset):
@@ -150,7 +154,7 @@ def render_grid(images: torch.Tensor, matches: Sequence[Match], dataset: ImageDa
 def run_nearest(opts: NearestCommand) -> tuple[list[Path], list[Match]]:
     """Validate everything, search, then write the grid (and the JSON); returns files and matches."""
     _check(opts)
-    dataset = _dataset(opts.data, opts.k)
+    dataset = _dataset(opts.data, opts.k, opts.subset, opts.subset_seed)
     if opts.images is not None:
         images, labels = folder_images(opts.images, dataset)
     else:

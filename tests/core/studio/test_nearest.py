@@ -149,6 +149,30 @@ def test_network_rows_are_seeds(split, tmp_path):
     assert all(len(r["neighbours"]) == 2 and isinstance(r["copy"], bool) for r in records)
 
 
+def test_subset_searches_only_the_images_the_run_trained_on(split, tmp_path):
+    out_json = tmp_path / "nn.json"
+    args = ["nearest", "--images", str(split["root"] / "check"), "--data", str(split["root"] / "train"),
+            "--subset", "25", "--subset-seed", "3", "--k", "3", "--out", str(tmp_path / "nn.png"),
+            "--json", str(out_json)]  # fmt: skip
+    assert main(args) == 0
+    trained = ImageDataset(str(split["root"] / "train"), subset=25, seed=3)
+    allowed = {trained.file_name(i) for i in range(len(trained))}
+    found = {n["name"] for r in json.loads(out_json.read_text()) for n in r["neighbours"]}
+    assert found <= allowed and len(found) > 3
+    # planted copies of images outside the subset are no copies of what this run saw
+    outside = {name for name, source in split["sources"].items() if source not in allowed}
+    flagged = {r["image"] for r in json.loads(out_json.read_text()) if r["copy"]}
+    assert outside and not (flagged & outside)
+
+
+def test_subset_below_one_is_refused_in_one_line(split, tmp_path, capsys):
+    args = ["nearest", "--images", str(split["root"] / "check"), "--data", str(split["root"] / "train"),
+            "--subset", "0", "--out", str(tmp_path / "nn.png")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--subset 0: must be >= 1" in err[0]
+
+
 def test_shift_repeats_the_edge():
     x = torch.arange(9, dtype=torch.uint8).reshape(1, 1, 3, 3)
     assert shifted(x, 0, 1)[0, 0].tolist() == [[0, 0, 1], [3, 3, 4], [6, 6, 7]]
