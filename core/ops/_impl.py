@@ -24,6 +24,9 @@ IMPLS = ("auto", "ref", "cuda")
 # forces the reference path everywhere (to rule a kernel out when chasing a numerical problem on a
 # GPU); =cuda forces the fused kernels (on CPU only under TRITON_INTERPRET=1, as the tests do).
 _default_impl = os.environ.get("ADA_STUDIO_OPS", "auto")
+if _default_impl not in IMPLS:
+    log.warning("ADA_STUDIO_OPS=%r is not one of %s; ignoring it (auto)", _default_impl, ", ".join(IMPLS))
+    _default_impl = "auto"
 
 
 def set_default_impl(impl: str) -> str:
@@ -68,6 +71,7 @@ def resolve_impl(op: str, impl: str, x: torch.Tensor, supported: bool = True) ->
     """
     if impl not in IMPLS:
         raise ValueError(f"{op}: impl must be one of {IMPLS}, got {impl!r}")
+    forced = impl == "auto" and _default_impl != "auto"  # by ADA_STUDIO_OPS / set_default_impl
     if impl == "auto":
         impl = _default_impl
     device = x.device.type
@@ -77,6 +81,9 @@ def resolve_impl(op: str, impl: str, x: torch.Tensor, supported: bool = True) ->
     if impl == "cuda":
         if device != "cuda" and not cuda_kernels.interpreting():
             raise ValueError(f"{op}: impl='cuda' needs a CUDA tensor, got one on {device}; use impl='auto'")
+        if not supported and forced:
+            _choices.once(op, device, "ref", "the fused kernel does not cover this call")
+            return "ref"
         if not supported:
             raise ValueError(f"{op}: the fused kernel does not cover this call; use impl='auto' or 'ref'")
         if not cuda_kernels.kernel_ready(op, x.device):

@@ -195,10 +195,25 @@ def test_public_fixture_through_the_kernels(kernels_everywhere, monkeypatch) -> 
     assert ((g2 - expected).abs().max() / expected.abs().max()).item() <= 1e-3
 
 
-def test_ops_knob_forces_the_reference_path(kernels_everywhere) -> None:
-    _impl.set_default_impl("ref")
+def test_ops_knob_forces_the_reference_path_or_the_kernels(kernels_everywhere) -> None:
     x = torch.randn(2, 3)
+    # forced kernels: calls a kernel does not cover take the reference path instead of failing
+    assert _impl.resolve_impl("bias_act", "auto", x) == "cuda"
+    assert torch.equal(bias_act(x, act="tanh"), torch.tanh(x))
+    _impl.set_default_impl("ref")
     assert _impl.resolve_impl("bias_act", "auto", x) == "ref"
     with pytest.raises(ValueError, match="use one of"):
         _impl.set_default_impl("fast")
+
+
+def test_a_bad_ops_knob_is_one_warning_and_ignored() -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ADA_STUDIO_OPS": "fast"}
+    code = "import core.ops._impl as i; print(i._default_impl)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "auto"
+    expected = "ADA_STUDIO_OPS='fast' is not one of auto, ref, cuda; ignoring it (auto)"
+    assert done.stderr.strip().splitlines() == [expected]
 
