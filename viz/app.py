@@ -201,7 +201,22 @@ def _parse_indices(p: argparse.ArgumentParser, text: str) -> tuple[int, ...]:
         raise AssertionError from None  # p.error exits
 
 
+def _keep_triton_out() -> None:
+    """Stop torch from loading Triton into the GUI process.
+
+    Triton's library carries its own LLVM; Mesa's software OpenGL (llvmpipe, what headless machines
+    and VMs render with) carries the system's. With both in one process the GUI crashed (SIGSEGV) as
+    soon as torch loaded Triton: creating an optimizer (the projection's) imports torch._dynamo, which
+    imports Triton whenever it is installed, as it is with every CUDA build of torch. Mesa's
+    hardware drivers for AMD and Intel GPUs use LLVM too. The GUI needs no Triton (its ops take the
+    reference path); a trainer it starts is another process and keeps the fused kernels.
+    """
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None  # type: ignore[assignment]  # `import triton` now raises ImportError
+
+
 def main(argv: list[str] | None = None) -> int:
+    _keep_triton_out()
     opts = parse_args(argv)
     from viz.host import HostError, select_gl_platform
 

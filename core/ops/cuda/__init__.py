@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 
@@ -32,6 +33,8 @@ _checked: dict[tuple[str, str], bool] = {}
 
 
 def triton_available() -> bool:
+    if "triton" in sys.modules:  # imported, or kept out of this process (None: the GUI, see viz.app)
+        return sys.modules["triton"] is not None
     return importlib.util.find_spec("triton") is not None
 
 
