@@ -1,13 +1,16 @@
 """Side by side: runs made with our AugmentPipe and with the public one (bench_public_augment.py).
 
-For every kept snapshot (``snapshots/network-snapshot-*.json``) of every run it evaluates G_ema
-with the same fixed latents and prints one row: p, FD and precision/recall in the offline feature
-space (``fd_offline``, ``pr_offline`` of ``python -m core.metrics``, at ``--num`` fakes against all
-1,797 digits), and for runs on ``builtin:digits`` the variety measure of bench_mode_coverage.py (the
-entropy of the fakes' digits in bits, how many digits hold at least 2% of them, and ``copy``, their
-distance to the run's training images over the left-out digits' distance). Then, per group and
-kimg, the median over the group's runs (its seeds). With ``--out`` it draws the fixed-z fakes: one
-row per snapshot kimg, one 4x4 grid per run, groups side by side (Pillow only).
+For every kept snapshot (``snapshots/network-snapshot-*.json``) of every run it evaluates G_ema with
+the same fixed latents and prints one row: p, FD and precision/recall in the offline feature space
+(``fd_offline``, ``pr_offline`` of ``python -m core.metrics``, at ``--num`` fakes against the run's
+whole dataset, e.g. all 1,797 digits), and for runs on ``builtin:digits`` the variety measure of
+bench_mode_coverage.py (the entropy of the fakes' digits in bits, how many digits hold at least 2%
+of them, and ``copy``, their distance to the run's training images over the left-out digits'
+distance). Where the trainer computed metrics at its snapshots (metrics.jsonl), ``copies``
+(copies_offline) and ``leak`` (the largest leaks_offline indicator; its op ends the row) come from
+there. Then, per group and kimg, the median over the group's runs (its seeds). With ``--out`` it
+draws the fixed-z fakes: one row per snapshot kimg, one 4x4 grid per run, groups side by side
+(Pillow only).
 
 Runs are named ``LABEL=RUN[,RUN...]``, one argument per group:
 
@@ -37,7 +40,7 @@ from core.networks.checkpoint import load_checkpoint  # noqa: E402
 from core.rundir import RunReader, kept_snapshots  # noqa: E402
 
 GRID = 4  # fakes per side of a run's cell in the picture
-COLUMNS = ("p", "FD", "prec", "recall", "bits", ">=2%", "copy")
+COLUMNS = ("p", "FD", "prec", "recall", "bits", ">=2%", "copy", "copies", "leak")
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Row:
     kimg: float
     values: dict[str, float]
     fakes: torch.Tensor  # the first GRID * GRID fixed-z fakes, [-1, 1]
+    leak_op: str = ""  # the op with the largest in-run leak indicator at this snapshot
 
 
 @dataclass
@@ -73,6 +77,9 @@ def evaluate(run: Run, clf: torch.nn.Module, num: int, every: float) -> None:
     data = str((RunReader(run.path).options() or {}).get("data"))
     digits = data == "builtin:digits"
     dataset = ImageDataset(data)  # the whole dataset, opened once for every snapshot's FD and precision/recall
+    in_run: dict[int, dict[str, dict[str, float]]] = {}  # kimg -> metric -> results, from metrics.jsonl
+    for record in RunReader(run.path).metrics():
+        in_run.setdefault(round(record.get("kimg", -1)), {})[record["metric"]] = record["results"]
     for kimg, snapshot in kept_snapshots(run.path):
         if every and kimg % every:
             continue
@@ -89,9 +96,26 @@ def evaluate(run: Run, clf: torch.nn.Module, num: int, every: float) -> None:
             values.update({"bits": bits, ">=2%": float(wide)})
             if reals is not None:
                 values["copy"] = reals.copy_ratio(fakes)
-        run.rows.append(Row(kimg, values, fakes[: GRID * GRID]))
+        leak_op = _in_run_metrics(in_run.get(round(kimg)), values)
+        run.rows.append(Row(kimg, values, fakes[: GRID * GRID], leak_op))
         cells = "  ".join(f"{values.get(c, float('nan')):7.3f}" for c in COLUMNS)
-        print(f"  {run.group:>8} {run.path.parent.name[:24]:>24} {kimg:6g}  {cells}", flush=True)
+        print(f"  {run.group:>8} {run.path.parent.name[:24]:>24} {kimg:6g}  {cells}  {leak_op}", flush=True)
+
+
+def _in_run_metrics(records: dict[str, dict[str, float]] | None, values: dict[str, float]) -> str:
+    """The trainer's own metrics at a snapshot (metrics.jsonl, when it computed them): ``copies`` =
+    copies_offline, the share of fakes flagged as copies; ``leak`` = the largest leaks_offline
+    indicator, whose op is returned."""
+    if not records:
+        return ""
+    if "copies_offline" in records:
+        values["copies"] = records["copies_offline"]["copies_offline"]
+    leaks = records.get("leaks_offline", {})
+    if not leaks:
+        return ""
+    op, value = max(leaks.items(), key=lambda kv: kv[1])
+    values["leak"] = value
+    return op.removeprefix("leak/")
 
 
 def medians(runs: list[Run]) -> None:
