@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 
@@ -43,7 +44,7 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def kernel_module(op: str):  # noqa: ANN201 (a module)
+def kernel_module(op: str) -> ModuleType:
     """The module holding ``op``'s kernel; imported lazily, so nothing loads Triton until it is used."""
     if op not in OPS:
         raise KeyError(op)

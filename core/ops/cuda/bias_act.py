@@ -107,7 +107,7 @@ def _launch(kernel, out: torch.Tensor, first: torch.Tensor | None, x: torch.Tens
 
 class _BiasAct(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, b: torch.Tensor | None, spec: Spec) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, x: torch.Tensor, b: torch.Tensor | None, spec: Spec) -> torch.Tensor:
         x = x.contiguous()
         b = None if b is None else b.contiguous()
         y = torch.empty_like(x, memory_format=torch.contiguous_format)
@@ -117,7 +117,7 @@ class _BiasAct(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, dy: torch.Tensor):  # noqa: ANN001, ANN205
+    def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, b = ctx.saved_tensors
         spec: Spec = ctx.spec
         dx = _BiasActGrad.apply(dy, x, b, spec)
@@ -132,7 +132,7 @@ class _BiasActGrad(torch.autograd.Function):
     """dx from dy. Linear in dy; its derivative in x and b is zero (piecewise-linear activations)."""
 
     @staticmethod
-    def forward(ctx, dy: torch.Tensor, x: torch.Tensor, b: torch.Tensor | None, spec: Spec) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, dy: torch.Tensor, x: torch.Tensor, b: torch.Tensor | None, spec: Spec) -> torch.Tensor:
         dy = dy.contiguous()
         dx = torch.empty_like(x, memory_format=torch.contiguous_format)
         _launch(_bias_act_grad, dx, dy, x, b, spec)
@@ -141,7 +141,7 @@ class _BiasActGrad(torch.autograd.Function):
         return dx
 
     @staticmethod
-    def backward(ctx, ddx: torch.Tensor):  # noqa: ANN001, ANN205
+    def backward(ctx, ddx: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, b = ctx.saved_tensors
         d_dy = _BiasActGrad.apply(ddx, x, b, ctx.spec) if ctx.needs_input_grad[0] else None
         return d_dy, None, None, None

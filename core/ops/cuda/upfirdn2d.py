@@ -108,7 +108,7 @@ def gradient_geometry(g: Geometry, in_hw: tuple[int, int], out_hw: tuple[int, in
 
 class _UpFirDn2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, f: torch.Tensor, g: Geometry) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, x: torch.Tensor, f: torch.Tensor, g: Geometry) -> torch.Tensor:
         y = _run(x, f, g)
         ctx.save_for_backward(f)
         ctx.geometry = g
@@ -116,7 +116,7 @@ class _UpFirDn2d(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, dy: torch.Tensor):  # noqa: ANN001, ANN205
+    def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (f,) = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None
