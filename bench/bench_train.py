@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data import ImageDataset  # noqa: E402
-from core.ops._impl import set_default_impl  # noqa: E402
+from core.ops._impl import default_impl  # noqa: E402
 from core.rundir.schema import timing_stat  # noqa: E402
 from core.training.config import DataSpec, TrainingOptions, check_options, resolve_spec  # noqa: E402
 from core.training.loop import Trainer  # noqa: E402
@@ -187,11 +187,8 @@ class Setting(NamedTuple):
 
 
 def _with_ops(ops: str, fn, *args):  # noqa: ANN001, ANN202
-    previous = set_default_impl(ops)
-    try:
+    with default_impl(ops):
         return fn(*args)
-    finally:
-        set_default_impl(previous)
 
 
 def run_config(config: str, settings: list[Setting], args: argparse.Namespace, tmp: Path) -> None:

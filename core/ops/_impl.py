@@ -8,9 +8,11 @@ implementation runs (a silent fallback was the most common complaint about the p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 
 import torch
 
@@ -36,6 +38,16 @@ def set_default_impl(impl: str) -> str:
         raise ValueError(f"ADA_STUDIO_OPS / set_default_impl: use one of {', '.join(IMPLS)}, got {impl!r}")
     previous, _default_impl = _default_impl, impl
     return previous
+
+
+@contextlib.contextmanager
+def default_impl(impl: str) -> Iterator[None]:
+    """``set_default_impl(impl)`` for the duration of a ``with`` block."""
+    previous = set_default_impl(impl)
+    try:
+        yield
+    finally:
+        set_default_impl(previous)
 
 
 class _ChoiceLog:

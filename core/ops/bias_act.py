@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from core.ops._impl import resolve_impl
+from core.ops.cuda import BIAS_ACT_KERNEL_ACTS
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def bias_act(
 
 
 def _kernel_supports(act: str, x: torch.Tensor) -> bool:
-    return act in ("linear", "relu", "lrelu") and x.dtype.is_floating_point
+    return act in BIAS_ACT_KERNEL_ACTS and x.dtype.is_floating_point
 
 
 def bias_act_ref(

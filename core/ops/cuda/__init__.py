@@ -28,6 +28,8 @@ import torch
 log = logging.getLogger(__name__)
 
 OPS = ("bias_act", "upfirdn2d")
+# The activations bias_act's kernel covers (piecewise linear; their index is the kernel's code).
+BIAS_ACT_KERNEL_ACTS = ("linear", "relu", "lrelu")
 
 _lock = threading.Lock()
 _checked: dict[tuple[str, str], bool] = {}

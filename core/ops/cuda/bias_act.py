@@ -14,7 +14,9 @@ import torch
 import triton
 import triton.language as tl
 
-ACTS = {"linear": 0, "relu": 1, "lrelu": 2}
+from core.ops.cuda import BIAS_ACT_KERNEL_ACTS
+
+ACTS = {name: code for code, name in enumerate(BIAS_ACT_KERNEL_ACTS)}
 BLOCK = 1024
 
 
@@ -83,15 +85,12 @@ def _bias_act_grad(dy_ptr, x_ptr, b_ptr, dx_ptr, n, inner, channels, alpha, gain
     tl.store(dx_ptr + offs, dx, mask=mask)
 
 
-def supports(act: str, x: torch.Tensor) -> bool:
-    return act in ACTS and x.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _launch(kernel, out: torch.Tensor, first: torch.Tensor | None, x: torch.Tensor, b: torch.Tensor | None,
-            spec: Spec) -> None:
+def _launch(kernel, first: torch.Tensor | None, x: torch.Tensor, b: torch.Tensor | None, spec: Spec) -> torch.Tensor:
+    """Runs ``kernel`` over contiguous ``x`` (and ``first``, dy for the gradient); returns its output."""
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     n = x.numel()
     if n == 0:
-        return
+        return out
     dim = spec.dim % x.ndim
     inner = 1
     for size in x.shape[dim + 1:]:
@@ -103,6 +102,7 @@ def _launch(kernel, out: torch.Tensor, first: torch.Tensor | None, x: torch.Tens
         HAS_BIAS=b is not None, ACT=ACTS[spec.act], CLAMP=spec.clamp is not None,
         UPCAST=x.dtype in (torch.float16, torch.bfloat16), BLOCK=BLOCK,
     )
+    return out
 
 
 class _BiasAct(torch.autograd.Function):
@@ -110,8 +110,7 @@ class _BiasAct(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, b: torch.Tensor | None, spec: Spec) -> torch.Tensor:
         x = x.contiguous()
         b = None if b is None else b.contiguous()
-        y = torch.empty_like(x, memory_format=torch.contiguous_format)
-        _launch(_bias_act_fwd, y, None, x, b, spec)
+        y = _launch(_bias_act_fwd, None, x, b, spec)
         ctx.save_for_backward(x, b)
         ctx.spec = spec
         return y
@@ -133,9 +132,7 @@ class _BiasActGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, dy: torch.Tensor, x: torch.Tensor, b: torch.Tensor | None, spec: Spec) -> torch.Tensor:
-        dy = dy.contiguous()
-        dx = torch.empty_like(x, memory_format=torch.contiguous_format)
-        _launch(_bias_act_grad, dx, dy, x, b, spec)
+        dx = _launch(_bias_act_grad, dy.contiguous(), x, b, spec)
         ctx.save_for_backward(x, b)
         ctx.spec = spec
         return dx

@@ -166,9 +166,8 @@ def test_dispatch_self_checks_once_and_falls_back(monkeypatch, caplog) -> None:
 
 @pytest.fixture()
 def kernels_everywhere():
-    previous = _impl.set_default_impl("cuda")
-    yield
-    _impl.set_default_impl(previous)
+    with _impl.default_impl("cuda"):
+        yield
 
 
 @pytest.mark.skipif(not (SHARED_FIXTURES / f"{FIXTURE}.json").is_file(), reason="no shared fixture")
