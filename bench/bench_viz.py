@@ -52,6 +52,8 @@ def run_app(args: list[str], env: dict[str, str], tmp: Path) -> dict[str, float]
         "--debug-every",
         "20",
         "--no-attach-last",
+        "--fps-idle",  # frame rates of an app drawing every frame; bench_viz_idle.py measures idling
+        "0",
     ]
     out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:

@@ -45,8 +45,9 @@ class Driven:
         self.xvfb, display = start_xvfb()
         self.env = app_env(folder, display)
         self.state_file = folder / "state.json"
-        self.proc = launch([*args, "--debug-state", str(self.state_file), "--debug-every", "2", "--no-attach-last"],
-                           self.env)  # fmt: skip
+        # --fps-idle 0: the frame rate of a window in use (a user dragging a slider), not of an idle one
+        self.proc = launch([*args, "--debug-state", str(self.state_file), "--debug-every", "2", "--no-attach-last",
+                            "--fps-idle", "0"], self.env)  # fmt: skip
         found = self.until(lambda: self._windows(), 120, "the app window")
         self.window = found[0]
         self.until(lambda: (st := self.state()) is not None and st["frame"] > 8 and st["generator_image"],

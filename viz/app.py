@@ -35,6 +35,7 @@ from viz.panel import (
     Scene,
     SendAugment,
 )
+from viz.wake import set_wake_hook
 
 # The demo generator shipped with the package (see docs/demo.md for how it was trained).
 DEMO_SNAPSHOT = Path(__file__).resolve().parent / "demo" / "digits32-demo"
@@ -47,6 +48,10 @@ FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"
 FONT_SIZE = 15.0
 VIEWS = ("generator", "augment", "training")
 DEFAULT_PANELS = ("snapshot", "seeds", "trunc_noise")
+# An untouched window redraws this often (live plots, progress bars) instead of at the cap: on a
+# machine without a GPU every frame is drawn by the CPU, beside the training it watches.
+DEFAULT_FPS_IDLE = 4.0
+WAKE_BUSY_S = 0.25  # frames at full rate after a worker's result, so its layout settles at once
 
 
 @dataclass
@@ -72,6 +77,7 @@ class AppOptions:
     debug_screenshot: Path | None = None
     max_frames: int = 0
     fps_cap: float = 60.0
+    fps_idle: float = DEFAULT_FPS_IDLE
     torch_threads: int = 0
     attach_last: bool = True
     benchmark: bool = False
@@ -128,6 +134,13 @@ def parse_args(argv: list[str] | None) -> AppOptions:
     )
     p.add_argument("--fps-cap", type=float, default=60.0, help="frame rate limit (0: none)")
     p.add_argument(
+        "--fps-idle",
+        type=float,
+        default=DEFAULT_FPS_IDLE,
+        help=f"frame rate while nobody touches the window and nothing animates (default {DEFAULT_FPS_IDLE:g}; "
+        "input and finished renders redraw at once; 0: always draw at --fps-cap)",
+    )
+    p.add_argument(
         "--torch-threads",
         type=int,
         default=0,
@@ -176,6 +189,7 @@ def parse_args(argv: list[str] | None) -> AppOptions:
         debug_screenshot=a.debug_screenshot,
         max_frames=max(0, a.max_frames),
         fps_cap=a.fps_cap,
+        fps_idle=max(0.0, a.fps_idle),
         torch_threads=a.torch_threads,
         attach_last=a.attach_last,
         benchmark=a.benchmark,
@@ -255,6 +269,11 @@ def frame_loop_sleep(frame_start: float, fps_cap: float) -> None:
         left = 1.0 / fps_cap - (time.perf_counter() - frame_start)
         if left > 0:
             time.sleep(left)
+
+
+def idle_wait_s(frame_start: float, fps_idle: float) -> float:
+    """How long an idle window waits for input before drawing its next frame anyway."""
+    return max(0.0, 1.0 / fps_idle - (time.perf_counter() - frame_start))
 
 
 def build_panels(opts: AppOptions) -> list[Panel]:
@@ -354,6 +373,10 @@ class App:
         self.view = opts.view
         self._view_request: str | None = opts.view if opts.view != VIEWS[0] else None
         self._frame = 0
+        self.idle = False  # the last frame was followed by an idle wait
+        self._woken = False  # a worker finished something since the last frame (set on its thread)
+        self._busy_until = 0.0  # perf_counter() until which frames come at full rate after a wake
+        set_wake_hook(self._wake)
         self._open_panel: str | None = None  # a panel to unfold in the next frame
         self._rects: dict[str, tuple[float, float, float, float]] = {}
         self._last_update: float | None = None
@@ -623,7 +646,7 @@ class App:
         from viz.ui import fit_text, record_item
 
         imgui.separator()
-        right = "offscreen" if self.opts.offscreen else f"{self.perf.fps:5.1f} fps"
+        right = "offscreen" if self.opts.offscreen else "idle" if self.idle else f"{self.perf.fps:5.1f} fps"
         if self.model is not None:
             right = f"seed {self.seeds.seed}   |   " + right
         run = self.session.status_text()
@@ -662,6 +685,7 @@ class App:
             self.draw()
             imgui.render()
             self.host.end_frame(imgui.get_draw_data())
+            self._decide_idle()  # before the debug state, which reports it
             self._after_render()
             self.host.present()
             now = time.perf_counter()
@@ -672,7 +696,7 @@ class App:
             last = t0
             self._frame += 1
             if not opts.offscreen:
-                frame_loop_sleep(t0, self.perf.fps_cap)
+                self._pace(t0)
         if opts.benchmark:
             print(
                 json.dumps(
@@ -680,6 +704,34 @@ class App:
                 )
             )
         return 0
+
+    def _decide_idle(self) -> None:
+        now = time.perf_counter()
+        if self._woken:
+            self._woken = False
+            self._busy_until = now + WAKE_BUSY_S  # the result's frame and a few to settle its layout
+        self.idle = not self.opts.offscreen and self._may_idle(now)
+
+    def _pace(self, frame_start: float) -> None:
+        """Wait before the next frame: the frame cap while the user is at it or something moves; while
+        idle, until input, a worker's result or 1/fps_idle s (live plots and progress still update)."""
+        if self.idle:
+            self.host.wait(idle_wait_s(frame_start, self.opts.fps_idle))
+        else:
+            frame_loop_sleep(frame_start, self.perf.fps_cap)
+
+    def _may_idle(self, now: float) -> bool:
+        if self.opts.fps_idle <= 0 or self.opts.benchmark or now < self._busy_until:
+            return False
+        if self.host.input_active(now):  # a render in flight needs no frames: its result wakes the loop
+            return False
+        animating = self.seeds.anim or (self.stylemix.enabled and self.stylemix.animate)
+        return not (animating or (self.trunc.noise_anim and self.trunc.noise_mode == "random"))
+
+    def _wake(self) -> None:
+        """A worker finished: draw now (called on the worker's thread)."""
+        self._woken = True
+        self.host.wake()
 
     def _after_render(self) -> None:
         opts = self.opts
@@ -701,6 +753,7 @@ class App:
         from imgui_bundle import imgui, implot
 
         self._say_goodbye()
+        set_wake_hook(None)
         self.renderer.close()
         self.aug_engine.close()
         self.textures.clear()

@@ -20,6 +20,7 @@ def describe_app(app: App) -> dict[str, Any]:
     """A JSON-able picture of what is on screen, for tests and bug reports."""
     state: dict[str, Any] = {
         "frame": app.frame,
+        "idle": app.idle,
         "view": app.view,
         "scale": app.scale,
         "window": [app.host.width, app.host.height],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import time
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = ["EglHost", "GlfwHost", "Host", "HostError", "select_gl_platform"]
 
 EGL_PLATFORM_SURFACELESS_MESA = 0x31DD
 CLEAR_COLOR = (0.18, 0.18, 0.18, 1.0)  # ImGui's dark WindowBg: the root window draws no background
+IDLE_AFTER_S = 0.5  # the window counts as idle this long after the last input event
 
 
 class HostError(RuntimeError):
@@ -64,6 +66,9 @@ class Host(Protocol):
     def begin_frame(self) -> None: ...
     def end_frame(self, draw_data: Any) -> None: ...
     def read_frame(self) -> np.ndarray: ...
+    def wait(self, timeout: float) -> None: ...
+    def wake(self) -> None: ...
+    def input_active(self, now: float) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -100,13 +105,40 @@ class GlfwHost:
         glfw.swap_interval(1 if vsync else 0)
         from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
 
+        host = self
+        self.last_input = time.perf_counter()  # perf_counter() of the last input event
+        self._buttons_down: set[int] = set()
+
         class _Renderer(GlfwRenderer):
             # The stock backend asks for the pointer's current position (on X11 a live query)
             # and drops it while the window lacks focus. Use the position the event carries, so
             # a press followed by motion within one frame keeps its order and place, and hover
             # also works in unfocused windows (Xvfb and some tiling setups never focus them).
             def mouse_callback(self, window: Any, x: float, y: float) -> None:
+                host.last_input = time.perf_counter()
                 self.io.add_mouse_pos_event(x, y)
+
+            # Every input event is stamped, so the app knows when the user stopped (see App.run).
+            def keyboard_callback(self, window: Any, key: int, scancode: int, action: int, mods: int) -> None:
+                host.last_input = time.perf_counter()
+                super().keyboard_callback(window, key, scancode, action, mods)
+
+            def char_callback(self, window: Any, char: int) -> None:
+                host.last_input = time.perf_counter()
+                super().char_callback(window, char)
+
+            def mouse_button_callback(self, window: Any, button: int, action: int, mods: int) -> None:
+                host.last_input = time.perf_counter()
+                (host._buttons_down.add if action == glfw.PRESS else host._buttons_down.discard)(button)
+                super().mouse_button_callback(window, button, action, mods)
+
+            def scroll_callback(self, window: Any, x_offset: float, y_offset: float) -> None:
+                host.last_input = time.perf_counter()
+                super().scroll_callback(window, x_offset, y_offset)
+
+            def resize_callback(self, window: Any, width: int, height: int) -> None:
+                host.last_input = time.perf_counter()
+                super().resize_callback(window, width, height)
 
         self._renderer = _Renderer(self.window)
         self.width, self.height = glfw.get_window_size(self.window)
@@ -149,6 +181,19 @@ class GlfwHost:
 
     def present(self) -> None:
         self._glfw.swap_buffers(self.window)
+
+    def input_active(self, now: float) -> bool:
+        """Whether the user is at it: an input event in the last IDLE_AFTER_S seconds, or a button held."""
+        return bool(self._buttons_down) or now - self.last_input < IDLE_AFTER_S
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until an input event, a :meth:`wake` or ``timeout`` seconds, whichever comes first."""
+        if timeout > 0:
+            self._glfw.wait_events_timeout(timeout)
+
+    def wake(self) -> None:
+        """End a :meth:`wait` early; safe from any thread."""
+        self._glfw.post_empty_event()
 
     def read_frame(self) -> np.ndarray:
         import OpenGL.GL as gl
@@ -220,6 +265,15 @@ class EglHost:
         import OpenGL.GL as gl
 
         gl.glFinish()
+
+    def input_active(self, now: float) -> bool:
+        return False  # no window, no user
+
+    def wait(self, timeout: float) -> None:
+        """Offscreen frames are drawn back to back: nothing to wait for."""
+
+    def wake(self) -> None:
+        """Nothing waits."""
 
     def read_frame(self) -> np.ndarray:
         from viz.gl import read_pixels

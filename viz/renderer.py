@@ -29,6 +29,7 @@ import torch
 from core.io.images import image_grid, tile
 from core.io.worker import LatestWorker, NoResult
 from viz.layer_view import LayerOptions, LayerView, capture_layers, channel_stats, layer_image
+from viz.wake import wake
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +352,7 @@ class Renderer:
     def __init__(self, loader: Loader | None = None) -> None:
         self._loader = loader
         self._model: LoadedModel | None = None  # worker thread only
-        self._worker = LatestWorker("viz-renderer", keep=_same_view, priority_backlog=1)
+        self._worker = LatestWorker("viz-renderer", keep=_same_view, priority_backlog=1, on_result=wake)
 
     @property
     def dropped(self) -> int:

@@ -65,14 +65,17 @@ class LatestWorker:
     handed out (default: never); it runs under the worker's lock, so keep it cheap.
     ``priority_backlog`` caps how many priority jobs may wait (None: no cap); when full, a newer
     submission pushes out the oldest waiting one, which then never runs.
+    ``on_result`` is called on the worker thread whenever a result is ready to poll (the GUI passes
+    a function that wakes its event loop, so an idle window shows the result at once).
     """
 
     def __init__(self, name: str, keep: KeepRule | None = None, priority_backlog: int | None = None,
-                 keep_results: bool = True) -> None:
+                 keep_results: bool = True, on_result: Callable[[], None] | None = None) -> None:
         if priority_backlog is not None and priority_backlog < 1:
             raise ValueError(f"LatestWorker priority_backlog={priority_backlog}: give None or at least 1")
         self._keep = keep
         self._keep_results = keep_results  # False: jobs run for their effect; nothing is handed out
+        self._on_result = on_result
         self._cond = threading.Condition()
         self._priority: deque[_Job] = deque(maxlen=priority_backlog)
         self._pending: _Job | None = None
@@ -144,15 +147,17 @@ class LatestWorker:
 
     def _run(self) -> None:
         while (job := self._next_job()) is not None:
-            result = None
+            result, handed_out = None, False
             try:
                 result = _execute(job)
             finally:  # even a BaseException from a job must not leave wait_idle() waiting forever
                 with self._cond:
                     if result is not None and self._keep_results:
-                        self._hand_out(job, result)
+                        handed_out = self._hand_out(job, result)
                     self._busy = False
                     self._cond.notify_all()
+            if handed_out and self._on_result is not None:
+                self._on_result()
 
     def _next_job(self) -> _Job | None:
         with self._cond:
@@ -167,14 +172,16 @@ class LatestWorker:
             self._busy = True
             return job
 
-    def _hand_out(self, job: _Job, result: JobResult) -> None:
-        """Caller holds the lock."""
+    def _hand_out(self, job: _Job, result: JobResult) -> bool:
+        """Caller holds the lock. Whether the result is kept for a poll (False: dropped)."""
         if job.priority:
             self._priority_results.append(result)
         elif job.key == self._newest or (self._keep is not None and self._keep(job.key, self._newest)):
             self._result = result
         else:
             self._dropped += 1
+            return False
+        return True
 
 
 def _execute(job: _Job) -> JobResult | None:

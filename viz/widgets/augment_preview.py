@@ -23,6 +23,7 @@ from core.io.images import from_uint8, to_hwc
 from core.io.worker import LatestWorker
 from viz.panel import Intent, Scene, SendAugment, StatePanel
 from viz.ui import FrameContext, help_marker, record_item, text_colored
+from viz.wake import wake
 
 __all__ = [
     "AugmentEngine",
@@ -114,7 +115,7 @@ class AugmentEngine:
     """Runs previews in a worker thread; datasets stay open there between previews."""
 
     def __init__(self) -> None:
-        self._worker = LatestWorker("viz-augment")
+        self._worker = LatestWorker("viz-augment", on_result=wake)
         self._datasets: dict[str, Any] = {}  # touched by the worker thread only
         self._submitted: PreviewSpec | None = None
 

@@ -17,6 +17,7 @@ from imgui_bundle import imgui
 from core.studio.common import StudioError, parse_seeds
 from viz.panel import Intent, Scene, StatePanel
 from viz.ui import FrameContext, action_button, help_marker, record_item, text_colored
+from viz.wake import wake
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class NearestEngine:
         from core.io.worker import LatestWorker
 
         if self._worker is None:
-            self._worker = LatestWorker("viz-nearest")
+            self._worker = LatestWorker("viz-nearest", on_result=wake)
         self._worker.submit(request, lambda: find_nearest(request))
 
     def poll(self) -> Any:

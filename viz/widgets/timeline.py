@@ -22,6 +22,7 @@ from core.rundir import RunReader, kept_snapshots, layout
 from core.studio.common import StudioError, parse_seeds
 from viz.panel import Intent, OpenSource, Scene, StatePanel
 from viz.ui import FrameContext, help_marker, record_item, text_colored
+from viz.wake import wake
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class CompareEngine:
         from core.io.worker import LatestWorker
 
         if self._worker is None:
-            self._worker = LatestWorker("viz-timeline-compare")
+            self._worker = LatestWorker("viz-timeline-compare", on_result=wake)
         self.pending = request
         key: Hashable = request
         self._worker.submit(key, lambda: compare_grids(request, self._cache))

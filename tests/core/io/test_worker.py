@@ -217,3 +217,40 @@ def test_close_of_an_idle_worker_is_immediate() -> None:
     w.close()
     # close() joins for at most 5 s: an idle thread it failed to wake would still be alive here.
     assert not _alive("t-close-idle")
+
+
+def test_on_result_fires_once_per_result_handed_out_and_not_for_dropped_or_no_result(closing: Any) -> None:
+    """The GUI's idle loop sleeps until this hook wakes it: a result it is not told about would sit
+    unseen until the next idle frame, and a wake for nothing costs a frame."""
+    seen: list[str] = []
+    w = closing("t-wake", on_result=lambda: seen.append("woken"))
+    first = _Gate("a")
+    w.submit("a", first)
+    assert first.started.wait(5)
+    w.submit("b", lambda: "b")  # supersedes "a": "a" is dropped, no wake for it
+    first.release.set()
+    assert w.wait_idle(10)
+    assert _wait_for(lambda: seen == ["woken"]), seen  # "b" only
+    result = w.poll()
+    assert result is not None and result.key == "b"
+
+    def nothing() -> Any:
+        raise NoResult
+
+    w.submit("c", nothing)
+    w.submit_priority("p", lambda: "p")
+    assert w.wait_idle(10)
+    assert _wait_for(lambda: len(seen) == 2), seen  # the priority result; NoResult woke nothing
+    urgent, latest = w.poll_all()
+    assert [r.key for r in urgent] == ["p"] and latest is None
+    w.submit("err", lambda: 1 / 0)  # an error is a result the GUI shows: it wakes too
+    assert w.wait_idle(10) and _wait_for(lambda: len(seen) == 3), seen
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
