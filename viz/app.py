@@ -373,7 +373,7 @@ class App:
         self.view = opts.view
         self._view_request: str | None = opts.view if opts.view != VIEWS[0] else None
         self._frame = 0
-        self.idle = False  # the last frame was followed by an idle wait
+        self.idle = False  # the frame just drawn is followed by an idle wait (shown as "idle")
         self._woken = False  # a worker finished something since the last frame (set on its thread)
         self._busy_until = 0.0  # perf_counter() until which frames come at full rate after a wake
         set_wake_hook(self._wake)
