@@ -12,9 +12,7 @@ threads; the result is in percent of one core. Frames come from ``--debug-state`
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -23,6 +21,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.viz.conftest import read_state, start_xvfb  # noqa: E402
+
 RECORDED_RUN = REPO / "tests" / "fixtures" / "recorded_run" / "00000-digits-demo"
 
 
@@ -32,11 +34,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def frames(state: Path) -> int:
-    for _ in range(50):
-        try:
-            return int(json.loads(state.read_text())["frame"])
-        except (OSError, ValueError, KeyError):
-            time.sleep(0.1)
+    for _ in range(50):  # the app may be replacing the file this instant
+        if (st := read_state(state)) is not None:
+            return int(st["frame"])
+        time.sleep(0.1)
     raise RuntimeError(f"{state}: no debug state")
 
 
@@ -74,11 +75,10 @@ def main() -> int:
     env = dict(os.environ)
     xvfb = None
     if not env.get("DISPLAY"):
-        if shutil.which("Xvfb") is None:
-            raise SystemExit("no DISPLAY and no Xvfb: install xvfb or run inside a desktop session")
-        env["DISPLAY"] = ":93"
-        xvfb = subprocess.Popen(["Xvfb", ":93", "-screen", "0", "1280x800x24"], stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
+        try:
+            xvfb, env["DISPLAY"] = start_xvfb()
+        except (FileNotFoundError, RuntimeError) as e:
+            raise SystemExit(f"no DISPLAY, and {e}: install xvfb or run inside a desktop session") from None
     results: dict[str, list[tuple[float, float]]] = {"--fps-idle 0": [], "default": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:

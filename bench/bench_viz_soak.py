@@ -15,9 +15,9 @@ at the end it prints the peak, the least-squares slope over the whole soak and o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.viz.conftest import read_state, start_xvfb  # noqa: E402
 
 
 def newest_run(folder: Path) -> Path | None:
@@ -42,18 +45,7 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, MiB) in MiB per hour."""
     if len(points) < 2:
         return float("nan")
-    n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    var = sum((t - mt) ** 2 for t, _ in points)
-    return 3600 * sum((t - mt) * (v - mv) for t, v in points) / var if var else float("nan")
-
-
-def read_state(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    return 3600 * statistics.linear_regression([t for t, _ in points], [v for _, v in points]).slope
 
 
 def open_run(env: dict[str, str], window: str, state: Path, run: Path) -> None:
@@ -90,9 +82,10 @@ def main() -> int:
     env = dict(os.environ)
     xvfb = None
     if not env.get("DISPLAY"):
-        env["DISPLAY"] = ":94"
-        xvfb = subprocess.Popen(["Xvfb", ":94", "-screen", "0", "1280x800x24"], stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
+        try:
+            xvfb, env["DISPLAY"] = start_xvfb()
+        except (FileNotFoundError, RuntimeError) as e:
+            raise SystemExit(f"no DISPLAY, and {e}: install xvfb or run inside a desktop session") from None
     samples: list[tuple[float, float, float, str]] = []
     runs, loads = [first], set()
     with tempfile.TemporaryDirectory() as tmp:

@@ -264,16 +264,14 @@ def _limit_torch_threads(requested: int) -> None:
     log.debug("torch uses %d CPU threads", n)
 
 
+def frame_time_left(frame_start: float, fps: float) -> float:
+    """Seconds until the next frame is due at ``fps`` frames a second (0 when it is already late)."""
+    return max(0.0, 1.0 / fps - (time.perf_counter() - frame_start))
+
+
 def frame_loop_sleep(frame_start: float, fps_cap: float) -> None:
-    if fps_cap > 0:
-        left = 1.0 / fps_cap - (time.perf_counter() - frame_start)
-        if left > 0:
-            time.sleep(left)
-
-
-def idle_wait_s(frame_start: float, fps_idle: float) -> float:
-    """How long an idle window waits for input before drawing its next frame anyway."""
-    return max(0.0, 1.0 / fps_idle - (time.perf_counter() - frame_start))
+    if fps_cap > 0 and (left := frame_time_left(frame_start, fps_cap)) > 0:
+        time.sleep(left)
 
 
 def build_panels(opts: AppOptions) -> list[Panel]:
@@ -716,7 +714,7 @@ class App:
         """Wait before the next frame: the frame cap while the user is at it or something moves; while
         idle, until input, a worker's result or 1/fps_idle s (live plots and progress still update)."""
         if self.idle:
-            self.host.wait(idle_wait_s(frame_start, self.opts.fps_idle))
+            self.host.wait(frame_time_left(frame_start, self.opts.fps_idle))
         else:
             frame_loop_sleep(frame_start, self.perf.fps_cap)
 
