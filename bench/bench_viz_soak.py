@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,25 +26,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from memory import memory_mib, report  # noqa: E402  (bench/ is on sys.path: scripts run from it)
+
 from tests.viz.conftest import read_state, start_xvfb  # noqa: E402
 
 
 def newest_run(folder: Path) -> Path | None:
     runs = [p.parent for pattern in ("*/run.json", "*/*/run.json") for p in folder.glob(pattern)]
     return max(runs, key=lambda p: (p / "run.json").stat().st_mtime, default=None)
-
-
-def memory_mib(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) in MiB."""
-    fields = dict(ln.split(":", 1) for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in ln)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
-def slope_per_hour(points: list[tuple[float, float]]) -> float:
-    """Least-squares slope of (seconds, MiB) in MiB per hour."""
-    if len(points) < 2:
-        return float("nan")
-    return 3600 * statistics.linear_regression([t for t, _ in points], [v for _, v in points]).slope
 
 
 def open_run(env: dict[str, str], window: str, state: Path, run: Path) -> None:
@@ -128,14 +116,9 @@ def main() -> int:
             if xvfb is not None:
                 xvfb.terminate()
     points = [(t, rss) for t, rss, _, _ in samples]
-    half = [p for p in points if p[0] >= points[-1][0] / 2]
     print(f"{len(samples)} samples over {points[-1][0] / 3600:.2f} h, {len(runs)} runs opened, "
           f"{len(loads)} weight loads seen at the samples")  # fmt: skip
-    values = [v for _, v in points]
-    print(f"RSS first {values[0]:.0f} MiB, last {values[-1]:.0f} MiB, min {min(values):.0f}, max {max(values):.0f}; "
-          f"peak (VmHWM) {samples[-1][2]:.0f} MiB")  # fmt: skip
-    print(f"slope: {slope_per_hour(points):+.1f} MiB/h over the whole soak, {slope_per_hour(half):+.1f} MiB/h over "
-          "its second half")  # fmt: skip
+    print(report(points, samples[-1][2]))
     return 0
 
 
