@@ -18,7 +18,6 @@ Give ``--kimg`` large enough that the training does not finish first.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -32,21 +31,28 @@ sys.path.insert(0, str(REPO))
 
 from memory import memory_mib, report  # noqa: E402  (bench/ is on sys.path: scripts run from it)
 
+from core.rundir import RunReader, list_run_dirs  # noqa: E402
 
-def ticks_logged(outdir: Path) -> tuple[int, float]:
-    """(ticks, kimg) of the newest run under ``outdir``, from its events.jsonl."""
-    logs = sorted(outdir.glob("*/events.jsonl"), key=lambda p: p.stat().st_mtime)
-    ticks, kimg = 0, 0.0
-    if logs:
-        for line in logs[-1].read_text().splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:  # the line being written
-                continue
+
+class TickCounter:
+    """Ticks and kimg the trainer has logged so far, read incrementally from its run's event stream."""
+
+    def __init__(self, outdir: Path) -> None:
+        self.outdir = outdir
+        self.reader: RunReader | None = None
+        self.ticks, self.kimg = 0, 0.0
+
+    def update(self) -> tuple[int, float]:
+        if self.reader is None:
+            runs = list_run_dirs(self.outdir)
+            if not runs:  # the trainer has not made its run directory yet
+                return 0, 0.0
+            self.reader = RunReader(runs[-1])
+        for event in self.reader.poll_events():
             if event.get("kind") == "tick":
-                ticks += 1
-                kimg = float(event.get("kimg", kimg))
-    return ticks, kimg
+                self.ticks += 1
+                self.kimg = float(event.get("kimg", self.kimg))
+        return self.ticks, self.kimg
 
 
 def main() -> int:
@@ -74,6 +80,7 @@ def main() -> int:
         trainer_log = Path(tmp) / "trainer.log"
         with trainer_log.open("w") as out:
             proc = subprocess.Popen(cmd, cwd=tmp, stdout=out, stderr=subprocess.STDOUT)
+        counter = TickCounter(outdir)
         samples: list[tuple[float, float, float, int, float]] = []
         log = args.log.open("w") if args.log else None
         t0 = time.monotonic()
@@ -82,12 +89,12 @@ def main() -> int:
             while (now := time.monotonic()) - t0 < args.hours * 3600:
                 if proc.poll() is not None:
                     last = trainer_log.read_text().strip().splitlines()[-1:]
+                    advice = "; give a larger --kimg for a longer soak" if proc.returncode == 0 else ""
                     raise SystemExit(f"bench_train_soak: the trainer exited ({proc.returncode}) after "
-                                     f"{now - t0:.0f} s{': ' + last[0] if last else ''}; give a larger --kimg "
-                                     "for a longer soak")  # fmt: skip
+                                     f"{now - t0:.0f} s{': ' + last[0] if last else ''}{advice}")  # fmt: skip
                 if now >= next_sample:
                     rss, hwm = memory_mib(proc.pid)
-                    ticks, kimg = ticks_logged(outdir)
+                    ticks, kimg = counter.update()
                     if not ticks:  # still starting up: imports and the first tick's allocations are not growth
                         next_sample = now + 1
                         continue
@@ -119,7 +126,7 @@ def main() -> int:
     ticks, kimg = samples[-1][3], samples[-1][4]
     print(f"{len(samples)} samples over {samples[-1][0] / 3600:.2f} h, duty {args.duty:g}: {ticks} ticks logged, "
           f"{kimg:.1f} kimg")  # fmt: skip
-    print(report([(t, rss) for t, rss, *_ in samples], max(hwm for _, _, hwm, _, _ in samples)))
+    print(report([(t, rss) for t, rss, *_ in samples], samples[-1][2]))  # VmHWM only rises
     return 0
 
 
