@@ -1,4 +1,4 @@
-"""Geometric execution of ADA: batched 3x3 matrices, the single-resample path and the exact blit path.
+"""Geometric execution of ADA: batched 3x3 matrices, the single-resample path and the exact copy path.
 
 Coordinates are pixels with the origin at the image centre (pixel centres at +-(W-1)/2). The
 pipeline builds ``G_inv``, the *inverse* transform (output pixel -> input pixel) of every image.
@@ -73,10 +73,11 @@ def reflect_pad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor
 
 
 def blit(images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
-    """Exact pixel blit for matrices made only of flips, quarter turns and whole-pixel shifts.
+    """Exact pixel copy for matrices made only of flips, quarter turns and whole-pixel shifts.
 
-    Odd quarter turns need square images (the turn must map the pixel grid onto itself). Source
-    pixels that fall outside are mirrored, which is what reflect padding plus resampling would give.
+    The pipe uses it for whole-pixel shifts, where it equals the resampling; flips and turns it
+    resamples like the public tool (pipeline docstring). Odd quarter turns need square images.
+    Source pixels that fall outside are mirrored, as reflect padding would give.
     """
     n, c, h, w = images.shape
     ys, xs = torch.meshgrid(

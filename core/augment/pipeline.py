@@ -10,8 +10,9 @@ Order and execution (Karras et al. 2020, appendix B, as the public pipeline runs
 What makes it fast (bench/bench_augment.py has the figures and two baselines):
 
 * p = 0 returns the input tensor itself: nothing is drawn or computed.
-* A stage touches only the images whose draws are not all identity. Images with only blits
-  (flip, quarter turn, whole-pixel shift) are copied exactly with one gather, not resampled.
+* A stage touches only the images whose draws are not all identity. Images whose only move is a
+  whole-pixel shift are copied with one gather, not resampled (the resampling would give the same
+  pixels: its filter pair reconstructs perfectly on the pixel grid).
 * The resampling (geometry.Resampler) upsamples one period of the mirrored image instead of a
   reflect-padded canvas sized for the batch's most extreme transform, and runs the separable
   wavelet up/down filters as banded GEMMs, which BLAS does far faster than CPU depthwise convs.
@@ -20,9 +21,12 @@ What makes it fast (bench/bench_augment.py has the figures and two baselines):
 
 Where the result differs from the public tool, on purpose:
 
-* Blit-only images are exact copies, as the paper describes blitting. The public tool sends them
-  through the resampling, whose sym6 filter is not symmetric, so its flips and quarter turns
-  slightly alter the highest frequencies.
+* Not in what the ops compute: each op gives the public pipe's output, input gradient and R1
+  double backward to float rounding (bench/bench_pipe_ops_match.py). That includes flips and
+  quarter turns, which go through the resampling as in the public tool rather than being copied:
+  its sym6 filter is not symmetric, so a mirrored or turned image comes out gently low-passed at
+  its finest detail (x-flip: amplitude 0.93 at 0.42 cycles/pixel, 0.87 at Nyquist). One difference
+  fewer to rule out when a run differs from a public one.
 * Where the public tool's padding is clamped (extreme zoom-out plus rotation) it samples zeros;
   here the mirror image continues. Elsewhere the two agree to float rounding (tested).
 * Parameter draws come from per-op streams (below), so the random numbers differ; the
@@ -179,7 +183,7 @@ class _Draws:
 class _Plan:
     n: int
     g_inv: torch.Tensor | None = None  # [N, 3, 3] float64
-    exact_blit: torch.Tensor | None = None  # [N] bool: only pixel-grid-preserving blits fired
+    exact_blit: torch.Tensor | None = None  # [N] bool: nothing but a whole-pixel shift moved the image
     color: torch.Tensor | None = None  # [N, 4, 4] float64
     band_gains: torch.Tensor | None = None  # [N, 4] float64
     noise_sigma: torch.Tensor | None = None  # [N]
@@ -216,7 +220,7 @@ def _plan_geometry(plan: _Plan, draws: _Draws, m: Mapping[str, float], s: Augmen
                    h: int, w: int) -> None:  # fmt: skip
     n = plan.n
     g = torch.eye(3, dtype=torch.float64).expand(n, 3, 3)
-    resampled = torch.zeros(n, dtype=torch.bool)  # images that a blit cannot do exactly
+    resampled = torch.zeros(n, dtype=torch.bool)  # images that a whole-pixel copy cannot do
     stream = {op: OP_NAMES.index(op) for op in GEOM_OPS}
     if m["xflip"] > 0:
         draws.select(stream["xflip"])
@@ -224,6 +228,7 @@ def _plan_geometry(plan: _Plan, draws: _Draws, m: Mapping[str, float], s: Augmen
         fired = draws.fires(n, p * m["xflip"])
         i = _where(fired, i, 0).double()
         g = g @ geo.scale2d(1 - 2 * i, torch.ones_like(i))
+        resampled |= i.long() == 1  # flips and turns are resampled, as in the public pipe (docstring)
         plan.record["xflip"] = (fired, {"i": i.long()})
     if m["rotate90"] > 0:
         draws.select(stream["rotate90"])
@@ -231,8 +236,7 @@ def _plan_geometry(plan: _Plan, draws: _Draws, m: Mapping[str, float], s: Augmen
         fired = draws.fires(n, p * m["rotate90"])
         i = _where(fired, i, 0).double()
         g = g @ geo.rotate90_2d(i)  # G_inv @ rotate_inv(-i*90deg): content turns by i*90deg
-        if h != w:  # an odd quarter turn does not map a non-square pixel grid onto itself
-            resampled |= i.long() % 2 == 1
+        resampled |= i.long() % 4 != 0
         plan.record["rotate90"] = (fired, {"i": i.long()})
     if m["xint"] > 0:
         draws.select(stream["xint"])

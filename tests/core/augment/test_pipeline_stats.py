@@ -45,25 +45,28 @@ def test_rotation_fires_with_probability_p_in_total_from_two_draws():
 # ---- blits -----------------------------------------------------------------------------------
 
 
-def test_xflip_half_of_the_images_mirror_exactly():
+def test_xflip_half_of_the_images_mirror():
+    # Mirrored through the resampling, as in the public pipe: smooth content comes out as the
+    # mirror image to within 3 grey levels of 255; the others are untouched (test_pipeline_geometry
+    # checks every frequency against the public execution).
     x = smooth_image(1, 3, 16).expand(1000, 3, 16, 16)
     out, ex = run(x, xflip=1)
-    flags = param(ex, "xflip", "i")
-    assert len(flags) == 1000 and set(flags.tolist()) <= {0, 1}
+    flags = param(ex, "xflip", "i").bool()
+    assert len(flags) == 1000
     assert_fraction(int(flags.sum()), 1000, 0.5)
-    flipped = (out == x.flip(-1)).flatten(1).all(1)
-    same = (out == x).flatten(1).all(1)
-    assert torch.equal(flipped, flags.bool()) and torch.equal(same, ~flags.bool())
+    torch.testing.assert_close(out[flags], x[flags].flip(-1), atol=0.025, rtol=0)
+    assert torch.equal(out[~flags], x[~flags])
 
 
-def test_rotate90_uniform_over_quarter_turns_and_exact():
+def test_rotate90_uniform_over_quarter_turns():
     x = smooth_image(1, 3, 16).expand(1000, 3, 16, 16)
     out, ex = run(x, rotate90=1)
     turns = param(ex, "rotate90", "i").long()
     counts = torch.bincount(turns, minlength=4)
     assert stats.chisquare(counts.numpy()).pvalue > 1e-4
-    for k in range(4):  # counter-clockwise as displayed, like torch.rot90 on (H, W)
-        assert torch.equal(out[turns == k], torch.rot90(x[turns == k], k, dims=(-2, -1)))
+    assert torch.equal(out[turns == 0], x[turns == 0])
+    for k in range(1, 4):  # counter-clockwise as displayed, like torch.rot90 on (H, W); resampled
+        torch.testing.assert_close(out[turns == k], torch.rot90(x[turns == k], k, dims=(-2, -1)), atol=0.025, rtol=0)
 
 
 def test_xint_whole_pixel_shifts_within_bounds_reflected_exactly():
