@@ -3,7 +3,10 @@
 For every kept snapshot (``snapshots/network-snapshot-*.json``) of every run it evaluates G_ema with
 the same fixed latents and prints one row: p, FD and precision/recall in the offline feature space
 (``fd_offline``, ``pr_offline`` of ``python -m core.metrics``, at ``--num`` fakes against the run's
-whole dataset, e.g. all 1,797 digits), and for runs on ``builtin:digits`` the variety measure of
+whole dataset, e.g. all 1,797 digits); ``speckle``, the share of the fakes' pixel values (every
+channel) that stand above or below all 8 neighbours by more than 0.1 of the [-1, 1] range, i.e.
+isolated dots of another colour or brightness (the run's training images' share is printed once per
+run, for reference); and for runs on ``builtin:digits`` the variety measure of
 bench_mode_coverage.py (the entropy of the fakes' digits in bits, how many digits hold at least 2%
 of them, and ``copy``, their distance to the run's training images over the left-out digits'
 distance). Where the trainer computed metrics at its snapshots (metrics.jsonl), ``copies``
@@ -35,12 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mode_coverage import coverage, histogram_stats, subset_reals, train_classifier  # noqa: E402
 
 from core.data import ImageDataset  # noqa: E402
+from core.io.images import from_uint8  # noqa: E402
 from core.metrics.evaluate import MetricOptions, compute_metrics  # noqa: E402
 from core.networks.checkpoint import load_checkpoint  # noqa: E402
 from core.rundir import RunReader, kept_snapshots  # noqa: E402
 
 GRID = 4  # fakes per side of a run's cell in the picture
-COLUMNS = ("p", "FD", "prec", "recall", "bits", ">=2%", "copy", "copies", "leak")
+COLUMNS = ("p", "FD", "prec", "recall", "speckle", "bits", ">=2%", "copy", "copies", "leak")
+SPECKLE_STEP = 0.1  # how far a value must stand out from all 8 neighbours to count as a speckle
 
 
 @dataclass
@@ -72,11 +77,28 @@ def parse_groups(specs: list[str]) -> list[Run]:
     return runs
 
 
+def speckle(images: torch.Tensor, step: float = SPECKLE_STEP) -> float:
+    """Share of pixel values (per channel) above or below all 8 neighbours by more than ``step``."""
+    x = images.reshape(-1, 1, *images.shape[2:]).float()
+    rows = torch.nn.functional.unfold(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3)
+    neighbours = torch.cat([rows[:, :4], rows[:, 5:]], dim=1)  # [N*C, 8, H*W], the centre left out
+    centre = x.flatten(2)
+    above = centre > neighbours.amax(dim=1, keepdim=True) + step
+    below = centre < neighbours.amin(dim=1, keepdim=True) - step
+    isolated = above | below
+    return isolated.float().mean().item()
+
+
 def evaluate(run: Run, clf: torch.nn.Module, num: int, every: float) -> None:
     reals = subset_reals(run.path)
     data = str((RunReader(run.path).options() or {}).get("data"))
     digits = data == "builtin:digits"
     dataset = ImageDataset(data)  # the whole dataset, opened once for every snapshot's FD and precision/recall
+    options = RunReader(run.path).options() or {}
+    trained_on = ImageDataset(data, subset=options.get("subset"), seed=options.get("seed", 0))
+    real_images = from_uint8(torch.stack([torch.as_tensor(trained_on[i][0]) for i in range(len(trained_on))]))
+    print(f"  {run.group:>8} {run.path.parent.name[:24]:>24}  speckle of its {len(trained_on)} training images: "
+          f"{speckle(real_images):.4f}", flush=True)
     in_run: dict[int, dict[str, dict[str, float]]] = {}  # kimg -> metric -> results, from metrics.jsonl
     for record in RunReader(run.path).metrics():
         in_run.setdefault(round(record.get("kimg", -1)), {})[record["metric"]] = record["results"]
@@ -91,6 +113,7 @@ def evaluate(run: Run, clf: torch.nn.Module, num: int, every: float) -> None:
                   "prec": results["pr_offline"].results["pr_offline_precision"],
                   "recall": results["pr_offline"].results["pr_offline_recall"]}
         pred, _, fakes = coverage(G, clf, num)
+        values["speckle"] = speckle(fakes)
         if digits:
             _, bits, wide = histogram_stats(pred)
             values.update({"bits": bits, ">=2%": float(wide)})
