@@ -121,8 +121,12 @@ def evaluate(run: Run, clf: torch.nn.Module, num: int, every: float) -> None:
                 values["copy"] = reals.copy_ratio(fakes)
         leak_op = _in_run_metrics(in_run.get(round(kimg)), values)
         run.rows.append(Row(kimg, values, fakes[: GRID * GRID], leak_op))
-        cells = "  ".join(f"{values.get(c, float('nan')):7.3f}" for c in COLUMNS)
+        cells = "  ".join(_cell(c, values.get(c, float("nan"))) for c in COLUMNS)
         print(f"  {run.group:>8} {run.path.parent.name[:24]:>24} {kimg:6g}  {cells}  {leak_op}", flush=True)
+
+
+def _cell(column: str, value: float) -> str:
+    return f"{value:7.4f}" if column == "speckle" else f"{value:7.3f}"  # speckle: a few per thousand
 
 
 def _in_run_metrics(records: dict[str, dict[str, float]] | None, values: dict[str, float]) -> str:
@@ -151,7 +155,7 @@ def medians(runs: list[Run]) -> None:
             cells = []
             for c in COLUMNS:
                 vals = [row.values[c] for row in rows if c in row.values]
-                cells.append(f"{statistics.median(vals):7.3f}" if vals else f"{'-':>7}")
+                cells.append(_cell(c, statistics.median(vals)) if vals else f"{'-':>7}")
             print(f"  {group:>8} {kimg:6g} {len(rows):4d}  " + "  ".join(cells))
 
 
