@@ -18,6 +18,13 @@ geometric ops would fail. Its ``grid_sample`` is pointed at ours (same forward a
 with align_corners=False, zeros padding, bilinear; with a double backward). Everything else
 (which ops fire, their parameter distributions, the resampling filters, padding, the order of
 ops) is the public code. ``--pipe ours`` runs exactly ``train_headless.py``.
+
+Two probes of where runs part (docs/training.md, issue 25): ``--pipe ours --draws global`` makes our
+pipe take every random number from torch's global generator, op after op, as the public pipe does
+(instead of its per-op streams); ``--draws public`` feeds it exactly the public pipe's numbers, in the
+public order and count, so that it augments every batch as the public pipe would.
+``--pipe public --shift N`` draws N extra numbers from the global generator before every call: the
+public pipe with another realisation of its random draws.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.augment.pipeline import BAND_NAMES, AugmentPipe  # noqa: E402
+from core.augment import pipeline as our_pipeline  # noqa: E402
+from core.augment.pipeline import BAND_NAMES, OP_NAMES, AugmentPipe  # noqa: E402
 from core.ops import grid_sample_gradfix as our_grid_sample  # noqa: E402
 from core.training import cli  # noqa: E402
 from core.training.loop import Trainer  # noqa: E402
@@ -74,18 +82,96 @@ def public_kwargs(ours: AugmentPipe) -> dict[str, Any]:
 class PublicPipe(nn.Module):
     """The public pipe, reading p from our pipe (which the controller moves) before every call."""
 
-    def __init__(self, ours: AugmentPipe, public_cls: type[nn.Module]) -> None:
+    def __init__(self, ours: AugmentPipe, public_cls: type[nn.Module], shift: int = 0) -> None:
         super().__init__()
         self.ours = [ours]  # a list: not a submodule, so nothing of it is saved twice or moved
         self.public = public_cls(**public_kwargs(ours)).to(ours.p.device)
+        self.shift = shift
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             self.public.p.copy_(self.ours[0].p)
+        if self.shift:
+            torch.rand(self.shift, device=images.device)  # another realisation of the public draws
         return self.public(images)
 
 
-def install(public_cls: type[nn.Module]) -> None:
+# The public pipe's draws for the ops ours has: (op, uniform or normal, values per image), each
+# followed by one uniform per image that decides whether the op fires. Its rotation draws twice,
+# around the anisotropic scaling.
+_PUBLIC_DRAW_ORDER = (
+    ("xflip", "u", 1), ("rotate90", "u", 1), ("xint", "u", 2), ("scale", "n", 1), ("rotate", "u", 1),
+    ("aniso", "n", 1), ("rotate", "u", 1), ("xfrac", "n", 2), ("brightness", "n", 1), ("contrast", "n", 1),
+    ("lumaflip", "u", 1), ("hue", "u", 1), ("saturation", "n", 1),
+)  # fmt: skip
+
+
+class _GlobalDraws(our_pipeline._Draws):
+    """Every draw from torch's global generator, op after op (``--draws global``)."""
+
+    def select(self, stream: int) -> None:
+        pass
+
+    def uniform(self, *shape: int) -> torch.Tensor:
+        return torch.rand(shape)
+
+    def normal(self, *shape: int) -> torch.Tensor:
+        return torch.randn(shape)
+
+    def fires(self, n: int, prob: float) -> torch.Tensor:
+        return torch.rand(n) < prob
+
+
+class _PublicDraws(our_pipeline._Draws):
+    """The public pipe's random numbers, drawn up front in its order, handed out in ours
+    (``--draws public``). Only for the ops of _PUBLIC_DRAW_ORDER (no filter, noise or cutout)."""
+
+    def __init__(self, n: int, channels: int, multipliers: dict[str, float]) -> None:
+        self.base_seed, self.q, self._gen, self._op = 0, None, None, ""
+        self._queue: dict[str, list[torch.Tensor]] = {}
+        for op, kind, width in _PUBLIC_DRAW_ORDER:
+            if multipliers[op] > 0 and (channels > 1 or op not in ("hue", "saturation")):
+                values = torch.rand(n, width) if kind == "u" else torch.randn(n, width)
+                self._queue.setdefault(op, []).extend([values if width > 1 else values[:, 0], torch.rand(n)])
+
+    def select(self, stream: int) -> None:
+        self._op = OP_NAMES[stream]
+
+    def uniform(self, *shape: int) -> torch.Tensor:
+        return self._queue[self._op].pop(0)
+
+    normal = uniform
+
+    def fires(self, n: int, prob: float) -> torch.Tensor:
+        return self._queue[self._op].pop(0) < prob
+
+
+def use_draws(kind: str) -> None:
+    """Our pipe's draws for training calls (no generator): ``own`` (its per-op streams), ``global`` or
+    ``public`` (see the module docstring). Previews with their own generator keep their streams."""
+    if kind == "own":
+        return
+    original = AugmentPipe._plan
+
+    def plan(self: AugmentPipe, shape: torch.Size, p: float, generator: torch.Generator | None,
+             debug_percentile: float | None) -> tuple[Any, Any]:  # fmt: skip
+        if generator is not None or debug_percentile is not None:
+            return original(self, shape, p, generator, debug_percentile)
+        mult = self.multipliers()
+        if kind == "public" and any(mult[op] > 0 for op in ("imgfilter", "noise", "cutout")):
+            raise SystemExit("--draws public covers the bgc ops only; switch imgfilter, noise and cutout off")
+        n, c, h, w = shape
+        draws = _PublicDraws(n, c, mult) if kind == "public" else _GlobalDraws(None, None)
+        result = our_pipeline._Plan(n=n)
+        our_pipeline._plan_geometry(result, draws, mult, self._strengths, p, h, w)
+        our_pipeline._plan_color(result, draws, mult, self._strengths, p, c)
+        our_pipeline._plan_rest(result, draws, mult, self._strengths, p)
+        return result, draws
+
+    AugmentPipe._plan = plan  # type: ignore[method-assign]
+
+
+def install(public_cls: type[nn.Module], shift: int = 0) -> None:
     """Every Trainer made after this sends D's input through the public pipe."""
     original = Trainer.__init__
 
@@ -93,7 +179,7 @@ def install(public_cls: type[nn.Module]) -> None:
         original(self, *args, **kwargs)
         if self.aug.pipe is None:
             raise SystemExit("--pipe public needs an ADA pipe in the run (--aug ada, fixed or apa with a pipe)")
-        self.loss.augment_pipe = PublicPipe(self.aug.pipe, public_cls)
+        self.loss.augment_pipe = PublicPipe(self.aug.pipe, public_cls, shift)
         log.info("D's input goes through the public AugmentPipe: %s", public_kwargs(self.aug.pipe))
 
     Trainer.__init__ = init  # type: ignore[method-assign]
@@ -103,13 +189,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pipe", choices=("ours", "public"), required=True)
     ap.add_argument("--public", type=Path, help="a stylegan2-ada-pytorch checkout (needed for --pipe public)")
+    ap.add_argument("--draws", choices=("own", "global", "public"), default="own",
+                    help="--pipe ours: where our pipe's random numbers come from (module docstring)")
+    ap.add_argument("--shift", type=int, default=0, metavar="N",
+                    help="--pipe public: N extra global draws before every call (another realisation)")
     ap.add_argument("train", nargs=argparse.REMAINDER, help="-- then train_headless.py's options")
     args = ap.parse_args()
     train_argv = args.train[1:] if args.train[:1] == ["--"] else args.train
+    if args.draws != "own" and args.pipe != "ours":
+        ap.error("--draws is for --pipe ours")
+    if args.shift and args.pipe != "public":
+        ap.error("--shift is for --pipe public")
+    use_draws(args.draws)
     if args.pipe == "public":
         if args.public is None:
             ap.error("--pipe public needs --public PATH (a stylegan2-ada-pytorch checkout)")
-        install(import_public_pipe(args.public.expanduser().resolve()))
+        install(import_public_pipe(args.public.expanduser().resolve()), args.shift)
         if "--desc" not in train_argv:
             train_argv = [*train_argv, "--desc", "publicpipe"]
     return cli.main(train_argv)
