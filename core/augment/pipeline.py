@@ -19,7 +19,7 @@ What makes it fast (bench/bench_augment.py has the figures and two baselines):
 * Colour is one 3x4 matrix per image (one batched matmul); the 4-band filter is one combined
   43-tap separable filter per image.
 
-Where the result differs from the public tool, on purpose:
+Where the result differs from the public tool, and where it does not:
 
 * Not in what the ops compute: each op gives the public pipe's output, input gradient and R1
   double backward to float rounding (bench/bench_pipe_ops_match.py). That includes flips and
