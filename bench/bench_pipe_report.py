@@ -91,10 +91,10 @@ def speckle(images: torch.Tensor, step: float = SPECKLE_STEP) -> float:
 
 def evaluate(run: Run, clf: torch.nn.Module, num: int, every: float) -> None:
     reals = subset_reals(run.path)
-    data = str((RunReader(run.path).options() or {}).get("data"))
+    options = RunReader(run.path).options() or {}
+    data = str(options.get("data"))
     digits = data == "builtin:digits"
     dataset = ImageDataset(data)  # the whole dataset, opened once for every snapshot's FD and precision/recall
-    options = RunReader(run.path).options() or {}
     trained_on = ImageDataset(data, subset=options.get("subset"), seed=options.get("seed", 0))
     real_images = from_uint8(torch.stack([torch.as_tensor(trained_on[i][0]) for i in range(len(trained_on))]))
     print(f"  {run.group:>8} {run.path.parent.name[:24]:>24}  speckle of its {len(trained_on)} training images: "

@@ -160,13 +160,18 @@ def use_draws(kind: str) -> None:
         mult = self.multipliers()
         if kind == "public" and any(mult[op] > 0 for op in ("imgfilter", "noise", "cutout")):
             raise SystemExit("--draws public covers the bgc ops only; switch imgfilter, noise and cutout off")
-        n, c, h, w = shape
-        draws = _PublicDraws(n, c, mult) if kind == "public" else _GlobalDraws(None, None)
-        result = our_pipeline._Plan(n=n)
-        our_pipeline._plan_geometry(result, draws, mult, self._strengths, p, h, w)
-        our_pipeline._plan_color(result, draws, mult, self._strengths, p, c)
-        our_pipeline._plan_rest(result, draws, mult, self._strengths, p)
-        return result, draws
+        n, c = shape[:2]
+
+        def draws(_generator: Any, _debug: Any) -> our_pipeline._Draws:
+            return _PublicDraws(n, c, mult) if kind == "public" else _GlobalDraws(None, None)
+
+        # Our own planning, with these draws in place of the per-op streams for this one call.
+        own = our_pipeline._Draws
+        our_pipeline._Draws = draws  # type: ignore[assignment, misc]
+        try:
+            return original(self, shape, p, generator, debug_percentile)
+        finally:
+            our_pipeline._Draws = own  # type: ignore[misc]
 
     AugmentPipe._plan = plan  # type: ignore[method-assign]
 

@@ -95,9 +95,8 @@ def test_whole_pixel_shift_by_resampling_equals_the_exact_blit():
 
 def test_flips_and_quarter_turns_equal_the_public_execution():
     # The public pipe mirrors and turns through its resampling, whose sym6 filter is not symmetric,
-    # so a flipped image's finest detail is low-passed, not copied; D must see what it shows
-    # (an exact copy trained G into speckled fakes on colour data, issue 25). White noise: every
-    # frequency counts.
+    # so a flipped image's finest detail is low-passed, not copied; D sees what it shows (issue 25:
+    # one difference fewer between the pipes). White noise: every frequency counts.
     torch.manual_seed(0)
     x = torch.rand(64, 3, 32, 32) * 2 - 1
     out, ex = AugmentPipe.from_preset("blit", p=1)(x, generator=gen(0), explain=True)
