@@ -63,8 +63,13 @@ def import_public_pipe(checkout: Path) -> type[nn.Module]:
     if not (checkout / "training" / "augment.py").is_file():
         raise SystemExit(f"--public {checkout}: no training/augment.py there; name a stylegan2-ada-pytorch checkout")
     sys.path.insert(0, str(checkout))
-    from torch_utils.ops import grid_sample_gradfix  # type: ignore[import-not-found]
-    from training.augment import AugmentPipe as PublicAugmentPipe  # type: ignore[import-not-found]
+    try:
+        from torch_utils.ops import grid_sample_gradfix  # type: ignore[import-not-found]
+        from training.augment import AugmentPipe as PublicAugmentPipe  # type: ignore[import-not-found]
+    except ModuleNotFoundError as error:  # its dnnlib imports requests, which we do not depend on
+        raise SystemExit(
+            f"--public {checkout}: its code imports {error.name!r}, which is not installed; pip install {error.name}"
+        ) from None
 
     grid_sample_gradfix.grid_sample = our_grid_sample.grid_sample  # see the module docstring
     return PublicAugmentPipe
