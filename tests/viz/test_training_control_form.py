@@ -19,6 +19,7 @@ from viz.widgets.training_control import TRAIN_AUG_MODES, TrainingControlState, 
 def frame() -> Iterator[None]:
     context = imgui.create_context()
     io = imgui.get_io()
+    io.set_ini_filename(None)  # no imgui.ini left in the folder the tests run from
     io.display_size = imgui.ImVec2(800, 600)
     io.backend_flags |= imgui.BackendFlags_.renderer_has_textures.value  # no font texture to upload
     yield
