@@ -48,6 +48,22 @@ def reference() -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
+def assert_public_pixels(got: np.ndarray, expected: np.ndarray, what: str) -> None:
+    """``got`` is what the public code wrote, up to the CPU's rounding of a value on a level boundary.
+
+    The reference was written by the public code on one CPU (AMD Zen 4). Convolution kernels round
+    differently on others: on an Intel Xeon the public code itself gives one value of the 15,360 in
+    ``img_psi10_const`` one level off the reference (seed 303), and ours equals the public code there
+    bit for bit (202 seeds at psi 0.7 and 1, measured 2026-12-05). So at most one level, on at most
+    one value in a thousand; any real difference in the networks moves far more than that.
+    """
+    assert got.dtype == np.uint8 and got.shape == expected.shape, what
+    diff = np.abs(got.astype(int) - expected.astype(int))
+    assert diff.max() <= 1 and (diff > 0).sum() <= max(1, diff.size // 1000), (
+        f"{what}: max diff {diff.max()}, {(diff > 0).sum()} of {diff.size} values differ"
+    )
+
+
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
     # These networks are tiny: a second thread buys nothing, and with other jobs on the same
