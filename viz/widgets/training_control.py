@@ -40,8 +40,9 @@ FIXED_P_HELP = (
     "--p: every image D sees is augmented with this probability from the first minibatch on, with no "
     "controller, so it fits a data set only by luck. At 0.25 on 500 images r_t sat at 0.64-0.74 on the "
     "digits (D still memorising; G collapsed onto one digit) and at 0.35-0.46 on colour emoji (more than "
-    "D needed; grainy fakes in several runs), with the public pipe as with ours. For limited data start "
-    "with ada, which moves p with r_t."
+    "D needed; grainy fakes in several runs, coming and going between 16 and 40 kimg), with the public "
+    "pipe as with ours. For limited data start with ada, which moves p with r_t, and judge a run by "
+    "several snapshots."
 )
 
 
